@@ -1,0 +1,85 @@
+//! The two serde formats procshare speaks.
+//!
+//! * **native** — postcard: compact, allocation-free to write, and data-only to read. Used
+//!   between Rust processes (`send`/`recv`, queues, process arguments). Decoding hostile bytes
+//!   gives `Err(Codec)`; sequence lengths read from the wire only cap pre-allocation (serde's
+//!   cautious size hints), so a lying length cannot make us allocate much.
+//! * **pickle** — `serde-pickle`, for CPython peers (`send_pickle`/`recv_pickle`). It decodes
+//!   data only: a pickle that asks to import or call anything is an error, never executed.
+
+use crate::error::{Error, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Appends the native encoding of `value` to `buf`.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<()> {
+    let taken = std::mem::take(buf);
+    *buf = postcard::to_extend(value, taken).map_err(|e| Error::Codec(e.to_string()))?;
+    Ok(())
+}
+
+/// The native encoding of `value`.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    encode_into(value, &mut buf)?;
+    Ok(buf)
+}
+
+/// Decodes one native-encoded value that fills `bytes` exactly.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let (value, rest) =
+        postcard::take_from_bytes(bytes).map_err(|e| Error::Codec(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(Error::Codec(format!("{} unexpected bytes after the value", rest.len())));
+    }
+    Ok(value)
+}
+
+/// Pickles `value` (protocol 3, readable by any Python 3).
+pub(crate) fn pickle_encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    /// serde-pickle wants a sized value; this forwards to an unsized one.
+    struct Sized<'a, T: ?std::marker::Sized>(&'a T);
+    impl<T: Serialize + ?std::marker::Sized> Serialize for Sized<'_, T> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            self.0.serialize(s)
+        }
+    }
+    serde_pickle::to_vec(&Sized(value), serde_pickle::SerOptions::new())
+        .map_err(|e| Error::Codec(e.to_string()))
+}
+
+/// Unpickles data-only pickles (no `find_class`, no reduce).
+pub(crate) fn pickle_decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_pickle::from_slice(bytes, serde_pickle::DeOptions::new().decode_strings())
+        .map_err(|e| Error::Codec(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_round_trip_and_garbage() {
+        let v = (1u32, String::from("héllo"), vec![1.5f64, -2.0]);
+        let b = encode(&v).unwrap();
+        assert_eq!(decode::<(u32, String, Vec<f64>)>(&b).unwrap(), v);
+        assert!(matches!(decode::<(u32, String)>(&[0xff, 0xff, 0xff]), Err(Error::Codec(_))));
+        let mut long = b.clone();
+        long.push(0);
+        assert!(matches!(decode::<(u32, String, Vec<f64>)>(&long), Err(Error::Codec(_))));
+    }
+
+    #[test]
+    fn lying_length_does_not_allocate() {
+        // A Vec<u8> claiming u32::MAX elements, then nothing.
+        let b = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(matches!(decode::<Vec<u64>>(&b), Err(Error::Codec(_))));
+    }
+
+    #[test]
+    fn pickle_round_trip() {
+        let v = vec![(1i64, String::from("a")), (2, String::from("b"))];
+        let b = pickle_encode(&v).unwrap();
+        assert_eq!(pickle_decode::<Vec<(i64, String)>>(&b).unwrap(), v);
+    }
+}

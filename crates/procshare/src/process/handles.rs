@@ -1,0 +1,89 @@
+//! How procshare handles carry their file descriptors into another process.
+//!
+//! A handle (`Connection`, `Lock`, `Queue`, ...) serializes its descriptor as an index into a
+//! side table of descriptors. [`export`] runs a serialization with a fresh table and returns it;
+//! the caller moves those descriptors into the child (inherited across `exec` at process start).
+//! [`import`] runs the matching deserialization with the received table installed, and each
+//! handle takes its own duplicate from it. Serializing a handle anywhere else (into a queue, say)
+//! is a clear `Codec` error rather than a dangling descriptor number.
+
+use serde::de::Error as _;
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+thread_local! {
+    static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    static INCOMING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a serialization) collecting the descriptors of the handles it serializes.
+pub(crate) fn export<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
+    let saved = OUTGOING.with(|o| o.borrow_mut().replace(Vec::new()));
+    let r = f();
+    let fds = OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), saved)).unwrap_or_default();
+    (r, fds)
+}
+
+/// Runs `f` (a deserialization) with `fds` as the table handles take their descriptors from.
+pub(crate) fn import<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
+    let saved = INCOMING.with(|i| i.borrow_mut().replace(fds));
+    let r = f();
+    INCOMING.with(|i| *i.borrow_mut() = saved);
+    r
+}
+
+/// Serializes `fd` as an index into the current [`export`] table (duplicates are shared).
+pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S::Ok, S::Error> {
+    let index = OUTGOING.with(|o| -> Result<u32, String> {
+        let mut o = o.borrow_mut();
+        let table = o.as_mut().ok_or_else(|| {
+            "procshare handles can only be sent as Process arguments".to_string()
+        })?;
+        if let Some(i) = table.iter().position(|t| t.as_raw_fd() == fd.as_raw_fd()) {
+            return Ok(i as u32);
+        }
+        let dup = fd.try_clone_to_owned().map_err(|e| e.to_string())?;
+        table.push(dup);
+        Ok(table.len() as u32 - 1)
+    });
+    FdIndex(index.map_err(S::Error::custom)?).serialize(s)
+}
+
+/// Deserializes a descriptor written by [`serialize_fd`]: a fresh duplicate from the table.
+pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
+    let FdIndex(index) = FdIndex::deserialize(d)?;
+    INCOMING.with(|i| {
+        let i = i.borrow();
+        let table = i.as_ref().ok_or_else(|| {
+            D::Error::custom("procshare handles can only be received as Process arguments")
+        })?;
+        let fd = table
+            .get(index as usize)
+            .ok_or_else(|| D::Error::custom(format!("no descriptor number {index} was passed")))?;
+        fd.try_clone().map_err(D::Error::custom)
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct FdIndex(u32);
+
+/// The raw numbers of `fds`, for the child's start-up record.
+pub(crate) fn raw(fds: &[OwnedFd]) -> Vec<RawFd> {
+    fds.iter().map(|f| f.as_raw_fd()).collect()
+}
+
+/// A serde `with` module for `OwnedFd` fields: `#[serde(with = "crate::process::handles::fd")]`.
+pub(crate) mod fd {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(fd: &OwnedFd, s: S) -> Result<S::Ok, S::Error> {
+        use std::os::fd::AsFd;
+        serialize_fd(fd.as_fd(), s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
+        deserialize_fd(d)
+    }
+}

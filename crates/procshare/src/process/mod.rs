@@ -1,0 +1,476 @@
+//! Processes — `multiprocessing.Process`.
+//!
+//! Two start methods, as in Python:
+//! * [`StartMethod::Spawn`] (default) re-executes the current binary. The child's target, its
+//!   arguments (serde-encoded) and the descriptors of the procshare handles inside them travel
+//!   in a start-up record; [`init`] (and a load-time hook, so test binaries work without it)
+//!   turns the new process into the target and never returns there.
+//! * [`StartMethod::Fork`] calls `fork()` and runs the target in the copy. Only safe when the
+//!   parent has no other threads holding locks (allocator, stdout): prefer Spawn.
+//!
+//! Exit codes follow Python's `exitcode`: 0 on return, 1 if the target panicked (the panic
+//! message goes to stderr), `-SIGNUM` if a signal killed the child.
+//!
+//! What survives: with Spawn, only what the arguments carry (plus the environment and the
+//! working directory). With Fork, the whole address space as it was at the call.
+#![allow(unsafe_code)]
+
+pub(crate) mod handles;
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::sys::{self, fd as sysfd, memfd, poll, proc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Python's `exitcode`: 0, 1 when the target panicked, `-SIGNUM` when killed by a signal.
+pub type ExitCode = i32;
+
+/// How a child process is started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StartMethod {
+    /// Re-execute the current binary (Python's `spawn`). Works with any parent.
+    #[default]
+    Spawn,
+    /// `fork()` (Python's `fork`). Fast; only for parents with no other busy threads.
+    Fork,
+}
+
+const BOOT_ENV: &str = "PROCSHARE_BOOT_FD";
+
+/// Starts procshare in this binary. Call it first in `main` of every program that starts
+/// processes: in a child started with [`StartMethod::Spawn`] it runs the child's target and
+/// exits, never returning; in any other process it does nothing.
+///
+/// A load-time hook does the same before `main` runs, so `cargo test` binaries (whose `main`
+/// you do not write) can start processes without calling `init` at all.
+///
+/// ```no_run
+/// fn main() {
+///     procshare::init();
+///     // ... the parent's work
+/// }
+/// ```
+pub fn init() {
+    boot_if_child();
+}
+
+#[ctor::ctor]
+fn procshare_load_time_init() {
+    boot_if_child();
+}
+
+/// The process we are: name and pid (`multiprocessing.current_process()`).
+#[derive(Debug, Clone)]
+pub struct CurrentProcess {
+    name: String,
+    pid: u32,
+}
+
+impl CurrentProcess {
+    /// `MainProcess` in the first process, `Process-N` (or the name given) in a child.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// This process's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+struct Identity {
+    name: String,
+    /// Python's `_identity`: "" for the main process, "1", "1:2", ... for descendants.
+    path: String,
+}
+
+static IDENTITY: RwLock<Option<Arc<Identity>>> = RwLock::new(None);
+static CHILD_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn identity() -> Arc<Identity> {
+    let current = IDENTITY.read().unwrap_or_else(|e| e.into_inner()).clone();
+    current.unwrap_or_else(|| {
+        Arc::new(Identity { name: "MainProcess".into(), path: String::new() })
+    })
+}
+
+/// Becomes the child `name` (identity `path`), with a fresh count of its own children.
+fn set_identity(name: String, path: String) {
+    *IDENTITY.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Identity { name, path }));
+    CHILD_COUNTER.store(0, Ordering::Relaxed);
+}
+
+/// The current process (`multiprocessing.current_process()`).
+pub fn current_process() -> CurrentProcess {
+    CurrentProcess { name: identity().name.clone(), pid: proc::current_pid() }
+}
+
+/// A child process (`multiprocessing.Process`), started by [`Process::spawn`] or
+/// [`Process::builder`].
+///
+/// Dropping a `Process` does not stop the child; it is still reaped when it ends (no zombies).
+#[derive(Debug)]
+pub struct Process {
+    pid: u32,
+    name: String,
+    exit: Option<ExitCode>,
+}
+
+/// Options for starting a [`Process`]: name, start method, daemon flag.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessBuilder {
+    name: Option<String>,
+    method: StartMethod,
+    daemon: bool,
+}
+
+impl ProcessBuilder {
+    /// The child's name (`current_process().name()` there). Default: `Process-N`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Spawn (default) or Fork.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// A daemon child is killed (SIGKILL) when the thread that started it ends — normally when
+    /// the parent exits, as Python's daemon processes are terminated at exit.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Starts `target(args)` in a new process.
+    ///
+    /// `args` may hold procshare handles at any depth; they work in the child as in the parent.
+    /// `target` must be a plain `fn` or a non-capturing closure.
+    pub fn spawn<A: Serialize + DeserializeOwned>(self, args: A, target: fn(A)) -> Result<Process> {
+        let n = CHILD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+        let me = identity();
+        let parent = me.path.as_str();
+        let path = if parent.is_empty() { n.to_string() } else { format!("{parent}:{n}") };
+        let name = self.name.clone().unwrap_or_else(|| format!("Process-{path}"));
+        let pid = match self.method {
+            StartMethod::Spawn => spawn_exec(&name, &path, self.daemon, args, target)?,
+            StartMethod::Fork => spawn_fork(&name, &path, self.daemon, args, target)?,
+        };
+        Ok(Process { pid, name, exit: None })
+    }
+}
+
+impl Process {
+    /// Starts `target(args)` in a new process with the default options (Spawn, not daemon).
+    ///
+    /// ```no_run
+    /// use procshare::{pipe, Process};
+    /// procshare::init();
+    /// let (parent_end, child_end) = pipe()?;
+    /// let mut p = Process::spawn(child_end, |conn| {
+    ///     conn.send(&"hello from the child").unwrap();
+    /// })?;
+    /// assert_eq!(parent_end.recv::<String>()?, "hello from the child");
+    /// assert_eq!(p.join()?, 0);
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn spawn<A: Serialize + DeserializeOwned>(args: A, target: fn(A)) -> Result<Process> {
+        ProcessBuilder::default().spawn(args, target)
+    }
+
+    /// Options: name, start method, daemon.
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::default()
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The child's name (`Process-N` unless one was given).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The exit code if the child has ended and been joined or polled, else `None`.
+    pub fn exitcode(&self) -> Option<ExitCode> {
+        self.exit
+    }
+
+    /// Whether the child still runs.
+    pub fn is_alive(&self) -> bool {
+        if self.exit.is_some() {
+            return false;
+        }
+        // Reaping here would need `&mut self`; a zombie is reported as not alive.
+        proc::start_time(self.pid).is_some()
+    }
+
+    fn try_reap(&mut self, nohang: bool) -> Result<Option<ExitCode>> {
+        if let Some(code) = self.exit {
+            return Ok(Some(code));
+        }
+        match proc::waitpid(self.pid, nohang)? {
+            Some(status) => {
+                let code = proc::exit_code(status);
+                self.exit = Some(code);
+                Ok(Some(code))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Waits for the child to end and returns its exit code.
+    pub fn join(&mut self) -> Result<ExitCode> {
+        match self.try_reap(false)? {
+            Some(code) => Ok(code),
+            None => Err(Error::Io(std::io::ErrorKind::Other.into())),
+        }
+    }
+
+    /// Waits at most `timeout` for the child to end: `Ok(None)` if it still runs.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<ExitCode>> {
+        if let Some(code) = self.try_reap(true)? {
+            return Ok(Some(code));
+        }
+        let deadline = sys::futex::deadline(Some(timeout));
+        match proc::pidfd_open(self.pid) {
+            Ok(pidfd) => {
+                poll::poll(&[(pidfd.as_fd(), poll::POLLIN)], deadline)?;
+                self.try_reap(true)
+            }
+            Err(_) => loop {
+                // No pidfd (old kernel): poll the wait status.
+                if let Some(code) = self.try_reap(true)? {
+                    return Ok(Some(code));
+                }
+                if deadline.is_some_and(|d| sys::futex::now() >= d) {
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            },
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) -> Result<()> {
+        if self.exit.is_some() {
+            // Already reaped: the pid may belong to someone else now.
+            return Ok(());
+        }
+        match proc::kill(self.pid, sig) {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    /// Sends SIGTERM (`Process.terminate()`).
+    pub fn terminate(&self) -> Result<()> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Sends SIGKILL (`Process.kill()`).
+    pub fn kill(&self) -> Result<()> {
+        self.signal(libc::SIGKILL)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        if let Ok(Some(_)) = proc::waitpid(self.pid, true) {
+            return;
+        }
+        // Still running: reap it whenever it ends, so it never lingers as a zombie.
+        let pid = self.pid;
+        let _ = std::thread::Builder::new()
+            .name(format!("procshare-reap-{pid}"))
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _ = proc::waitpid(pid, false);
+            });
+    }
+}
+
+/// What a spawned child needs to become its target; written to a memfd it inherits.
+#[derive(Serialize, Deserialize)]
+struct StartRecord {
+    name: String,
+    path: String,
+    /// `trampoline::<A>` and `target`, as offsets from [`anchor`] in this same executable.
+    trampoline: isize,
+    target: isize,
+    /// The executable's identity, so a binary replaced since the parent started is refused.
+    exe: (u64, u64, i64, i64),
+    fds: Vec<RawFd>,
+    args: Vec<u8>,
+}
+
+#[inline(never)]
+fn anchor() {}
+
+fn offset_of(addr: usize) -> isize {
+    (addr as isize).wrapping_sub(anchor as *const () as usize as isize)
+}
+
+fn from_offset(offset: isize) -> usize {
+    (anchor as *const () as usize as isize).wrapping_add(offset) as usize
+}
+
+type Trampoline = fn(&[u8], Vec<OwnedFd>, usize) -> Result<()>;
+
+fn trampoline<A: DeserializeOwned>(args: &[u8], fds: Vec<OwnedFd>, target: usize) -> Result<()> {
+    let args: A = handles::import(fds, || codec::decode(args))?;
+    // SAFETY: `target` was computed in the parent from a `fn(A)` of this same executable
+    // (identity checked) relative to `anchor`, and `trampoline::<A>` was chosen with the same A.
+    let target: fn(A) = unsafe { std::mem::transmute::<usize, fn(A)>(target) };
+    target(args);
+    Ok(())
+}
+
+fn exe_identity() -> Result<(u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/proc/self/exe")?;
+    Ok((m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
+fn spawn_exec<A: Serialize>(
+    name: &str,
+    path: &str,
+    daemon: bool,
+    args: A,
+    target: fn(A),
+) -> Result<u32>
+where
+    A: DeserializeOwned,
+{
+    let (encoded, fds) = handles::export(|| codec::encode(&args));
+    let encoded = encoded?;
+    let record = StartRecord {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        trampoline: offset_of(trampoline::<A> as Trampoline as usize),
+        target: offset_of(target as usize),
+        exe: exe_identity()?,
+        fds: handles::raw(&fds),
+        args: encoded,
+    };
+    let boot = memfd::create("procshare-start")?;
+    memfd::write_all_at(boot.as_fd(), &codec::encode(&record)?, 0)?;
+    let boot_raw = boot.as_raw_fd();
+    let mut inherit: Vec<RawFd> = handles::raw(&fds);
+    inherit.push(boot_raw);
+    let parent_pid = proc::current_pid();
+
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.env(BOOT_ENV, boot_raw.to_string());
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe calls (fcntl, prctl, getppid) on descriptors we own and keep alive.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &inherit {
+                sysfd::set_cloexec_raw(fd, false)?;
+            }
+            if daemon {
+                proc::set_parent_death_signal(libc::SIGKILL)?;
+                if proc::parent_pid() != parent_pid {
+                    proc::exit_now(1);
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    // We reap it ourselves with waitpid; std's Child does not wait on drop.
+    let pid = child.id();
+    drop(args);
+    drop(fds);
+    Ok(pid)
+}
+
+fn spawn_fork<A>(name: &str, path: &str, daemon: bool, args: A, target: fn(A)) -> Result<u32> {
+    let parent_pid = proc::current_pid();
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: documented on StartMethod::Fork; the child only runs the target and exits.
+    match unsafe { proc::fork()? } {
+        proc::Forked::Parent(pid) => {
+            drop(args);
+            Ok(pid)
+        }
+        proc::Forked::Child => {
+            if daemon {
+                let _ = proc::set_parent_death_signal(libc::SIGKILL);
+                if proc::parent_pid() != parent_pid {
+                    proc::exit_now(1);
+                }
+            }
+            set_identity(name.to_owned(), path.to_owned());
+            let code = run_guarded(|| {
+                target(args);
+                Ok(())
+            });
+            proc::exit_now(code)
+        }
+    }
+}
+
+/// Runs the child's body: exit code 0, or 1 if it panicked or failed to start; flushes stdio.
+fn run_guarded(body: impl FnOnce() -> Result<()>) -> i32 {
+    let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            eprintln!("procshare: the child process could not start its target: {e}");
+            1
+        }
+        Err(_) => 1,
+    };
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    code
+}
+
+fn boot_if_child() {
+    let Some(raw) = std::env::var_os(BOOT_ENV) else { return };
+    std::env::remove_var(BOOT_ENV);
+    let code = run_guarded(|| {
+        let raw: RawFd = raw
+            .to_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::invalid("bad start-up descriptor"))?;
+        let boot = sysfd::own(raw).ok_or_else(|| Error::invalid("bad start-up descriptor"))?;
+        let len = memfd::len(boot.as_fd())? as usize;
+        let mut bytes = vec![0u8; len];
+        memfd::read_exact_at(boot.as_fd(), &mut bytes, 0)?;
+        drop(boot);
+        let record: StartRecord = codec::decode(&bytes)?;
+        let mut fds = Vec::with_capacity(record.fds.len());
+        for &fd in &record.fds {
+            let fd = sysfd::own(fd).ok_or_else(|| Error::invalid("bad inherited descriptor"))?;
+            sysfd::set_cloexec(fd.as_fd(), true)?;
+            fds.push(fd);
+        }
+        if record.exe != exe_identity()? {
+            return Err(Error::invalid(
+                "the executable changed since the parent started; cannot run the target",
+            ));
+        }
+        set_identity(record.name, record.path);
+        // SAFETY: the offset was computed from `trampoline::<A> as Trampoline` in the parent
+        // running this same executable (identity checked above).
+        let tramp: Trampoline =
+            unsafe { std::mem::transmute::<usize, Trampoline>(from_offset(record.trampoline)) };
+        tramp(&record.args, fds, from_offset(record.target))
+    });
+    std::process::exit(code);
+}

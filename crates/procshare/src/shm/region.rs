@@ -1,0 +1,189 @@
+//! `Region`: an anonymous shared-memory segment (a memfd mapped whole), the home of every
+//! procshare object that lives in shared memory and is handed to children (locks, queues,
+//! `Value`, `Array`).
+//!
+//! ```text
+//!  0        8         12        16                         64
+//!  +--------+---------+---------+--------------------------+---------------------
+//!  | magic  | version | state   | payload_len (u64) | pad  | payload ...
+//!  +--------+---------+---------+--------------------------+---------------------
+//! ```
+//! `magic` names the kind of object, `state` goes `0 (creating) -> READY` with Release after
+//! the creator has initialised the payload; an opener checks all of it (Acquire) and refuses a
+//! foreign, half-made or truncated segment with an error. A region lives as long as any process
+//! holds its descriptor or mapping: it cannot leak past its last user.
+//!
+//! Crash table: a creator killed before `READY` leaves a memfd nobody else holds; it dies with
+//! the creator. After `READY` the header never changes.
+#![allow(unsafe_code)]
+
+use crate::error::{Error, Result};
+use crate::process::handles;
+use crate::sys::{memfd, mmap::Mapping};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Bytes before the payload; keeps the payload cache-line aligned.
+pub(crate) const HEADER_LEN: usize = 64;
+const VERSION: u32 = 1;
+const READY: u32 = 0x5245_4144; // "READ"
+
+#[repr(C)]
+struct Header {
+    magic: AtomicU64,
+    version: AtomicU32,
+    state: AtomicU32,
+    payload_len: AtomicU64,
+}
+
+struct Inner {
+    fd: OwnedFd,
+    map: Mapping,
+    magic: u64,
+}
+
+/// A shared-memory segment; clones share it. Serializes (as a `Process` argument) to a handle
+/// that opens the same memory in the child.
+#[derive(Clone)]
+pub(crate) struct Region(Arc<Inner>);
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region").field("len", &self.payload_len()).finish()
+    }
+}
+
+impl Region {
+    /// A new zeroed region of `payload_len` bytes of kind `magic`; `init` fills the payload
+    /// before the region is published as ready.
+    pub(crate) fn create(
+        magic: u64,
+        payload_len: usize,
+        init: impl FnOnce(*mut u8),
+    ) -> Result<Region> {
+        let total = payload_len
+            .checked_add(HEADER_LEN)
+            .ok_or_else(|| Error::invalid("shared region too large"))?;
+        let fd = memfd::create("procshare")?;
+        memfd::set_len(fd.as_fd(), total as u64)?;
+        let map = Mapping::map(fd.as_fd(), total)?;
+        let region = Region(Arc::new(Inner { fd, map, magic }));
+        init(region.payload());
+        let h = region.header();
+        h.magic.store(magic, Ordering::Relaxed);
+        h.version.store(VERSION, Ordering::Relaxed);
+        h.payload_len.store(payload_len as u64, Ordering::Relaxed);
+        // Release: pairs with the Acquire in `open`; the payload is initialised before this.
+        h.state.store(READY, Ordering::Release);
+        Ok(region)
+    }
+
+    /// Maps a region received from another process and checks its header.
+    pub(crate) fn open(fd: OwnedFd, magic: u64) -> Result<Region> {
+        let total = memfd::len(fd.as_fd())?;
+        let total = usize::try_from(total).map_err(|_| Error::invalid("region too large"))?;
+        if total < HEADER_LEN {
+            return Err(Error::invalid("shared region is smaller than its header"));
+        }
+        let map = Mapping::map(fd.as_fd(), total)?;
+        let region = Region(Arc::new(Inner { fd, map, magic }));
+        let h = region.header();
+        // Acquire: pairs with the Release in `create`.
+        if h.state.load(Ordering::Acquire) != READY {
+            return Err(Error::invalid("shared region is not initialised (its creator died?)"));
+        }
+        if h.magic.load(Ordering::Relaxed) != magic {
+            return Err(Error::invalid("shared region holds a different kind of object"));
+        }
+        if h.version.load(Ordering::Relaxed) != VERSION {
+            return Err(Error::invalid("shared region was made by another procshare version"));
+        }
+        if h.payload_len.load(Ordering::Relaxed) != (total - HEADER_LEN) as u64 {
+            return Err(Error::invalid("shared region size does not match its header"));
+        }
+        Ok(region)
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least HEADER_LEN bytes, page-aligned, and Header is made of
+        // atomics, valid for any bit pattern.
+        unsafe { &*(self.0.map.as_ptr() as *const Header) }
+    }
+
+    /// The payload's first byte (64-byte aligned).
+    pub(crate) fn payload(&self) -> *mut u8 {
+        // SAFETY: HEADER_LEN is within the mapping.
+        unsafe { self.0.map.as_ptr().add(HEADER_LEN) }
+    }
+
+    /// Payload length in bytes.
+    pub(crate) fn payload_len(&self) -> usize {
+        self.0.map.len() - HEADER_LEN
+    }
+
+    /// The kind of object, as given to `create`; a handle type checks it after deserializing.
+    pub(crate) fn magic(&self) -> u64 {
+        self.0.magic
+    }
+
+    /// Fails unless the region holds an object of kind `magic`.
+    pub(crate) fn expect(self, magic: u64) -> Result<Region> {
+        if self.0.magic == magic {
+            Ok(self)
+        } else {
+            Err(Error::invalid("shared region holds a different kind of object"))
+        }
+    }
+
+    /// The memfd behind the region.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.fd.as_fd()
+    }
+
+    /// The mapping (for `discard`).
+    pub(crate) fn mapping(&self) -> &Mapping {
+        &self.0.map
+    }
+
+    /// A reference to a `T` at `offset` in the payload.
+    ///
+    /// # Safety
+    /// `T` must be valid for any bit pattern a peer may write (atomics, plain integers), and
+    /// `offset` aligned for `T`. Bounds are checked here.
+    pub(crate) unsafe fn at<T>(&self, offset: usize) -> &T {
+        assert!(offset + std::mem::size_of::<T>() <= self.payload_len());
+        assert!(offset % std::mem::align_of::<T>() == 0);
+        // SAFETY: in bounds and aligned (asserted; HEADER_LEN and the page are 64-aligned); the
+        // caller vouches for the bit patterns.
+        unsafe { &*(self.payload().add(offset) as *const T) }
+    }
+}
+
+impl Serialize for Region {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (Fd(self), self.0.magic).serialize(s)
+    }
+}
+
+struct Fd<'a>(&'a Region);
+impl Serialize for Fd<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        handles::serialize_fd(self.0.fd(), s)
+    }
+}
+
+struct OwnedFdDe(OwnedFd);
+impl<'de> Deserialize<'de> for OwnedFdDe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        handles::deserialize_fd(d).map(OwnedFdDe)
+    }
+}
+
+impl<'de> Deserialize<'de> for Region {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (OwnedFdDe(fd), magic) = <(OwnedFdDe, u64)>::deserialize(d)?;
+        Region::open(fd, magic).map_err(serde::de::Error::custom)
+    }
+}

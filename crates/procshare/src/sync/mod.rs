@@ -1,0 +1,1 @@
+//! Locks and other synchronisation between processes (issue 3).

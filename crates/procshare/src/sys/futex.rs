@@ -1,0 +1,95 @@
+//! Futex waits and wakes on words in shared memory.
+//!
+//! Always the shared form (no `FUTEX_PRIVATE_FLAG`): the word may be mapped by other processes.
+//! Deadlines are absolute `CLOCK_MONOTONIC` times ([`now`] + timeout), so a wait that is
+//! interrupted and restarted never waits longer in total.
+
+use std::io;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// `clock_gettime(CLOCK_MONOTONIC)` as a `Duration` since an arbitrary epoch (boot).
+///
+/// The same clock in every process of the machine, so deadlines can be stored in shared memory.
+///
+/// # References
+/// clock_gettime(2)
+pub fn now() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// An absolute monotonic deadline `timeout` from now; `None` stays `None` (wait forever).
+pub fn deadline(timeout: Option<Duration>) -> Option<Duration> {
+    timeout.map(|t| now().saturating_add(t))
+}
+
+/// How a [`wait`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Woken, or the word no longer held `expected`, or a signal: look at the word again.
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// `futex(word, FUTEX_WAIT_BITSET, expected, deadline, NULL, FUTEX_BITSET_MATCH_ANY)`: sleeps
+/// while `*word == expected`, until woken or until the absolute monotonic `deadline`.
+///
+/// Spurious returns happen (EINTR, EAGAIN): callers loop on their own condition.
+///
+/// # References
+/// futex(2)
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Duration>) -> io::Result<Wake> {
+    let ts;
+    let ts_ptr = match deadline {
+        Some(d) => {
+            ts = libc::timespec {
+                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            };
+            &ts as *const libc::timespec
+        }
+        None => std::ptr::null(),
+    };
+    // SAFETY: `word` is a live, aligned u32; `ts_ptr` is null or points to `ts`, alive until the
+    // call returns. The kernel only reads both.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            libc::FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+    if r == 0 {
+        return Ok(Wake::Woken);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ETIMEDOUT) => Ok(Wake::TimedOut),
+        Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(Wake::Woken),
+        _ => Err(e),
+    }
+}
+
+/// `futex(word, FUTEX_WAKE, n)`: wakes up to `n` waiters on `word`; returns how many woke.
+///
+/// # References
+/// futex(2)
+pub fn wake(word: &AtomicU32, n: u32) -> usize {
+    let n = n.min(i32::MAX as u32);
+    // SAFETY: `word` is a live aligned u32; FUTEX_WAKE does not dereference it.
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    r.max(0) as usize
+}
+
+/// Wakes every waiter on `word`.
+pub fn wake_all(word: &AtomicU32) -> usize {
+    wake(word, i32::MAX as u32)
+}

@@ -1,0 +1,111 @@
+//! Shared memory mappings: `mmap(MAP_SHARED)` / `munmap`.
+
+use super::cvt;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+
+/// A `MAP_SHARED`, read-write mapping of a whole file, unmapped on drop.
+///
+/// The memory may change at any time under other processes' writes, so it is only ever handed
+/// out as a raw pointer; the layers above decide how to read it (atomics, volatile copies).
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; concurrent access goes
+// through raw pointers whose users synchronise with atomics.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` only exposes the pointer and length.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0)`.
+    ///
+    /// `len` must be non-zero.
+    ///
+    /// # References
+    /// mmap(2)
+    pub fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+        Self::map_with(fd, len, libc::PROT_READ | libc::PROT_WRITE)
+    }
+
+    /// Like [`Mapping::map`] but read-only (for sealed files).
+    pub fn map_readonly(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+        Self::map_with(fd, len, libc::PROT_READ)
+    }
+
+    fn map_with(fd: BorrowedFd<'_>, len: usize, prot: libc::c_int) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        // SAFETY: a fresh mapping at an address the kernel picks; no existing memory is touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: NonNull::new(ptr.cast()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))?,
+            len,
+        })
+    }
+
+    /// The first byte of the mapping.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The mapped length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: mappings are never empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `madvise(addr, len, MADV_REMOVE)`: frees the backing pages of a page-aligned range of a
+    /// shared file mapping; they read as zeros afterwards.
+    ///
+    /// # References
+    /// madvise(2)
+    pub fn discard(&self, offset: usize, len: usize) -> io::Result<()> {
+        let end = offset.checked_add(len).filter(|&e| e <= self.len);
+        if end.is_none() || offset % page_size() != 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        // SAFETY: the range lies inside this mapping (checked above).
+        cvt(unsafe { libc::madvise(self.ptr.as_ptr().add(offset).cast(), len, libc::MADV_REMOVE) })
+            .map(drop)
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe a mapping made by `map` and not unmapped since.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// `sysconf(_SC_PAGESIZE)`.
+pub fn page_size() -> usize {
+    // SAFETY: no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n <= 0 {
+        4096
+    } else {
+        n as usize
+    }
+}

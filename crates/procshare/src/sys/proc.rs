@@ -1,0 +1,193 @@
+//! Process identity, liveness, signals and reaping.
+//!
+//! A pid alone does not name a process: pids are reused. procshare names a process by
+//! `(pid, start time)`, the start time being field 22 of `/proc/PID/stat` (clock ticks since
+//! boot), which never changes for a process and differs for a later process with the same pid
+//! unless both start in the same tick.
+
+use super::{cvt, retry};
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Once;
+
+static PID: AtomicU32 = AtomicU32::new(0);
+static START: AtomicU64 = AtomicU64::new(0);
+/// Bumped in every child right after `fork`, so thread-local caches know they are stale.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn after_fork_in_child() {
+    // Only atomics: this runs in the child between fork and whatever comes next.
+    PID.store(0, Ordering::Relaxed);
+    START.store(0, Ordering::Relaxed);
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+fn register_atfork() {
+    ATFORK.call_once(|| {
+        // SAFETY: the handler is an `extern "C" fn()` that only touches atomics.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+}
+
+/// `getpid()`, cached (the cache is reset in a forked child).
+pub fn current_pid() -> u32 {
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    register_atfork();
+    // SAFETY: getpid cannot fail.
+    let p = unsafe { libc::getpid() } as u32;
+    PID.store(p, Ordering::Relaxed);
+    p
+}
+
+/// This process's start time (see the module doc), cached like [`current_pid`].
+pub fn current_start_time() -> u64 {
+    let s = START.load(Ordering::Relaxed);
+    if s != 0 {
+        return s;
+    }
+    let s = start_time(current_pid()).unwrap_or(1);
+    START.store(s, Ordering::Relaxed);
+    s
+}
+
+thread_local! {
+    static TID: Cell<(u64, u32)> = const { Cell::new((u64::MAX, 0)) };
+}
+
+/// `gettid()`, cached per thread (refreshed after `fork`, where the thread's id changes).
+pub fn current_tid() -> u32 {
+    register_atfork();
+    let generation = FORK_GENERATION.load(Ordering::Relaxed);
+    TID.with(|c| {
+        let (g, t) = c.get();
+        if g == generation {
+            return t;
+        }
+        // SAFETY: gettid cannot fail.
+        let t = unsafe { libc::gettid() } as u32;
+        c.set((generation, t));
+        t
+    })
+}
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`), or `None` if there is no such
+/// process (or it is a zombie being reaped).
+pub fn start_time(pid: u32) -> Option<u64> {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces or ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    // `rest` starts at field 3 (state); starttime is field 22.
+    fields.nth(18)?.parse().ok()
+}
+
+/// Whether the process `(pid, start_time)` still runs (a zombie counts as dead).
+pub fn is_alive(pid: u32, start: u64) -> bool {
+    start_time(pid) == Some(start)
+}
+
+/// `kill(pid, sig)`.
+///
+/// # References
+/// kill(2)
+pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    if pid <= 0 {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    // SAFETY: no pointers.
+    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// `pidfd_open(pid, 0)`: a descriptor that becomes readable when `pid` exits.
+///
+/// # References
+/// pidfd_open(2)
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: no pointers.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh descriptor (opened O_CLOEXEC by definition).
+    Ok(unsafe { OwnedFd::from_raw_fd(r as libc::c_int) })
+}
+
+/// `waitpid(pid, &status, WNOHANG or 0)`: `Some(status)` once the child has exited and been
+/// reaped, `None` if it still runs (only with `nohang`).
+///
+/// # References
+/// waitpid(2)
+pub fn waitpid(pid: u32, nohang: bool) -> io::Result<Option<libc::c_int>> {
+    let mut status: libc::c_int = 0;
+    let flags = if nohang { libc::WNOHANG } else { 0 };
+    // SAFETY: `status` is a valid out-pointer.
+    let r = retry(|| cvt(unsafe { libc::waitpid(pid as libc::pid_t, &mut status, flags) }))?;
+    Ok(if r == 0 { None } else { Some(status) })
+}
+
+/// Python's `exitcode` for a wait status: the exit code, or `-signum` if a signal killed it.
+pub fn exit_code(status: libc::c_int) -> i32 {
+    if libc::WIFSIGNALED(status) {
+        -libc::WTERMSIG(status)
+    } else {
+        libc::WEXITSTATUS(status)
+    }
+}
+
+/// `prctl(PR_SET_PDEATHSIG, sig)`: deliver `sig` to this process when its parent thread exits.
+///
+/// # References
+/// prctl(2)
+pub fn set_parent_death_signal(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: no pointers.
+    cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) }).map(drop)
+}
+
+/// `getppid()`.
+pub fn parent_pid() -> u32 {
+    // SAFETY: cannot fail.
+    unsafe { libc::getppid() as u32 }
+}
+
+/// The result of [`fork`].
+pub enum Forked {
+    /// In the parent: the child's pid.
+    Parent(u32),
+    /// In the child.
+    Child,
+}
+
+/// `fork()`.
+///
+/// # Safety
+/// In a multi-threaded parent the child may only rely on memory no other thread was changing;
+/// see fork(2). procshare's `StartMethod::Fork` documents this for users.
+///
+/// # References
+/// fork(2)
+pub unsafe fn fork() -> io::Result<Forked> {
+    register_atfork();
+    // SAFETY: the caller upholds fork's contract (see above).
+    let r = cvt(unsafe { libc::fork() })?;
+    Ok(if r == 0 { Forked::Child } else { Forked::Parent(r as u32) })
+}
+
+/// `_exit(code)`: ends the process without running atexit handlers or destructors.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is always safe to call.
+    unsafe { libc::_exit(code) }
+}
