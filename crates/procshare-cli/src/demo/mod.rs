@@ -1,0 +1,40 @@
+//! `procshare demo`: the book's programs, end to end.
+
+mod pi;
+mod pipe;
+mod queue;
+mod shm;
+
+/// Which demo to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    /// One writer, two readers sharing one end of a Pipe.
+    Pipe,
+    /// One adder, two getters on a Queue.
+    Queue,
+    /// A ShareableList and an Array shared by several processes.
+    Shm,
+    /// "Computing Pi": workers summing a series into shared memory.
+    Pi,
+    /// Every demo, one after another.
+    All,
+}
+
+type Demo = fn() -> procshare::Result<()>;
+
+const DEMOS: &[(Which, Demo)] = &[
+    (Which::Pipe, pipe::run),
+    (Which::Queue, queue::run),
+    (Which::Shm, shm::run),
+    (Which::Pi, pi::run),
+];
+
+/// Runs one demo, or all of them.
+pub fn run(which: Which) -> procshare::Result<()> {
+    for (w, demo) in DEMOS {
+        if which == Which::All || which == *w {
+            demo()?;
+        }
+    }
+    Ok(())
+}

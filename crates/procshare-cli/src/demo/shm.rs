@@ -1,0 +1,5 @@
+//! Not built yet.
+
+pub fn run() -> procshare::Result<()> {
+    Ok(())
+}
