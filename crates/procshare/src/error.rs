@@ -73,9 +73,4 @@ impl Error {
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into())
     }
-
-    /// The last OS error (`errno`).
-    pub(crate) fn last_os() -> Self {
-        Error::Io(io::Error::last_os_error())
-    }
 }

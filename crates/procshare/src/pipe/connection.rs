@@ -96,7 +96,12 @@ pub struct Connection {
 /// ```
 pub fn pipe() -> Result<(Connection, Connection)> {
     let (a, b) = socket::seqpacket_pair()?;
-    Ok((Connection::new(a, true, true), Connection::new(b, true, true)))
+    widen_send_buffer(a.as_fd());
+    widen_send_buffer(b.as_fd());
+    Ok((
+        Connection::new(a, true, true),
+        Connection::new(b, true, true),
+    ))
 }
 
 /// A one-way pipe: `(receive-only end, send-only end)` (`multiprocessing.Pipe(False)`).
@@ -110,9 +115,31 @@ pub fn pipe() -> Result<(Connection, Connection)> {
 /// ```
 pub fn pipe_simplex() -> Result<(Connection, Connection)> {
     let (r, w) = socket::seqpacket_pair()?;
+    widen_send_buffer(w.as_fd());
     socket::shutdown(r.as_fd(), false, true)?;
     socket::shutdown(w.as_fd(), true, false)?;
-    Ok((Connection::new(r, true, false), Connection::new(w, false, true)))
+    Ok((
+        Connection::new(r, true, false),
+        Connection::new(w, false, true),
+    ))
+}
+
+/// Each record costs its kernel overhead (about 1 KiB) against the sender's buffer, so the
+/// default 208 KiB would block a writer after ~200 small messages, where Python's stream pipe
+/// holds thousands. Ask for the system maximum (capped at 4 MiB; only a limit, not memory
+/// taken up front). Failure is harmless: the default stays.
+fn widen_send_buffer(fd: BorrowedFd<'_>) {
+    static WANTED: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let wanted = *WANTED.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+            .min(4 << 20)
+    });
+    if wanted > 0 {
+        let _ = socket::set_send_buffer(fd, wanted);
+    }
 }
 
 fn wrong_direction(msg: &'static str) -> Error {
@@ -254,7 +281,12 @@ impl Connection {
         memfd::write_all_at(file.as_fd(), payload, 0)?;
         memfd::add_seals(file.as_fd(), memfd::SEAL_ALL)?;
         let len = (payload.len() as u64).to_le_bytes();
-        socket::send_record(self.fd.as_fd(), &[&[KIND_OOB], &len], &[file.as_fd()], false)?;
+        socket::send_record(
+            self.fd.as_fd(),
+            &[&[KIND_OOB], &len],
+            &[file.as_fd()],
+            false,
+        )?;
         Ok(())
     }
 
@@ -376,7 +408,10 @@ impl Connection {
                     let payload = &record[1..];
                     if payload.len() > limit {
                         self.stash(Pending::Inline(payload.to_vec()));
-                        return Err(Error::MessageTooLarge { size: payload.len(), limit });
+                        return Err(Error::MessageTooLarge {
+                            size: payload.len(),
+                            limit,
+                        });
                     }
                     f(payload)
                 }
@@ -407,9 +442,9 @@ impl Connection {
         }
         match head[0] {
             KIND_INLINE => Ok(Some(got.full_len - 1)),
-            KIND_OOB if got.len == 9 => {
-                Ok(Some(u64::from_le_bytes(head[1..9].try_into().expect("8 bytes")) as usize))
-            }
+            KIND_OOB if got.len == 9 => Ok(Some(u64::from_le_bytes(
+                head[1..9].try_into().expect("8 bytes"),
+            ) as usize)),
             _ => Ok(Some(0)), // malformed: let the real receive report it
         }
     }
@@ -440,7 +475,12 @@ fn read_out_of_band(fd: BorrowedFd<'_>, size: usize) -> Result<Vec<u8>> {
 
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (Fd(self.fd.as_fd()), self.readable, self.writable, self.max_message_size() as u64)
+        (
+            Fd(self.fd.as_fd()),
+            self.readable,
+            self.writable,
+            self.max_message_size() as u64,
+        )
             .serialize(s)
     }
 }

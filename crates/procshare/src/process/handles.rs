@@ -22,7 +22,9 @@ thread_local! {
 pub(crate) fn export<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
     let saved = OUTGOING.with(|o| o.borrow_mut().replace(Vec::new()));
     let r = f();
-    let fds = OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), saved)).unwrap_or_default();
+    let fds = OUTGOING
+        .with(|o| std::mem::replace(&mut *o.borrow_mut(), saved))
+        .unwrap_or_default();
     (r, fds)
 }
 
@@ -38,9 +40,9 @@ pub(crate) fn import<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
 pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S::Ok, S::Error> {
     let index = OUTGOING.with(|o| -> Result<u32, String> {
         let mut o = o.borrow_mut();
-        let table = o.as_mut().ok_or_else(|| {
-            "procshare handles can only be sent as Process arguments".to_string()
-        })?;
+        let table = o
+            .as_mut()
+            .ok_or_else(|| "procshare handles can only be sent as Process arguments".to_string())?;
         if let Some(i) = table.iter().position(|t| t.as_raw_fd() == fd.as_raw_fd()) {
             return Ok(i as u32);
         }
@@ -72,18 +74,4 @@ struct FdIndex(u32);
 /// The raw numbers of `fds`, for the child's start-up record.
 pub(crate) fn raw(fds: &[OwnedFd]) -> Vec<RawFd> {
     fds.iter().map(|f| f.as_raw_fd()).collect()
-}
-
-/// A serde `with` module for `OwnedFd` fields: `#[serde(with = "crate::process::handles::fd")]`.
-pub(crate) mod fd {
-    use super::*;
-
-    pub(crate) fn serialize<S: Serializer>(fd: &OwnedFd, s: S) -> Result<S::Ok, S::Error> {
-        use std::os::fd::AsFd;
-        serialize_fd(fd.as_fd(), s)
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
-        deserialize_fd(d)
-    }
 }

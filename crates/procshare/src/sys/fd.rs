@@ -16,20 +16,16 @@ pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 pub fn set_cloexec_raw(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: F_GETFD/F_SETFD take no pointers; a bad fd is reported as EBADF.
     let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    let new = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+    let new = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
     if new != flags {
         // SAFETY: as above.
         cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, new) })?;
     }
     Ok(())
-}
-
-/// `fcntl(fd, F_DUPFD_CLOEXEC, 3)`: another descriptor for the same open file, close-on-exec.
-///
-/// # References
-/// fcntl(2)
-pub fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    fd.try_clone_to_owned()
 }
 
 /// Takes ownership of a raw descriptor received from the kernel or a parent process.
@@ -42,16 +38,4 @@ pub fn own(fd: RawFd) -> Option<OwnedFd> {
     }
     // SAFETY: see the doc comment: the descriptor is open and owned by nobody else.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `fcntl(fd, F_GETFD)`: whether `fd` is an open descriptor.
-pub fn is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD takes no pointers.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
-}
-
-/// The number of open descriptors of this process (entries of `/proc/self/fd`).
-pub fn count_open() -> io::Result<usize> {
-    // read_dir itself holds one descriptor while it runs.
-    Ok(std::fs::read_dir("/proc/self/fd")?.count().saturating_sub(1))
 }

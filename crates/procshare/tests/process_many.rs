@@ -1,0 +1,70 @@
+//! 200 processes started and joined: no zombies, no descriptor leaks.
+//!
+//! A file of its own so no other test opens descriptors while we count them.
+
+use procshare::{pipe, Connection, Process, StartMethod};
+
+fn zombies_of(pid: u32) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut f = rest.split_ascii_whitespace();
+        let state = f.next();
+        let ppid: Option<u32> = f.next().and_then(|p| p.parse().ok());
+        if state == Some("Z") && ppid == Some(pid) {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn two_hundred_processes_no_zombies_no_fd_leaks() {
+    let before = open_fds();
+    let (parent, child) = pipe().unwrap();
+    for i in 0..200u32 {
+        let method = if i % 2 == 0 {
+            StartMethod::Spawn
+        } else {
+            StartMethod::Fork
+        };
+        let mut p = Process::builder()
+            .start_method(method)
+            .spawn(
+                (child.try_clone().unwrap(), i),
+                |(c, i): (Connection, u32)| {
+                    // Of procshare's kinds of descriptor, the child holds exactly its argument's
+                    // socket (others, inherited by the test runner from its own parent, are not ours).
+                    let ours = std::fs::read_dir("/proc/self/fd")
+                        .unwrap()
+                        .flatten()
+                        .filter_map(|e| std::fs::read_link(e.path()).ok())
+                        .filter(|l| {
+                            let l = l.to_string_lossy();
+                            l.starts_with("socket:") || l.starts_with("/memfd:")
+                        })
+                        .count();
+                    c.send(&(i, ours)).unwrap();
+                },
+            )
+            .unwrap();
+        let (got, child_fds): (u32, usize) = parent.recv().unwrap();
+        assert_eq!(got, i);
+        if method == StartMethod::Spawn {
+            assert_eq!(child_fds, 1, "spawned child holds other sockets or memfds");
+        }
+        assert_eq!(p.join().unwrap(), 0);
+    }
+    drop((parent, child));
+    assert_eq!(zombies_of(std::process::id()), 0);
+    assert_eq!(open_fds(), before);
+}
