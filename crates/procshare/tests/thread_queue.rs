@@ -763,8 +763,13 @@ fn get_hands_over_the_only_reference() {
 #[test]
 fn panicking_ord_leaves_queue_usable() {
     static ARMED: AtomicBool = AtomicBool::new(false);
-    #[derive(Debug, PartialEq, Eq, PartialOrd)]
+    #[derive(Debug, PartialEq, Eq)]
     struct Touchy(i32);
+    impl PartialOrd for Touchy {
+        fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+            Some(self.cmp(o))
+        }
+    }
     impl Ord for Touchy {
         fn cmp(&self, o: &Self) -> Ordering {
             if ARMED.load(AtOrd::SeqCst) {
