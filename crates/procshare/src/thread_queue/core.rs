@@ -178,6 +178,11 @@ impl<C: Container> State<C> {
     }
 }
 
+/// Whether a deadline has passed already (`timeout == 0`): then a waiter does not spin.
+pub(crate) fn expired(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| d <= Instant::now())
+}
+
 /// The shared queue core.
 pub(crate) struct Core<C> {
     state: CachePadded<Mutex<State<C>>>,
@@ -222,7 +227,10 @@ impl<C: Container> Core<C> {
 
     /// Spin briefly until the hint says `want` might be satisfiable; returns at once when
     /// the queue is shut down. Saves a sleep + wake pair when the other side is just behind.
-    fn spin_for(&self, want: Want, maxsize: usize) {
+    fn spin_for(&self, want: Want, maxsize: usize, deadline: Option<Instant>) {
+        if expired(deadline) {
+            return;
+        }
         let backoff = Backoff::new();
         while !backoff.is_completed() {
             if self.shutdown_hint.load(Ordering::Relaxed) {
@@ -275,7 +283,7 @@ impl<C: Container> Core<C> {
         if st.is_full() {
             let maxsize = st.maxsize;
             drop(st);
-            self.spin_for(Want::Room, maxsize);
+            self.spin_for(Want::Room, maxsize, deadline);
             st = self.state.lock();
             loop {
                 if st.is_shutdown {
@@ -316,7 +324,7 @@ impl<C: Container> Core<C> {
                 return Err(Error::ShutDown);
             }
             drop(st);
-            self.spin_for(Want::Item, 0);
+            self.spin_for(Want::Item, 0, deadline);
             st = self.state.lock();
             loop {
                 if st.items.len() > 0 {

@@ -13,7 +13,11 @@
 //! | `ValueError` from `task_done()` | [`Error::TaskDoneTooManyTimes`] |
 //!
 //! These are plain in-process structures (no serialization); they are not shared with child
-//! processes — use [`crate::queue`] for that. `Queue`, `LifoQueue` and `PriorityQueue` are
+//! processes — use [`crate::queue`] for that. A spawned child gets nothing of them (they are
+//! not procshare handles and cannot be `Process` arguments); a forked child gets a private
+//! copy of the memory, including items, but none of the parent's other threads — a lock some
+//! other thread held at the fork stays held in the child, so do not touch a thread queue in a
+//! child forked while other threads used it. `Queue`, `LifoQueue` and `PriorityQueue` are
 //! one core (CPython's mutex and three conditions) over three containers, so they behave
 //! identically apart from the order of `get`.
 //!

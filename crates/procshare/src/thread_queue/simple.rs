@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::{Backoff, CachePadded};
 use parking_lot::{Condvar, Mutex};
 
+use super::core::expired;
 use crate::error::{Error, Result};
 
 /// The producers' side.
@@ -121,7 +122,7 @@ impl<T> SimpleQueue<T> {
             return Ok(item);
         }
         let backoff = Backoff::new();
-        while !backoff.is_completed() {
+        while !backoff.is_completed() && !expired(deadline) {
             if self.tail_len.load(Ordering::Relaxed) > 0 {
                 if let Some(item) = self.try_take() {
                     return Ok(item);
