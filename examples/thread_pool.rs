@@ -53,10 +53,8 @@ fn main() -> procshare::Result<()> {
     jobs.join(); // every job put so far has been processed
     jobs.shutdown(false);
 
-    let per_worker: Vec<usize> = workers
-        .into_iter()
-        .map(|w| w.join().expect("worker panicked"))
-        .collect();
+    let per_worker: Vec<usize> =
+        workers.into_iter().map(|w| w.join().expect("worker panicked")).collect();
 
     let mut primes: Vec<u64> = std::iter::from_fn(|| results.get_nowait().ok())
         .filter(|&(_, prime)| prime)

@@ -194,10 +194,7 @@ print(sorted(run(1024) for _ in range(5))[2])
 "#;
 
 fn python_queue_rate() -> Option<f64> {
-    let out = std::process::Command::new("python3")
-        .args(["-c", PYTHON_QUEUE])
-        .output()
-        .ok()?;
+    let out = std::process::Command::new("python3").args(["-c", PYTHON_QUEUE]).output().ok()?;
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
@@ -224,10 +221,7 @@ fn ratio(name: &str, ours: Run, theirs: Run, rounds: usize) -> (f64, f64) {
         rates.push(ITEMS as f64 / a.as_secs_f64());
     }
     let (r, rate) = (median(&mut ratios), median(&mut rates));
-    println!(
-        "{name:<48} time ratio {r:5.2}x   ours {:6.1} M items/s",
-        rate / 1e6
-    );
+    println!("{name:<48} time ratio {r:5.2}x   ours {:6.1} M items/s", rate / 1e6);
     (r, rate)
 }
 
@@ -249,13 +243,7 @@ fn ratios() {
             }),
             Box::new(move || {
                 let (tx, rx) = crossbeam_channel::bounded::<u64>(CAPACITY);
-                run(
-                    Arc::new((tx, rx)),
-                    p,
-                    c,
-                    |q, x| q.0.send(x).unwrap(),
-                    |q| q.1.recv().unwrap(),
-                )
+                run(Arc::new((tx, rx)), p, c, |q, x| q.0.send(x).unwrap(), |q| q.1.recv().unwrap())
             }),
             ROUNDS,
         );
@@ -265,23 +253,11 @@ fn ratios() {
         ratio(
             &format!("SimpleQueue / crossbeam unbounded, {p}x{c}"),
             Box::new(move || {
-                run(
-                    Arc::new(SimpleQueue::new()),
-                    p,
-                    c,
-                    |q, x| q.put(x),
-                    |q| q.get().unwrap(),
-                )
+                run(Arc::new(SimpleQueue::new()), p, c, |q, x| q.put(x), |q| q.get().unwrap())
             }),
             Box::new(move || {
                 let (tx, rx) = crossbeam_channel::unbounded::<u64>();
-                run(
-                    Arc::new((tx, rx)),
-                    p,
-                    c,
-                    |q, x| q.0.send(x).unwrap(),
-                    |q| q.1.recv().unwrap(),
-                )
+                run(Arc::new((tx, rx)), p, c, |q, x| q.0.send(x).unwrap(), |q| q.1.recv().unwrap())
             }),
             ROUNDS,
         );

@@ -111,10 +111,7 @@ fn recv_bytes_max_leaves_the_message_readable() {
     // Out of band too.
     let huge = vec![6u8; 1 << 20];
     a.send_bytes(&huge).unwrap();
-    assert!(matches!(
-        b.recv_bytes_max(1 << 19),
-        Err(Error::MessageTooLarge { .. })
-    ));
+    assert!(matches!(b.recv_bytes_max(1 << 19), Err(Error::MessageTooLarge { .. })));
     assert_eq!(b.recv_bytes().unwrap(), huge);
 }
 
@@ -141,25 +138,13 @@ fn max_message_size_is_checked_before_sending() {
     a.set_max_message_size(1000);
     assert!(matches!(
         a.send_bytes(&[0u8; 1001]),
-        Err(Error::MessageTooLarge {
-            size: 1001,
-            limit: 1000
-        })
+        Err(Error::MessageTooLarge { size: 1001, limit: 1000 })
     ));
-    assert!(matches!(
-        a.send(&vec![0u8; 2000]),
-        Err(Error::MessageTooLarge { .. })
-    ));
+    assert!(matches!(a.send(&vec![0u8; 2000]), Err(Error::MessageTooLarge { .. })));
     a.send_bytes(&[0u8; 1000]).unwrap();
     // The receiver's own limit refuses without losing the message.
     b.set_max_message_size(10);
-    assert!(matches!(
-        b.recv_bytes(),
-        Err(Error::MessageTooLarge {
-            size: 1000,
-            limit: 10
-        })
-    ));
+    assert!(matches!(b.recv_bytes(), Err(Error::MessageTooLarge { size: 1000, limit: 10 })));
     b.set_max_message_size(1 << 30);
     assert_eq!(b.recv_bytes().unwrap().len(), 1000);
     // try_clone keeps the limit.
@@ -194,9 +179,7 @@ fn wait_on_ten_connections() {
     }
     let refs: Vec<&Connection> = readers.iter().collect();
     assert!(wait(&refs, Some(Duration::ZERO)).unwrap().is_empty());
-    assert!(wait(&refs, Some(Duration::from_millis(20)))
-        .unwrap()
-        .is_empty());
+    assert!(wait(&refs, Some(Duration::from_millis(20))).unwrap().is_empty());
     writers[3].send(&3u8).unwrap();
     writers[7].send(&7u8).unwrap();
     assert_eq!(wait(&refs, None).unwrap(), vec![3, 7]);
@@ -222,22 +205,12 @@ fn wait_on_ten_connections() {
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 #[test]
 fn sizes_round_trip_across_processes() {
-    let sizes = [
-        0usize,
-        1,
-        1024,
-        64 * 1024,
-        64 * 1024 + 1,
-        16 << 20,
-        200 << 20,
-    ];
+    let sizes = [0usize, 1, 1024, 64 * 1024, 64 * 1024 + 1, 16 << 20, 200 << 20];
     let (parent, child) = pipe().unwrap();
     let mut p = Process::spawn(child, |c: Connection| {
         // Echo every message back.
@@ -279,20 +252,13 @@ fn four_writers_four_readers_each_message_once() {
     let mut procs = Vec::new();
     for w in 0..4u32 {
         procs.push(
-            Process::spawn(
-                (tx.try_clone().unwrap(), w),
-                |(tx, w): (Connection, u32)| {
-                    for i in 0..PER_WRITER {
-                        // Mix small and out-of-band messages.
-                        let pad = if i % 200 == 0 {
-                            100_000
-                        } else {
-                            (i % 50) as usize
-                        };
-                        tx.send(&(w, i, vec![w as u8; pad])).unwrap();
-                    }
-                },
-            )
+            Process::spawn((tx.try_clone().unwrap(), w), |(tx, w): (Connection, u32)| {
+                for i in 0..PER_WRITER {
+                    // Mix small and out-of-band messages.
+                    let pad = if i % 200 == 0 { 100_000 } else { (i % 50) as usize };
+                    tx.send(&(w, i, vec![w as u8; pad])).unwrap();
+                }
+            })
             .unwrap(),
         );
     }
@@ -359,10 +325,7 @@ fn writer_killed_mid_stream_leaves_only_whole_messages() {
         match rx.recv_bytes() {
             Ok(m) => {
                 assert_eq!(m.len(), SIZE, "a partial message after the writer died");
-                assert!(
-                    m.iter().all(|&b| b == m[0]),
-                    "a torn message after the writer died"
-                );
+                assert!(m.iter().all(|&b| b == m[0]), "a torn message after the writer died");
             }
             Err(Error::Eof) => break,
             Err(e) => panic!("unexpected {e}"),
@@ -395,10 +358,7 @@ fn threads_share_one_end() {
     for _ in 0..4 {
         a.send(&u32::MAX).unwrap();
     }
-    let mut all: Vec<u32> = readers
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
+    let mut all: Vec<u32> = readers.into_iter().flat_map(|t| t.join().unwrap()).collect();
     all.sort_unstable();
     assert_eq!(all, (0..10_000).collect::<Vec<_>>());
 }

@@ -24,9 +24,7 @@ fn fork_runs_target() {
     let (parent, child) = pipe().unwrap();
     let mut p = Process::builder()
         .start_method(StartMethod::Fork)
-        .spawn(child, |conn| {
-            conn.send(&current_process().name().to_string()).unwrap()
-        })
+        .spawn(child, |conn| conn.send(&current_process().name().to_string()).unwrap())
         .unwrap();
     let name: String = parent.recv().unwrap();
     assert_eq!(name, p.name());
@@ -47,12 +45,8 @@ fn names_follow_python() {
         .unwrap();
         let grandchild: String = a.recv().unwrap();
         g.join().unwrap();
-        conn.send(&(
-            current_process().name().to_string(),
-            current_process().pid(),
-            grandchild,
-        ))
-        .unwrap();
+        conn.send(&(current_process().name().to_string(), current_process().pid(), grandchild))
+            .unwrap();
     })
     .unwrap();
     let (name, pid, grandchild): (String, u32, String) = parent.recv().unwrap();
@@ -65,9 +59,7 @@ fn names_follow_python() {
     let (parent, child) = pipe().unwrap();
     let mut q = Process::builder()
         .name("worker-7")
-        .spawn(child, |c: Connection| {
-            c.send(&current_process().name().to_string()).unwrap()
-        })
+        .spawn(child, |c: Connection| c.send(&current_process().name().to_string()).unwrap())
         .unwrap();
     assert_eq!(q.name(), "worker-7");
     assert_eq!(parent.recv::<String>().unwrap(), "worker-7");
@@ -137,19 +129,12 @@ fn handles_nested_in_structs_vecs_and_tuples() {
         ends.push(b);
     }
     let (last_parent, last_child) = pipe().unwrap();
-    let args = Nested {
-        label: "hello".into(),
-        ends,
-        pair: (9, Some(last_child)),
-    };
+    let args = Nested { label: "hello".into(), ends, pair: (9, Some(last_child)) };
     for method in [StartMethod::Spawn, StartMethod::Fork] {
         let args = Nested {
             label: args.label.clone(),
             ends: args.ends.iter().map(|c| c.try_clone().unwrap()).collect(),
-            pair: (
-                args.pair.0,
-                args.pair.1.as_ref().map(|c| c.try_clone().unwrap()),
-            ),
+            pair: (args.pair.0, args.pair.1.as_ref().map(|c| c.try_clone().unwrap())),
         };
         let mut p = Process::builder()
             .start_method(method)
@@ -161,10 +146,7 @@ fn handles_nested_in_structs_vecs_and_tuples() {
             })
             .unwrap();
         for (i, a) in parents.iter().enumerate() {
-            assert_eq!(
-                a.recv::<(String, usize)>().unwrap(),
-                ("hello".to_string(), i)
-            );
+            assert_eq!(a.recv::<(String, usize)>().unwrap(), ("hello".to_string(), i));
         }
         assert_eq!(last_parent.recv::<u8>().unwrap(), 9);
         assert_eq!(p.join().unwrap(), 0);
@@ -215,11 +197,7 @@ fn daemon_child_dies_with_its_parent() {
         match std::fs::read_to_string(&stat) {
             Err(_) => return,
             // Reparented to init and killed: a zombie until init reaps it counts as dead.
-            Ok(s)
-                if s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('Z')) =>
-            {
+            Ok(s) if s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) => {
                 return
             }
             Ok(_) => std::thread::sleep(Duration::from_millis(10)),

@@ -32,30 +32,23 @@ fn two_hundred_processes_no_zombies_no_fd_leaks() {
     let before = open_fds();
     let (parent, child) = pipe().unwrap();
     for i in 0..200u32 {
-        let method = if i % 2 == 0 {
-            StartMethod::Spawn
-        } else {
-            StartMethod::Fork
-        };
+        let method = if i % 2 == 0 { StartMethod::Spawn } else { StartMethod::Fork };
         let mut p = Process::builder()
             .start_method(method)
-            .spawn(
-                (child.try_clone().unwrap(), i),
-                |(c, i): (Connection, u32)| {
-                    // Of procshare's kinds of descriptor, the child holds exactly its argument's
-                    // socket (others, inherited by the test runner from its own parent, are not ours).
-                    let ours = std::fs::read_dir("/proc/self/fd")
-                        .unwrap()
-                        .flatten()
-                        .filter_map(|e| std::fs::read_link(e.path()).ok())
-                        .filter(|l| {
-                            let l = l.to_string_lossy();
-                            l.starts_with("socket:") || l.starts_with("/memfd:")
-                        })
-                        .count();
-                    c.send(&(i, ours)).unwrap();
-                },
-            )
+            .spawn((child.try_clone().unwrap(), i), |(c, i): (Connection, u32)| {
+                // Of procshare's kinds of descriptor, the child holds exactly its argument's
+                // socket (others, inherited by the test runner from its own parent, are not ours).
+                let ours = std::fs::read_dir("/proc/self/fd")
+                    .unwrap()
+                    .flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .filter(|l| {
+                        let l = l.to_string_lossy();
+                        l.starts_with("socket:") || l.starts_with("/memfd:")
+                    })
+                    .count();
+                c.send(&(i, ours)).unwrap();
+            })
             .unwrap();
         let (got, child_fds): (u32, usize) = parent.recv().unwrap();
         assert_eq!(got, i);

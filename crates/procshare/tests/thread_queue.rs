@@ -201,22 +201,9 @@ fn priority_queue_is_stable() {
     for (id, &key) in keys.iter().enumerate() {
         q.put(Keyed { key, id: id as u32 }).unwrap();
     }
-    let out: Vec<(u8, u32)> = std::iter::from_fn(|| q.get_nowait().ok())
-        .map(|k| (k.key, k.id))
-        .collect();
-    assert_eq!(
-        out,
-        [
-            (1, 1),
-            (1, 4),
-            (1, 7),
-            (2, 3),
-            (2, 6),
-            (3, 0),
-            (3, 2),
-            (3, 5)
-        ]
-    );
+    let out: Vec<(u8, u32)> =
+        std::iter::from_fn(|| q.get_nowait().ok()).map(|k| (k.key, k.id)).collect();
+    assert_eq!(out, [(1, 1), (1, 4), (1, 7), (2, 3), (2, 6), (3, 0), (3, 2), (3, 5)]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,10 +218,7 @@ fn basic_full_empty_and_blocking<Q: AnyQueue>() {
     assert!(q.full() && !q.empty() && q.qsize() == 3);
     assert!(matches!(q.put_nowait(444), Err(Error::Full)));
     assert!(matches!(q.put_timeout(444, SHORT), Err(Error::Full)));
-    assert!(matches!(
-        q.put_timeout(444, Duration::ZERO),
-        Err(Error::Full)
-    ));
+    assert!(matches!(q.put_timeout(444, Duration::ZERO), Err(Error::Full)));
     assert_eq!(q.qsize(), 3);
 
     // A put blocked on a full queue is released by a get in another thread.
@@ -261,10 +245,7 @@ fn basic_full_empty_and_blocking<Q: AnyQueue>() {
     };
     thread::sleep(SHORT);
     q.put(555).unwrap();
-    assert_eq!(
-        within("blocked get", move || getter.join().unwrap()).unwrap(),
-        555
-    );
+    assert_eq!(within("blocked get", move || getter.join().unwrap()).unwrap(), 555);
 
     // A timed get succeeds when an item arrives in time.
     let getter = {
@@ -273,10 +254,7 @@ fn basic_full_empty_and_blocking<Q: AnyQueue>() {
     };
     thread::sleep(SHORT);
     q.put(666).unwrap();
-    assert_eq!(
-        within("timed get", move || getter.join().unwrap()).unwrap(),
-        666
-    );
+    assert_eq!(within("timed get", move || getter.join().unwrap()).unwrap(), 666);
 }
 
 fn task_done_too_many_times<Q: AnyQueue>() {
@@ -386,10 +364,7 @@ fn timeouts_at_the_extremes<Q: AnyQueue>() {
     };
     thread::sleep(SHORT);
     q.put(2).unwrap();
-    assert_eq!(
-        within("get_timeout(MAX)", move || getter.join().unwrap()).unwrap(),
-        2
-    );
+    assert_eq!(within("get_timeout(MAX)", move || getter.join().unwrap()).unwrap(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,14 +467,9 @@ fn racing_getters<Q: AnyQueue>(immediate: bool) {
     q.put(1).unwrap();
     q.put(2).unwrap();
     q.shutdown(immediate);
-    let results: Vec<_> = getters
-        .into_iter()
-        .map(|g| within("getter", move || g.join().unwrap()))
-        .collect();
-    let shut = results
-        .iter()
-        .filter(|r| matches!(r, Err(Error::ShutDown)))
-        .count();
+    let results: Vec<_> =
+        getters.into_iter().map(|g| within("getter", move || g.join().unwrap())).collect();
+    let shut = results.iter().filter(|r| matches!(r, Err(Error::ShutDown))).count();
     let got = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(shut + got, 3, "{results:?}");
     if immediate {
@@ -528,21 +498,13 @@ fn shutdown_blocked_putters<Q: AnyQueue>() {
         let putters: Vec<_> = (0..3)
             .map(|i| {
                 let q = Arc::clone(&q);
-                thread::spawn(move || {
-                    if i == 0 {
-                        q.put_timeout(i, HANG)
-                    } else {
-                        q.put(i)
-                    }
-                })
+                thread::spawn(move || if i == 0 { q.put_timeout(i, HANG) } else { q.put(i) })
             })
             .collect();
         thread::sleep(SHORT);
         q.shutdown(immediate);
         for p in putters {
-            assert!(is_shutdown(within("blocked putter", move || p
-                .join()
-                .unwrap())));
+            assert!(is_shutdown(within("blocked putter", move || p.join().unwrap())));
         }
         assert_eq!(q.qsize(), if immediate { 0 } else { 1 });
     }
@@ -560,9 +522,7 @@ fn shutdown_pending_get<Q: AnyQueue>() {
         thread::sleep(SHORT);
         q.shutdown(immediate);
         for g in getters {
-            assert!(is_shutdown(within("pending get", move || g
-                .join()
-                .unwrap())));
+            assert!(is_shutdown(within("pending get", move || g.join().unwrap())));
         }
     }
 }
@@ -582,17 +542,11 @@ fn shutdown_join<Q: AnyQueue>() {
         })
     };
     thread::sleep(SHORT);
-    assert!(
-        !done.load(AtOrd::SeqCst),
-        "join returned with 2 tasks unfinished"
-    );
+    assert!(!done.load(AtOrd::SeqCst), "join returned with 2 tasks unfinished");
     q.get().unwrap();
     q.task_done().unwrap();
     q.get().unwrap();
-    assert!(
-        !done.load(AtOrd::SeqCst),
-        "join returned with 1 task unfinished"
-    );
+    assert!(!done.load(AtOrd::SeqCst), "join returned with 1 task unfinished");
     q.task_done().unwrap();
     within("joiner", move || joiner.join().unwrap());
     assert!(done.load(AtOrd::SeqCst));
@@ -626,10 +580,7 @@ fn shutdown_immediate_put_join<Q: AnyQueue>() {
         thread::spawn(move || q.join())
     };
     thread::sleep(SHORT);
-    assert!(
-        !joiner.is_finished(),
-        "join returned with a taken item not done"
-    );
+    assert!(!joiner.is_finished(), "join returned with a taken item not done");
     q.task_done().unwrap();
     within("joiner", move || joiner.join().unwrap());
     assert!(matches!(q.task_done(), Err(Error::TaskDoneTooManyTimes)));
@@ -655,10 +606,7 @@ fn shutdown_get_task_done_join<Q: AnyQueue>() {
         .collect();
     let q2 = Arc::clone(&q);
     within("join", move || q2.join());
-    let n: i32 = workers
-        .into_iter()
-        .map(|w| within("worker", move || w.join().unwrap()))
-        .sum();
+    let n: i32 = workers.into_iter().map(|w| within("worker", move || w.join().unwrap())).sum();
     assert_eq!(n, 2);
 }
 
@@ -736,8 +684,7 @@ fn immediate_shutdown_drops_items_outside_the_lock() {
     let q = Arc::new(Queue::new());
     let dropped = Arc::new(AtomicUsize::new(0));
     for _ in 0..3 {
-        q.put(Reentrant(Arc::clone(&q), Arc::clone(&dropped)))
-            .unwrap();
+        q.put(Reentrant(Arc::clone(&q), Arc::clone(&dropped))).unwrap();
     }
     let q2 = Arc::clone(&q);
     within("shutdown(true)", move || q2.shutdown(true));
@@ -787,9 +734,7 @@ fn panicking_ord_leaves_queue_usable() {
     ARMED.store(false, AtOrd::SeqCst);
     // The lock is free and the failed put did not count.
     assert_eq!(q.unfinished_tasks(), 2);
-    let mut got: Vec<i32> = std::iter::from_fn(|| q.get_nowait().ok())
-        .map(|t| t.0)
-        .collect();
+    let mut got: Vec<i32> = std::iter::from_fn(|| q.get_nowait().ok()).map(|t| t.0).collect();
     got.sort();
     // The item whose comparison panicked may or may not be stored (heap sift unwinding keeps
     // it); either way nothing else is lost.
@@ -833,20 +778,14 @@ fn simple_queue_basic() {
     };
     thread::sleep(SHORT);
     q.put(4);
-    assert_eq!(
-        within("blocked get", move || getter.join().unwrap()).unwrap(),
-        4
-    );
+    assert_eq!(within("blocked get", move || getter.join().unwrap()).unwrap(), 4);
     let getter = {
         let q = Arc::clone(&q);
         thread::spawn(move || q.get_timeout(Duration::MAX))
     };
     thread::sleep(SHORT);
     q.put(5);
-    assert_eq!(
-        within("timed get", move || getter.join().unwrap()).unwrap(),
-        5
-    );
+    assert_eq!(within("timed get", move || getter.join().unwrap()).unwrap(), 5);
 }
 
 #[test]
@@ -878,9 +817,7 @@ fn simple_queue_many_threads_each_get_flavour() {
         let mut hs = Vec::new();
         for p in 0..producers {
             let q = Arc::clone(&q);
-            hs.push(thread::spawn(move || {
-                (0..per).for_each(|i| q.put(p * per + i))
-            }));
+            hs.push(thread::spawn(move || (0..per).for_each(|i| q.put(p * per + i))));
         }
         for _ in 0..consumers {
             let (q, taken, seen) = (Arc::clone(&q), Arc::clone(&taken), Arc::clone(&seen));
@@ -1040,11 +977,7 @@ impl Model {
             return Outcome::ShutDown;
         }
         if self.full() {
-            return if block {
-                Outcome::WouldBlock
-            } else {
-                Outcome::Full
-            };
+            return if block { Outcome::WouldBlock } else { Outcome::Full };
         }
         self.items.push(x);
         self.unfinished += 1;
@@ -1064,9 +997,9 @@ impl Model {
             Discipline::Fifo => 0,
             Discipline::Lifo => self.items.len() - 1,
             // The first of the smallest: stable.
-            Discipline::Priority => (0..self.items.len())
-                .min_by_key(|&i| (self.items[i].key, i))
-                .unwrap_or(0),
+            Discipline::Priority => {
+                (0..self.items.len()).min_by_key(|&i| (self.items[i].key, i)).unwrap_or(0)
+            }
         };
         Outcome::Item(self.items.remove(i).id)
     }
@@ -1127,13 +1060,7 @@ keyed_queue!(PriorityQueue);
 
 fn check_against_model<Q: KeyedQueue>(d: Discipline, maxsize: usize, ops: &[Op]) {
     let q = Q::mk(maxsize);
-    let mut m = Model {
-        d,
-        items: Vec::new(),
-        maxsize,
-        unfinished: 0,
-        shutdown: false,
-    };
+    let mut m = Model { d, items: Vec::new(), maxsize, unfinished: 0, shutdown: false };
     for (id, op) in ops.iter().enumerate() {
         let id = id as u32;
         let expected = match *op {
@@ -1281,43 +1208,15 @@ fn stress<Q: Send + Sync + 'static>(
     for h in hs {
         h.join().unwrap();
     }
-    assert!(
-        seen.iter().all(|s| s.load(AtOrd::Relaxed)),
-        "an item was lost"
-    );
+    assert!(seen.iter().all(|s| s.load(AtOrd::Relaxed)), "an item was lost");
 }
 
 fn stress_all(per_thread: usize) {
-    stress(
-        Queue::bounded(1024),
-        per_thread,
-        |q, x| q.put(x).unwrap(),
-        |q| q.get().ok(),
-    );
-    stress(
-        Queue::new(),
-        per_thread,
-        |q, x| q.put(x).unwrap(),
-        |q| q.get().ok(),
-    );
-    stress(
-        LifoQueue::bounded(1024),
-        per_thread,
-        |q, x| q.put(x).unwrap(),
-        |q| q.get().ok(),
-    );
-    stress(
-        PriorityQueue::bounded(1024),
-        per_thread,
-        |q, x| q.put(x).unwrap(),
-        |q| q.get().ok(),
-    );
-    stress(
-        SimpleQueue::new(),
-        per_thread,
-        |q, x| q.put(x),
-        |q| q.get().ok(),
-    );
+    stress(Queue::bounded(1024), per_thread, |q, x| q.put(x).unwrap(), |q| q.get().ok());
+    stress(Queue::new(), per_thread, |q, x| q.put(x).unwrap(), |q| q.get().ok());
+    stress(LifoQueue::bounded(1024), per_thread, |q, x| q.put(x).unwrap(), |q| q.get().ok());
+    stress(PriorityQueue::bounded(1024), per_thread, |q, x| q.put(x).unwrap(), |q| q.get().ok());
+    stress(SimpleQueue::new(), per_thread, |q, x| q.put(x), |q| q.get().ok());
     stress(
         Deque::with_maxlen(usize::MAX),
         per_thread,

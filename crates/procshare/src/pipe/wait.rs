@@ -25,17 +25,9 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
             "connection {i} is write-only; wait needs readable ends"
         )));
     }
-    let pending: Vec<usize> = conns
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.has_pending())
-        .map(|(i, _)| i)
-        .collect();
-    let deadline = if pending.is_empty() {
-        futex::deadline(timeout)
-    } else {
-        Some(futex::now())
-    };
+    let pending: Vec<usize> =
+        conns.iter().enumerate().filter(|(_, c)| c.has_pending()).map(|(i, _)| i).collect();
+    let deadline = if pending.is_empty() { futex::deadline(timeout) } else { Some(futex::now()) };
     let fds: Vec<_> = conns.iter().map(|c| (c.raw_fd(), poll::POLLIN)).collect();
     let revents = poll::poll(&fds, deadline)?;
     Ok(revents

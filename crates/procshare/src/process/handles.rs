@@ -22,9 +22,7 @@ thread_local! {
 pub(crate) fn export<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
     let saved = OUTGOING.with(|o| o.borrow_mut().replace(Vec::new()));
     let r = f();
-    let fds = OUTGOING
-        .with(|o| std::mem::replace(&mut *o.borrow_mut(), saved))
-        .unwrap_or_default();
+    let fds = OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), saved)).unwrap_or_default();
     (r, fds)
 }
 

@@ -93,12 +93,8 @@ static CHILD_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn identity() -> Arc<Identity> {
     let current = IDENTITY.read().unwrap_or_else(|e| e.into_inner()).clone();
-    current.unwrap_or_else(|| {
-        Arc::new(Identity {
-            name: "MainProcess".into(),
-            path: String::new(),
-        })
-    })
+    current
+        .unwrap_or_else(|| Arc::new(Identity { name: "MainProcess".into(), path: String::new() }))
 }
 
 /// Becomes the child `name` (identity `path`), with a fresh count of its own children.
@@ -109,10 +105,7 @@ fn set_identity(name: String, path: String) {
 
 /// The current process (`multiprocessing.current_process()`).
 pub fn current_process() -> CurrentProcess {
-    CurrentProcess {
-        name: identity().name.clone(),
-        pid: proc::current_pid(),
-    }
+    CurrentProcess { name: identity().name.clone(), pid: proc::current_pid() }
 }
 
 /// A child process (`multiprocessing.Process`), started by [`Process::spawn`] or
@@ -162,24 +155,13 @@ impl ProcessBuilder {
         let n = CHILD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
         let me = identity();
         let parent = me.path.as_str();
-        let path = if parent.is_empty() {
-            n.to_string()
-        } else {
-            format!("{parent}:{n}")
-        };
-        let name = self
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("Process-{path}"));
+        let path = if parent.is_empty() { n.to_string() } else { format!("{parent}:{n}") };
+        let name = self.name.clone().unwrap_or_else(|| format!("Process-{path}"));
         let pid = match self.method {
             StartMethod::Spawn => spawn_exec(&name, &path, self.daemon, args, target)?,
             StartMethod::Fork => spawn_fork(&name, &path, self.daemon, args, target)?,
         };
-        Ok(Process {
-            pid,
-            name,
-            exit: None,
-        })
+        Ok(Process { pid, name, exit: None })
     }
 }
 

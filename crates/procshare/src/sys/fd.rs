@@ -16,11 +16,7 @@ pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 pub fn set_cloexec_raw(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: F_GETFD/F_SETFD take no pointers; a bad fd is reported as EBADF.
     let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    let new = if on {
-        flags | libc::FD_CLOEXEC
-    } else {
-        flags & !libc::FD_CLOEXEC
-    };
+    let new = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
     if new != flags {
         // SAFETY: as above.
         cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, new) })?;

@@ -184,11 +184,7 @@ pub unsafe fn fork() -> io::Result<Forked> {
     register_atfork();
     // SAFETY: the caller upholds fork's contract (see above).
     let r = cvt(unsafe { libc::fork() })?;
-    Ok(if r == 0 {
-        Forked::Child
-    } else {
-        Forked::Parent(r as u32)
-    })
+    Ok(if r == 0 { Forked::Child } else { Forked::Parent(r as u32) })
 }
 
 /// `_exit(code)`: ends the process without running atexit handlers or destructors.

@@ -100,10 +100,7 @@ pub(crate) struct Priority<T> {
 
 impl<T: Ord> Default for Priority<T> {
     fn default() -> Self {
-        Priority {
-            heap: BinaryHeap::new(),
-            next_seq: 0,
-        }
+        Priority { heap: BinaryHeap::new(), next_seq: 0 }
     }
 }
 
@@ -116,10 +113,7 @@ struct Entry<T> {
 
 impl<T: Ord> Ord for Entry<T> {
     fn cmp(&self, other: &Self) -> CmpOrdering {
-        other
-            .item
-            .cmp(&self.item)
-            .then_with(|| other.seq.cmp(&self.seq))
+        other.item.cmp(&self.item).then_with(|| other.seq.cmp(&self.seq))
     }
 }
 
@@ -140,10 +134,7 @@ impl<T: Ord> Eq for Entry<T> {}
 impl<T: Ord> Container for Priority<T> {
     type Item = T;
     fn with_capacity(n: usize) -> Self {
-        Priority {
-            heap: BinaryHeap::with_capacity(n),
-            next_seq: 0,
-        }
+        Priority { heap: BinaryHeap::with_capacity(n), next_seq: 0 }
     }
     fn push(&mut self, item: T) {
         // A u64 sequence cannot wrap: 2^64 puts at one per nanosecond take 584 years.
@@ -388,11 +379,7 @@ impl<C: Container> Core<C> {
     pub(crate) fn get_nowait(&self) -> Result<C::Item> {
         let st = self.state.lock();
         if st.items.len() == 0 {
-            return Err(if st.is_shutdown {
-                Error::ShutDown
-            } else {
-                Error::Empty
-            });
+            return Err(if st.is_shutdown { Error::ShutDown } else { Error::Empty });
         }
         self.do_get(st)
     }

@@ -39,10 +39,7 @@ pub struct Deque<T> {
 impl<T> Deque<T> {
     /// An unbounded deque (`maxlen=None`).
     pub fn new() -> Self {
-        Deque {
-            items: Mutex::new(VecDeque::new()),
-            maxlen: None,
-        }
+        Deque { items: Mutex::new(VecDeque::new()), maxlen: None }
     }
 
     /// A deque of at most `maxlen` items. A huge `maxlen` allocates nothing up front.
@@ -155,9 +152,6 @@ impl<T: fmt::Debug> fmt::Debug for Deque<T> {
 
 impl<T> FromIterator<T> for Deque<T> {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
-        Deque {
-            items: Mutex::new(iter.into_iter().collect()),
-            maxlen: None,
-        }
+        Deque { items: Mutex::new(iter.into_iter().collect()), maxlen: None }
     }
 }

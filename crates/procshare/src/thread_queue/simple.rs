@@ -73,10 +73,7 @@ impl<T> SimpleQueue<T> {
     pub fn new() -> Self {
         SimpleQueue {
             head: CachePadded::new(Mutex::new(VecDeque::new())),
-            tail: CachePadded::new(Mutex::new(Tail {
-                items: VecDeque::new(),
-                sleepers: 0,
-            })),
+            tail: CachePadded::new(Mutex::new(Tail { items: VecDeque::new(), sleepers: 0 })),
             tail_len: CachePadded::new(AtomicUsize::new(0)),
             not_empty: Condvar::new(),
         }
@@ -193,8 +190,6 @@ impl<T> Default for SimpleQueue<T> {
 
 impl<T> fmt::Debug for SimpleQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimpleQueue")
-            .field("qsize", &self.qsize())
-            .finish()
+        f.debug_struct("SimpleQueue").field("qsize", &self.qsize()).finish()
     }
 }
