@@ -48,11 +48,6 @@
 //! | after the token                                 | registered segment             | reaper / sweep once every token is free |
 //! | `open`: after the token is written              | token, lock dies with us       | sweep deletes the dead token |
 //! | sweep: after `shm_unlink`, before `rmdir`       | dir whose segment is gone      | next sweep removes it (inode no longer matches) |
-#![allow(unsafe_code)]
-//! # Safety
-//! The only `unsafe` here is the load-time hook (`#[ctor]`), which reads the environment and, in
-//! a reaper, runs the sweep and exits before `main`; it touches no state another constructor
-//! could be initialising.
 
 use crate::error::{Error, Result};
 use crate::sys::{memfd, proc, shm as sys_shm};
