@@ -31,6 +31,9 @@
 //! slot with the new format/code and part of the old or new bytes — a value of the right type
 //! with mixed bytes (a str/bytes value with invalid UTF-8 reads as `Err`). Nothing outside the
 //! slot is touched. Guard lists that are written concurrently with a `Lock`.
+//!
+//! Fork vs spawn: as [`SharedMemory`]; a list passed as a `Process` argument travels as its
+//! segment's descriptor and the child re-reads and re-checks the header.
 
 use crate::error::{Error, Result};
 use crate::shm::SharedMemory;
