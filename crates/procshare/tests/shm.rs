@@ -240,3 +240,49 @@ fn manager_unlinks_what_it_made() {
     };
     assert!(!exists(&b), "drop unlinks too");
 }
+
+fn churn((prefix, started): (String, Connection)) {
+    // Creates, uses and unlinks segments and lists as fast as it can until killed.
+    for i in 0u64.. {
+        if i == 10 {
+            started.send(&()).unwrap();
+        }
+        let name = format!("{prefix}{}", i % 4);
+        if let Ok(s) = SharedMemory::create_named(&name, 64) {
+            let _ = s.write(0, b"x");
+            if i % 3 != 0 {
+                let _ = s.unlink();
+            }
+        }
+        if let Ok(l) = procshare::ShareableList::new(&[procshare::Item::Int(1)]) {
+            let _ = l.shm().unlink();
+        }
+    }
+}
+
+#[test]
+fn sigkill_at_any_moment_of_create_leaks_nothing() {
+    for round in 0..6u64 {
+        let prefix = format!("psm_k{}_{round}_", std::process::id() % 100_000);
+        let (here, there) = pipe().unwrap();
+        let p = Process::spawn((prefix.clone(), there), churn).unwrap();
+        here.recv::<()>().unwrap();
+        // Let it run for a varying while, then kill it wherever it is.
+        std::thread::sleep(Duration::from_millis(3 + 7 * round));
+        p.kill().unwrap();
+        let pid = p.pid();
+        let ours = || {
+            let named = std::fs::read_dir("/dev/shm")
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+            let temp = std::fs::read_dir("/dev/shm").unwrap().flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with(&format!("procshare-tmp.{pid}."))
+            });
+            let listed =
+                procshare::shm::list_segments().unwrap().iter().any(|s| s.creator_pid == pid);
+            named || temp || listed
+        };
+        assert!(eventually(|| !ours()), "round {round}: the killed process left segments behind");
+    }
+}

@@ -6,7 +6,8 @@
 //! ```text
 //! /dev/shm/procshare-<uid>/                 the registry, mode 0700, removed when empty
 //!   <name>/                                 one directory per segment procshare created
-//!     meta                                  "procshare-shm 1 <ino> <size> <pid> <start> <unix secs> <persistent>"
+//!     meta                                  "procshare-shm 1 <ino> <size> <pid> <start> <unix secs>
+//!                                            <persistent> <temporary name>"
 //!     t.<pid>.<start>.<seq>                 one token per process using the segment,
 //!                                           held under flock(LOCK_EX) by that process
 //! ```
@@ -40,14 +41,22 @@
 //!
 //! # Crash table (SIGKILL of a process between steps; "sweep" = any later sweeper)
 //!
-//! | step of `create` (dir lock held throughout)     | left behind                    | repaired by |
-//! |-------------------------------------------------|--------------------------------|-------------|
-//! | after `mkdir <name>`, before `shm_open`         | empty dir (locked till death)  | sweep removes the dir |
-//! | after `shm_open`+`ftruncate`, before `meta`     | segment + dir without meta     | sweep removes the dir; the segment stays (a window of a few syscalls; `shm ls` cannot see it) |
-//! | after `meta`, before the token                  | dir + meta, no live token      | sweep unlinks the segment |
-//! | after the token                                 | registered segment             | reaper / sweep once every token is free |
-//! | `open`: after the token is written              | token, lock dies with us       | sweep deletes the dead token |
-//! | sweep: after `shm_unlink`, before `rmdir`       | dir whose segment is gone      | next sweep removes it (inode no longer matches) |
+//! `create` holds the directory lock throughout, so a sweeper that gets the lock and finds
+//! `meta` still saying "creating" (inode 0) knows the creator died in the middle.
+//!
+//! | step of `create`                                   | left behind                          | repaired by |
+//! |----------------------------------------------------|--------------------------------------|-------------|
+//! | after `mkdir <name>`, before `meta`                | empty dir                            | sweep removes the dir |
+//! | after `meta` ("creating", temp name T), before `shm_open(T)` | dir                        | sweep removes the dir |
+//! | after `shm_open(T)`/`ftruncate`, before `link(T, name)` | segment T                       | sweep unlinks T (a procshare-only name) |
+//! | after `link`, before `meta` gets the inode         | T and name, same inode               | sweep sees name == T, unlinks both |
+//! | after `meta` (inode), before `unlink(T)` / token   | name (and T), no live token          | sweep unlinks both |
+//! | after the token                                    | registered segment                   | reaper / sweep once every token is free |
+//! | `open`/`attach`: after the token is written        | token, its lock dies with us         | sweep deletes the dead token |
+//! | sweep: after `shm_unlink`, before `rmdir`          | dir whose segment is gone            | next sweep removes it (inode no longer matches) |
+//!
+//! A name is unlinked only while it still names the inode recorded (or the temporary segment
+//! recorded), so a segment someone else made under that name meanwhile is never touched.
 
 use crate::error::{Error, Result};
 use crate::sys::{memfd, proc, shm as sys_shm};
@@ -66,6 +75,8 @@ const META: &str = "meta";
 const META_TMP: &str = "meta.tmp";
 const TOKEN_PREFIX: &str = "t.";
 const META_MAGIC: &str = "procshare-shm";
+/// Segments are made under a temporary name `procshare-tmp.<pid>.<seq>`, then linked to theirs.
+const TMP_PREFIX: &str = "procshare-tmp.";
 /// Bounds the retries when a sweeper removes a directory under our feet.
 const RETRIES: usize = 100;
 
@@ -193,19 +204,28 @@ impl DirLock {
 /// What `meta` records about a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Meta {
+    /// The segment's inode; 0 while it is being created.
     ino: u64,
     size: u64,
     pid: u32,
     start: u64,
     created: u64,
     persistent: bool,
+    /// The temporary name the segment was made under before being linked to its own.
+    tmp: String,
 }
 
 impl Meta {
     fn render(&self) -> String {
         format!(
-            "{META_MAGIC} 1 {} {} {} {} {} {}\n",
-            self.ino, self.size, self.pid, self.start, self.created, self.persistent as u8
+            "{META_MAGIC} 1 {} {} {} {} {} {} {}\n",
+            self.ino,
+            self.size,
+            self.pid,
+            self.start,
+            self.created,
+            self.persistent as u8,
+            self.tmp
         )
     }
 
@@ -225,6 +245,7 @@ impl Meta {
                 "1" => true,
                 _ => return None,
             },
+            tmp: f.next().filter(|t| t.starts_with(TMP_PREFIX) && !t.contains('/'))?.to_owned(),
         };
         Some(meta)
     }
@@ -372,11 +393,28 @@ fn current_ino(name: &str) -> Option<u64> {
 fn sweep_dir(lock: DirLock, name: &str, dry_run: bool) -> Swept {
     let meta = lock.read_meta();
     let alive = lock.live_tokens(!dry_run);
+    if let Some(m) = meta.as_ref().filter(|m| m.ino == 0) {
+        // A creation that never finished (its creator held this lock throughout, so it died):
+        // the name is ours only if it was linked to our temporary segment.
+        let tmp_ino = current_ino(&m.tmp);
+        let ours = tmp_ino.is_some() && current_ino(name) == tmp_ino;
+        if !dry_run {
+            if ours {
+                let _ = sys_shm::unlink(name);
+            }
+            let _ = sys_shm::unlink(&m.tmp);
+            lock.remove();
+        }
+        return Swept { name: name.to_owned(), meta, alive, exists: ours, dead: ours };
+    }
     let ours = meta.as_ref().is_some_and(|m| current_ino(name) == Some(m.ino));
     let dead = alive == 0 && !meta.as_ref().is_some_and(|m| m.persistent && ours);
     if dead && !dry_run {
         if ours {
             let _ = sys_shm::unlink(name);
+        }
+        if let Some(m) = &meta {
+            let _ = sys_shm::unlink(&m.tmp);
         }
         lock.remove();
     }
@@ -406,6 +444,10 @@ fn sweep_all(dry_run: bool) -> Result<Vec<Swept>> {
 }
 
 /// Creates segment `name` of `size` bytes (mode 0600) and registers it.
+///
+/// The segment is made under a temporary name recorded in `meta` first, then `link`ed to
+/// `name` (atomic, fails if the name is taken), so a sweeper can always tell whether a name
+/// belongs to a creation that died half-way.
 pub(crate) fn create(name: &str, size: usize, persistent: bool) -> Result<OwnedFd> {
     for _ in 0..RETRIES {
         let root = ensure_root()?;
@@ -416,45 +458,57 @@ pub(crate) fn create(name: &str, size: usize, persistent: bool) -> Result<OwnedF
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // root swept away
             Err(e) => return Err(e.into()),
         };
-        let Some(lock) = DirLock::existing(dir)? else {
-            continue;
+        let Some(lock) = DirLock::existing(dir)? else { continue };
+        if current_ino(name).is_some() {
+            if made {
+                lock.remove();
+            }
+            return Err(Error::AlreadyExists(name.to_owned()));
+        }
+        // Whatever is left here describes an earlier segment of this name, gone now.
+        lock.clear();
+        let mut meta = Meta {
+            ino: 0,
+            size: size as u64,
+            pid: proc::current_pid(),
+            start: proc::current_start_time(),
+            created: now_secs(),
+            persistent,
+            tmp: format!(
+                "{TMP_PREFIX}{}.{}",
+                proc::current_pid(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            ),
         };
-        let fd = match sys_shm::open(name, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600) {
+        let made_fd = (|| -> Result<OwnedFd> {
+            lock.write_meta(&meta)?;
+            let fd = sys_shm::open(&meta.tmp, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600)?;
+            memfd::set_len(fd.as_fd(), size as u64)?;
+            let ino = sys_shm::stat(fd.as_fd())?.ino;
+            sys_shm::link(&meta.tmp, name).map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => Error::AlreadyExists(name.to_owned()),
+                _ => e.into(),
+            })?;
+            meta.ino = ino;
+            lock.write_meta(&meta)?;
+            let _ = sys_shm::unlink(&meta.tmp);
+            if !persistent {
+                ensure_token(&lock, name, ino)?;
+            }
+            Ok(fd)
+        })();
+        let fd = match made_fd {
             Ok(fd) => fd,
             Err(e) => {
-                if made {
-                    lock.remove();
+                let tmp_ino = current_ino(&meta.tmp);
+                if tmp_ino.is_some() && current_ino(name) == tmp_ino {
+                    let _ = sys_shm::unlink(name);
                 }
-                return Err(match e.raw_os_error() {
-                    Some(libc::EEXIST) => Error::AlreadyExists(name.to_owned()),
-                    _ => e.into(),
-                });
+                let _ = sys_shm::unlink(&meta.tmp);
+                lock.remove();
+                return Err(e);
             }
         };
-        let registered = (|| -> Result<()> {
-            memfd::set_len(fd.as_fd(), size as u64)?;
-            let st = sys_shm::stat(fd.as_fd())?;
-            if !made {
-                lock.clear();
-            }
-            lock.write_meta(&Meta {
-                ino: st.ino,
-                size: size as u64,
-                pid: proc::current_pid(),
-                start: proc::current_start_time(),
-                created: now_secs(),
-                persistent,
-            })?;
-            if !persistent {
-                ensure_token(&lock, name, st.ino)?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = registered {
-            let _ = sys_shm::unlink(name);
-            lock.remove();
-            return Err(e);
-        }
         drop(lock);
         if !persistent {
             first_use();
@@ -569,6 +623,7 @@ pub fn list_segments() -> Result<Vec<SegmentInfo>> {
                 start: 0,
                 created: now,
                 persistent: false,
+                tmp: String::new(),
             });
             SegmentInfo {
                 name: s.name,
@@ -602,10 +657,19 @@ mod tests {
 
     #[test]
     fn meta_round_trips_and_rejects_garbage() {
-        let m = Meta { ino: 7, size: 100, pid: 42, start: 9, created: 5, persistent: true };
+        let m = Meta {
+            ino: 7,
+            size: 100,
+            pid: 42,
+            start: 9,
+            created: 5,
+            persistent: true,
+            tmp: "procshare-tmp.42.1".into(),
+        };
         assert_eq!(Meta::parse(&m.render()), Some(m));
         assert_eq!(Meta::parse("procshare-shm 1 7 100"), None);
         assert_eq!(Meta::parse("garbage"), None);
-        assert_eq!(Meta::parse("procshare-shm 1 7 100 42 9 5 2"), None);
+        assert_eq!(Meta::parse("procshare-shm 1 7 100 42 9 5 2 procshare-tmp.1.1"), None);
+        assert_eq!(Meta::parse("procshare-shm 1 7 100 42 9 5 1 ../x"), None);
     }
 }

@@ -111,3 +111,19 @@ pub fn detach_and_ignore_signals() {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
 }
+
+/// Where Linux keeps the segment called `name` (glibc and musl map `shm_open` names to files
+/// in `/dev/shm`).
+pub fn path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("/dev/shm").join(name)
+}
+
+/// `link("/dev/shm/" + from, "/dev/shm/" + to)`: gives segment `from` the second name `to`,
+/// failing with `AlreadyExists` if `to` is taken — an atomic "create with this name" for a
+/// segment that was prepared under another one.
+///
+/// # References
+/// link(2)
+pub fn link(from: &str, to: &str) -> io::Result<()> {
+    std::fs::hard_link(path(from), path(to))
+}
