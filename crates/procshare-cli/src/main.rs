@@ -1,6 +1,7 @@
 //! The `procshare` command: the book's examples, benchmarks, and shared-memory housekeeping.
 
 mod demo;
+mod shm_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,6 +20,11 @@ enum Command {
         #[arg(value_enum, default_value = "all")]
         which: demo::Which,
     },
+    /// Show or clean up the named shared-memory segments procshare created.
+    Shm {
+        #[command(subcommand)]
+        cmd: shm_cmd::ShmCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -26,6 +32,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { which } => demo::run(which),
+        Command::Shm { cmd } => shm_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ pub mod memfd;
 pub mod mmap;
 pub mod poll;
 pub mod proc;
+pub mod shm;
 pub mod socket;
 
 use std::io;
