@@ -47,7 +47,7 @@ mod sys;
 pub mod thread_queue;
 
 pub use error::{Error, Result};
-pub use pipe::{pipe, pipe_simplex, wait, Connection};
+pub use pipe::{connect, pipe, pipe_simplex, wait, Address, Connection, Listener};
 pub use process::{
     current_process, init, CurrentProcess, ExitCode, Process, ProcessBuilder, StartMethod,
 };

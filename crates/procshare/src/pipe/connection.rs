@@ -17,6 +17,7 @@
 //! Crash table: a writer killed before its `sendmsg` leaves nothing (its memfd dies with it);
 //! after, a whole message. A reader killed after `recvmsg` takes that message with it.
 
+use super::stream;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::process::handles;
@@ -27,6 +28,7 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest payload sent inside the record itself; larger ones go out of band.
@@ -50,13 +52,15 @@ thread_local! {
 enum Pending {
     Inline(Vec<u8>),
     OutOfBand(OwnedFd, usize),
+    /// A stream frame whose header was read; its payload is still in the socket.
+    Frame(usize),
 }
 
 impl Pending {
     fn len(&self) -> usize {
         match self {
             Pending::Inline(v) => v.len(),
-            Pending::OutOfBand(_, n) => *n,
+            Pending::OutOfBand(_, n) | Pending::Frame(n) => *n,
         }
     }
 }
@@ -82,6 +86,15 @@ pub struct Connection {
     max_message_size: AtomicUsize,
     has_pending: AtomicBool,
     pending: parking_lot::Mutex<Option<Pending>>,
+    /// `Some` for a byte-stream connection (`Listener`/`connect`): CPython framing, and locks
+    /// (shared by this handle's clones) so frames of concurrent threads never interleave.
+    stream: Option<Arc<StreamLocks>>,
+}
+
+#[derive(Debug, Default)]
+struct StreamLocks {
+    read: parking_lot::Mutex<()>,
+    write: parking_lot::Mutex<()>,
 }
 
 /// A duplex pipe: both ends send and receive (`multiprocessing.Pipe()`).
@@ -153,7 +166,13 @@ impl Connection {
             max_message_size: AtomicUsize::new(DEFAULT_MAX_MESSAGE_SIZE),
             has_pending: AtomicBool::new(false),
             pending: parking_lot::Mutex::new(None),
+            stream: None,
         }
+    }
+
+    /// A duplex connection on a connected stream socket, speaking CPython's framing.
+    pub(crate) fn from_stream(fd: OwnedFd) -> Connection {
+        Connection { stream: Some(Arc::default()), ..Connection::new(fd, true, true) }
     }
 
     pub(crate) fn raw_fd(&self) -> BorrowedFd<'_> {
@@ -184,7 +203,8 @@ impl Connection {
     /// Another handle on the same end (a `dup` of the socket), e.g. to give one end to several
     /// child processes. Messages still go to exactly one reader.
     pub fn try_clone(&self) -> Result<Connection> {
-        let c = Connection::new(self.fd.try_clone()?, self.readable, self.writable);
+        let mut c = Connection::new(self.fd.try_clone()?, self.readable, self.writable);
+        c.stream = self.stream.clone();
         c.set_max_message_size(self.max_message_size());
         Ok(c)
     }
@@ -246,6 +266,10 @@ impl Connection {
     fn send_framed(&self, buf: &mut [u8]) -> Result<()> {
         let payload = buf.len() - 1;
         self.check_size(payload)?;
+        if let Some(locks) = &self.stream {
+            let _w = locks.write.lock();
+            return stream::send_frame(self.fd.as_fd(), &buf[1..]);
+        }
         if payload <= INLINE_MAX {
             buf[0] = KIND_INLINE;
             match socket::send_record(self.fd.as_fd(), &[buf], &[], false) {
@@ -260,6 +284,10 @@ impl Connection {
     pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
         self.check_writable()?;
         self.check_size(buf.len())?;
+        if let Some(locks) = &self.stream {
+            let _w = locks.write.lock();
+            return stream::send_frame(self.fd.as_fd(), buf);
+        }
         if buf.len() <= INLINE_MAX {
             match socket::send_record(self.fd.as_fd(), &[&[KIND_INLINE], buf], &[], false) {
                 Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {}
@@ -359,8 +387,29 @@ impl Connection {
                 return match p {
                     Pending::Inline(v) => f(&v),
                     Pending::OutOfBand(fd, n) => f(&read_out_of_band(fd.as_fd(), n)?),
+                    Pending::Frame(n) => {
+                        let payload = {
+                            let _r = self.stream.as_ref().map(|l| l.read.lock());
+                            stream::recv_payload(self.fd.as_fd(), n)?
+                        };
+                        f(&payload)
+                    }
                 };
             }
+        }
+        if let Some(locks) = &self.stream {
+            let payload = {
+                let _r = locks.read.lock();
+                let size = stream::recv_header(self.fd.as_fd())?.ok_or(Error::Eof)?;
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
+                if size > limit {
+                    // Keep the header's word: the payload stays readable by a later receive.
+                    self.stash(Pending::Frame(size));
+                    return Err(Error::MessageTooLarge { size, limit });
+                }
+                stream::recv_payload(self.fd.as_fd(), size)?
+            };
+            return f(&payload);
         }
         if max != usize::MAX {
             // Look before taking, so a refused message stays in the socket.
@@ -461,7 +510,8 @@ fn read_out_of_band(fd: BorrowedFd<'_>, size: usize) -> Result<Vec<u8>> {
 
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (Fd(self.fd.as_fd()), self.readable, self.writable, self.max_message_size() as u64)
+        let stream = self.stream.is_some();
+        (Fd(self.fd.as_fd()), self.readable, self.writable, self.max_message_size() as u64, stream)
             .serialize(s)
     }
 }
@@ -482,8 +532,12 @@ impl<'de> Deserialize<'de> for FdIn {
 
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (FdIn(fd), readable, writable, max) = <(FdIn, bool, bool, u64)>::deserialize(d)?;
-        let c = Connection::new(fd, readable, writable);
+        let (FdIn(fd), readable, writable, max, stream) =
+            <(FdIn, bool, bool, u64, bool)>::deserialize(d)?;
+        let mut c = Connection::new(fd, readable, writable);
+        if stream {
+            c.stream = Some(Arc::default());
+        }
         c.set_max_message_size(usize::try_from(max).unwrap_or(usize::MAX));
         Ok(c)
     }

@@ -195,3 +195,12 @@ pub fn recv_record(
         fds_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
     })
 }
+
+/// `recv(fd, buf, len, 0)`: bytes from a stream socket; 0 at end-of-file.
+///
+/// # References
+/// recv(2)
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live mutable slice; the kernel writes at most `buf.len()` bytes.
+    cvt_size(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) })
+}
