@@ -51,3 +51,7 @@ pub use pipe::{pipe, pipe_simplex, wait, Connection};
 pub use process::{
     current_process, init, CurrentProcess, ExitCode, Process, ProcessBuilder, StartMethod,
 };
+pub use shm::value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
+pub use sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard, RLock, Semaphore,
+};

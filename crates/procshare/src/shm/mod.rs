@@ -1,3 +1,4 @@
 //! Shared memory.
 
 pub(crate) mod region;
+pub(crate) mod value;
