@@ -5,7 +5,11 @@ use procshare::{pipe, Connection, Lock, Process, RLock, RawValue};
 use std::time::Duration;
 
 /// Increments per process: 100,000 in release builds, 20,000 in debug builds (slow otherwise).
-const INCREMENTS: u64 = if cfg!(debug_assertions) { 20_000 } else { 100_000 };
+const INCREMENTS: u64 = if cfg!(debug_assertions) {
+    20_000
+} else {
+    100_000
+};
 
 fn increment(args: (Lock, RawValue<u64>)) {
     let (lock, counter) = args;
@@ -50,14 +54,23 @@ fn try_lock_and_timeouts() {
     let g = lock.lock().unwrap();
     assert!(!g.previous_holder_died());
     assert!(lock.try_lock().unwrap().is_none());
-    assert!(lock.lock_timeout(Duration::from_millis(30)).unwrap().is_none());
+    assert!(lock
+        .lock_timeout(Duration::from_millis(30))
+        .unwrap()
+        .is_none());
     assert!(!lock.acquire_timeout(Duration::from_millis(30)).unwrap());
     // Another process sees it held too, and times out.
     let (mine, theirs) = pipe().unwrap();
-    let mut kid = Process::spawn((lock.clone(), theirs), |(lock, conn): (Lock, Connection)| {
-        let got = lock.lock_timeout(Duration::from_millis(50)).unwrap().is_some();
-        conn.send(&got).unwrap();
-    })
+    let mut kid = Process::spawn(
+        (lock.clone(), theirs),
+        |(lock, conn): (Lock, Connection)| {
+            let got = lock
+                .lock_timeout(Duration::from_millis(50))
+                .unwrap()
+                .is_some();
+            conn.send(&got).unwrap();
+        },
+    )
     .unwrap();
     assert!(!mine.recv::<bool>().unwrap());
     assert_eq!(kid.join().unwrap(), 0);
@@ -68,7 +81,10 @@ fn try_lock_and_timeouts() {
 #[test]
 fn acquire_release_like_python() {
     let lock = Lock::new().unwrap();
-    assert!(lock.release().is_err(), "releasing an unlocked lock is an error");
+    assert!(
+        lock.release().is_err(),
+        "releasing an unlocked lock is an error"
+    );
     lock.acquire().unwrap();
     assert!(lock.is_locked());
     // Python's Lock may be released by another thread.
@@ -95,11 +111,14 @@ fn rlock_reentry_and_owner_only_release() {
     });
     // Nor can another process.
     let (mine, theirs) = pipe().unwrap();
-    let mut kid = Process::spawn((lock.clone(), theirs), |(lock, conn): (RLock, Connection)| {
-        let took = lock.try_lock().unwrap().is_some();
-        let released = lock.release().is_ok();
-        conn.send(&(took, released)).unwrap();
-    })
+    let mut kid = Process::spawn(
+        (lock.clone(), theirs),
+        |(lock, conn): (RLock, Connection)| {
+            let took = lock.try_lock().unwrap().is_some();
+            let released = lock.release().is_ok();
+            conn.send(&(took, released)).unwrap();
+        },
+    )
     .unwrap();
     assert_eq!(mine.recv::<(bool, bool)>().unwrap(), (false, false));
     assert_eq!(kid.join().unwrap(), 0);
@@ -132,8 +151,11 @@ fn holder_killed_200_times() {
     let lock = Lock::new().unwrap();
     let (mine, theirs) = pipe().unwrap();
     for round in 0..200 {
-        let mut kid = Process::spawn((lock.clone(), theirs.try_clone().unwrap()), hold_until_killed)
-            .unwrap();
+        let mut kid = Process::spawn(
+            (lock.clone(), theirs.try_clone().unwrap()),
+            hold_until_killed,
+        )
+        .unwrap();
         assert!(mine.recv::<bool>().unwrap());
         kid.kill().unwrap();
         // Alternate: reap first (the holder is gone) or not (the holder is a zombie).
@@ -141,7 +163,10 @@ fn holder_killed_200_times() {
             assert_eq!(kid.join().unwrap(), -9);
         }
         let g = lock.lock().unwrap();
-        assert!(g.previous_holder_died(), "round {round}: the guard must say the holder died");
+        assert!(
+            g.previous_holder_died(),
+            "round {round}: the guard must say the holder died"
+        );
         drop(g);
         let g = lock.lock().unwrap();
         assert!(!g.previous_holder_died(), "only the first acquirer is told");
@@ -156,21 +181,29 @@ fn holder_killed_200_times() {
 fn waiter_blocked_in_lock_wakes_when_holder_is_killed() {
     let lock = Lock::new().unwrap();
     let (mine, theirs) = pipe().unwrap();
-    let mut holder = Process::spawn((lock.clone(), theirs.try_clone().unwrap()), hold_until_killed)
-        .unwrap();
+    let mut holder = Process::spawn(
+        (lock.clone(), theirs.try_clone().unwrap()),
+        hold_until_killed,
+    )
+    .unwrap();
     assert!(mine.recv::<bool>().unwrap());
     // A waiter in another process, blocked in lock(); it reports what its guard said.
-    let mut waiter =
-        Process::spawn((lock.clone(), theirs), |(lock, conn): (Lock, Connection)| {
+    let mut waiter = Process::spawn(
+        (lock.clone(), theirs),
+        |(lock, conn): (Lock, Connection)| {
             conn.send(&false).unwrap(); // "about to block"
             let g = lock.lock().unwrap();
             conn.send(&g.previous_holder_died()).unwrap();
-        })
-        .unwrap();
+        },
+    )
+    .unwrap();
     assert!(!mine.recv::<bool>().unwrap());
     std::thread::sleep(Duration::from_millis(100)); // let it block
     holder.kill().unwrap();
-    assert!(mine.recv::<bool>().unwrap(), "the waiter got the lock and was told");
+    assert!(
+        mine.recv::<bool>().unwrap(),
+        "the waiter got the lock and was told"
+    );
     assert_eq!(waiter.join().unwrap(), 0);
     assert_eq!(holder.join().unwrap(), -9);
     assert!(!lock.is_locked());
@@ -180,19 +213,25 @@ fn waiter_blocked_in_lock_wakes_when_holder_is_killed() {
 fn rlock_holder_killed_is_taken_over() {
     let lock = RLock::new().unwrap();
     let (mine, theirs) = pipe().unwrap();
-    let mut kid = Process::spawn((lock.clone(), theirs), |(lock, conn): (RLock, Connection)| {
-        let _a = lock.lock().unwrap();
-        let _b = lock.lock().unwrap(); // depth 2 when killed
-        conn.send(&true).unwrap();
-        std::thread::sleep(Duration::from_secs(60));
-    })
+    let mut kid = Process::spawn(
+        (lock.clone(), theirs),
+        |(lock, conn): (RLock, Connection)| {
+            let _a = lock.lock().unwrap();
+            let _b = lock.lock().unwrap(); // depth 2 when killed
+            conn.send(&true).unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        },
+    )
     .unwrap();
     assert!(mine.recv::<bool>().unwrap());
     kid.kill().unwrap();
     let g = lock.lock().unwrap();
     assert!(g.previous_holder_died());
     drop(g);
-    assert!(!lock.is_locked(), "the depth starts again at one after a take-over");
+    assert!(
+        !lock.is_locked(),
+        "the depth starts again at one after a take-over"
+    );
     assert_eq!(kid.join().unwrap(), -9);
 }
 
