@@ -92,6 +92,7 @@ impl LockGuard<'_> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         if self.reentrant {
             let d = self.raw.depth();
@@ -117,10 +118,12 @@ impl Lock {
         })
     }
 
+    #[inline]
     fn raw(&self) -> &RawLock {
         RawLock::at(&self.region, 0)
     }
 
+    #[inline]
     fn guard(&self, owner_died: bool) -> LockGuard<'_> {
         LockGuard {
             raw: self.raw(),
@@ -133,6 +136,7 @@ impl Lock {
     /// Waits for the lock and holds it until the guard is dropped.
     ///
     /// Returns `Ok` once it has the lock; if the holder died, after taking it over.
+    #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>> {
         let a = self.raw().lock(None).ok_or(Error::Timeout)?;
         Ok(self.guard(a.owner_died))
@@ -189,10 +193,12 @@ impl RLock {
         })
     }
 
+    #[inline]
     fn raw(&self) -> &RawLock {
         RawLock::at(&self.region, 0)
     }
 
+    #[inline]
     fn guard(&self, owner_died: bool) -> LockGuard<'_> {
         LockGuard {
             raw: self.raw(),
@@ -218,6 +224,7 @@ impl RLock {
     }
 
     /// Waits for the lock (at once if this thread holds it already).
+    #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>> {
         if let Some(g) = self.reenter() {
             return Ok(g);

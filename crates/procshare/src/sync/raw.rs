@@ -87,21 +87,28 @@ pub(crate) struct Acquired {
 }
 
 thread_local! {
-    static ME: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
+    /// `(pid, tid, start)` of this thread, valid while `pid` is the current process (a forked
+    /// child has another pid, and its thread another tid).
+    static ME: Cell<(u32, u32, u64)> = const { Cell::new((0, 0, 0)) };
 }
 
 /// This thread's `(tid, start time)`; the start time is 0 if `/proc` could not tell.
+#[inline]
 fn me() -> (u32, u64) {
+    let pid = proc::current_pid();
+    let (p, t, s) = ME.with(Cell::get);
+    if p == pid {
+        return (t, s);
+    }
+    me_slow(pid)
+}
+
+#[cold]
+fn me_slow(pid: u32) -> (u32, u64) {
     let tid = proc::current_tid();
-    ME.with(|c| {
-        let (t, s) = c.get();
-        if t == tid {
-            return (t, s);
-        }
-        let s = owner::thread_start_time(tid).ok().flatten().unwrap_or(0);
-        c.set((tid, s));
-        (tid, s)
-    })
+    let s = owner::thread_start_time(tid).ok().flatten().unwrap_or(0);
+    ME.with(|c| c.set((pid, tid & TID_MASK, s)));
+    (tid & TID_MASK, s)
 }
 
 /// This thread's id as it appears in a lock word.
@@ -115,12 +122,14 @@ impl RawLock {
 
     /// The lock at `offset` (8-aligned) of `region`'s payload. A zeroed region holds an unlocked
     /// lock. Panics if `offset` is out of bounds or misaligned (a bug in the caller's layout).
+    #[inline]
     pub(crate) fn at(region: &Region, offset: usize) -> &RawLock {
         // SAFETY: RawLock is #[repr(C)] atomics only, valid for any bit pattern a peer writes;
         // `Region::at` checks bounds and alignment.
         unsafe { region.at::<RawLock>(offset) }
     }
 
+    #[inline]
     fn record_owner(&self, tid: u32, start: u64) {
         self.owner.store(
             ((tid as u64) << START_BITS) | (start & START_MASK),
@@ -131,7 +140,6 @@ impl RawLock {
     /// Takes the lock if it is free; if `check_owner`, also takes it over from a dead holder.
     pub(crate) fn try_lock(&self, check_owner: bool) -> Option<Acquired> {
         let (tid, start) = me();
-        let tid = tid & TID_MASK;
         let w = self.state.load(Ordering::Relaxed);
         if w & TID_MASK == 0 {
             if self
@@ -152,9 +160,9 @@ impl RawLock {
 
     /// Takes the lock, waiting at most until the absolute monotonic `deadline` (`None`: no
     /// limit). `None` back means the deadline passed.
+    #[inline]
     pub(crate) fn lock(&self, deadline: Option<Duration>) -> Option<Acquired> {
         let (tid, start) = me();
-        let tid = tid & TID_MASK;
         if self
             .state
             .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
@@ -262,6 +270,7 @@ impl RawLock {
     }
 
     /// Releases the lock (whoever holds it) and wakes one sleeper if any may sleep.
+    #[inline]
     pub(crate) fn unlock(&self) {
         // Release: pairs with the Acquire of the next locker's CAS.
         let old = self.state.swap(0, Ordering::Release);
