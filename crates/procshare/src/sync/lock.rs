@@ -143,6 +143,9 @@ impl Lock {
     }
 
     /// Takes the lock if it is free (or its holder is dead) right now; `Ok(None)` if it is held.
+    ///
+    /// When the lock is held this also checks that the holder lives (a read of `/proc`, some
+    /// microseconds), so polling with `try_lock` gets a dead holder's lock too.
     pub fn try_lock(&self) -> Result<Option<LockGuard<'_>>> {
         Ok(self.raw().try_lock(true).map(|a| self.guard(a.owner_died)))
     }

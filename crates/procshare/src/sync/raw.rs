@@ -34,8 +34,9 @@
 //! | killed ...                                 | leaves                       | repaired by                 |
 //! |--------------------------------------------|------------------------------|-----------------------------|
 //! | before the CAS                             | nothing                      | —                           |
-//! | after the CAS, before `owner` is written   | `state = T`, `owner` stale   | next waiter: no thread `T` -> take-over (if `T` were reused at once by a live thread, recovery waits until that thread exits) |
+//! | after the CAS, before `owner` is written   | `state = T`, `owner` 0       | next waiter: no thread `T` -> take-over (if `T` were reused at once by a live thread, recovery waits until that thread exits) |
 //! | while holding                              | `state = T` or `W\|T`        | next waiter, within ~`FIRST_CHECK`..`CHECK_EVERY` of waiting: take-over, told `owner_died` |
+//! | releasing: after clearing `owner`, before the swap | `state = T`, `owner` 0 | next waiter: no thread `T` -> take-over |
 //! | after the release swap, before `FUTEX_WAKE`| `state = 0`, sleepers asleep | sleepers wake at their next check and find it free |
 //!
 //! What recovery means: the lock is usable again and the next holder is told. It does not mean
@@ -74,8 +75,8 @@ pub(crate) struct RawLock {
     state: AtomicU32,
     /// Re-entry depth for `RLock`; only the holder reads or writes it (ordered by `state`).
     depth: AtomicU32,
-    /// `{ tid:24 | start:40 }` of the holder, written right after the CAS (Relaxed: a reader that
-    /// sees a record for another tid ignores it).
+    /// `{ tid:24 | start:40 }` of the holder, written right after the CAS and cleared (0) just
+    /// before the release swap; a reader that sees a record for another tid ignores it.
     owner: AtomicU64,
 }
 
@@ -255,6 +256,12 @@ impl RawLock {
         if holder == 0 {
             return false;
         }
+        // Acquire: if `w` was written by a CAS after some unlock, that unlock's clearing of
+        // `owner` (sequenced before its Release swap) is visible below, so a stale record of an
+        // earlier holder with the same tid is never compared with the new holder's start.
+        if self.state.load(Ordering::Acquire) != w {
+            return false;
+        }
         let actual = match owner::thread_start_time(holder) {
             Ok(Some(a)) => a,
             Ok(None) => return true,
@@ -272,7 +279,9 @@ impl RawLock {
     /// Releases the lock (whoever holds it) and wakes one sleeper if any may sleep.
     #[inline]
     pub(crate) fn unlock(&self) {
-        // Release: pairs with the Acquire of the next locker's CAS.
+        // No record while free: see `holder_is_dead`.
+        self.owner.store(0, Ordering::Relaxed);
+        // Release: pairs with the Acquire of the next locker's CAS (and of `holder_is_dead`).
         let old = self.state.swap(0, Ordering::Release);
         if old & WAITERS != 0 {
             futex::wake(&self.state, 1);

@@ -4,7 +4,8 @@
 //! Layout: `{ count: WaitWord (8 bytes) | start value: u32 | pad: u32 }`.
 //!
 //! Crash table: `acquire` and `release` are one CAS each on the count; a SIGKILL before it
-//! changes nothing, after it the change is complete. A killed sleeper leaves the sleeper count
+//! changes nothing, after it the change is complete. A releaser killed between its increment
+//! and its wake leaves sleepers asleep until their next check ([`CHECK_EVERY`]). A killed sleeper leaves the sleeper count
 //! one high (a harmless extra `FUTEX_WAKE` per later release). Units held by a dead process are
 //! lost, as in Python.
 #![allow(unsafe_code)]
@@ -13,8 +14,9 @@
 //! valid for any bit pattern; `Region::at` checks bounds and alignment.
 
 use super::magic;
+use super::raw::CHECK_EVERY;
 use super::region_handle;
-use super::wait::WaitWord;
+use super::wait::{self, WaitWord};
 use crate::error::{Error, Result};
 use crate::shm::region::Region;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -62,7 +64,9 @@ fn acquire(w: &SemaphoreWords, deadline: Option<Duration>) -> bool {
         if try_acquire(w) {
             return true;
         }
-        if !w.count.wait_until(deadline, |c| c > 0) {
+        // In slices, so a releaser killed between its increment and its wake costs a delay.
+        let until = wait::slice(deadline, CHECK_EVERY);
+        if !w.count.wait_until(until, |c| c > 0) && wait::expired(deadline) {
             return try_acquire(w);
         }
     }
