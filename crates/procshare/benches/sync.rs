@@ -104,24 +104,24 @@ fn procshare_two_processes(millis: u64) -> (f64, f64) {
     (counts.get(0) as f64 / secs, counts.get(1) as f64 / secs)
 }
 
-/// The same with `parking_lot::Mutex` between two threads.
-fn parking_lot_two_threads(millis: u64) -> (f64, f64) {
-    let m = parking_lot::Mutex::new((0u64, 0u64, 0u64));
+/// The same loop as `contend`, between two threads of this process, around any lock.
+fn two_threads<G>(millis: u64, lock: impl Fn() -> G + Sync) -> (f64, f64) {
+    let counts = RawArray::<u64>::new(3).unwrap();
     let go = std::sync::Barrier::new(2);
     std::thread::scope(|s| {
         for me in 1..=2u64 {
-            let (m, go) = (&m, &go);
+            let (counts, go, lock) = (&counts, &go, &lock);
             s.spawn(move || {
                 go.wait();
                 let end = Instant::now() + Duration::from_millis(millis);
                 let mut n = 0u64;
                 loop {
                     {
-                        let mut g = m.lock();
-                        g.0 += 1;
-                        if g.2 != me {
-                            g.2 = me;
-                            g.1 += 1;
+                        let _g = lock();
+                        counts.set(0, counts.get(0) + 1);
+                        if counts.get(2) != me {
+                            counts.set(2, me);
+                            counts.set(1, counts.get(1) + 1);
                         }
                     }
                     n += 1;
@@ -132,9 +132,8 @@ fn parking_lot_two_threads(millis: u64) -> (f64, f64) {
             });
         }
     });
-    let (total, handoffs, _) = *m.lock();
     let secs = millis as f64 / 1000.0;
-    (total as f64 / secs, handoffs as f64 / secs)
+    (counts.get(0) as f64 / secs, counts.get(1) as f64 / secs)
 }
 
 const PYTHON: &str = r#"
@@ -192,10 +191,11 @@ fn summary() {
     );
 
     let millis = 1000;
-    let (mut ps, mut pl2, mut py) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..3 {
+    let (mut ps, mut pt, mut pl2, mut py) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
         ps.push(procshare_two_processes(millis));
-        pl2.push(parking_lot_two_threads(millis));
+        pl2.push(two_threads(millis, || pl.lock()));
+        pt.push(two_threads(millis, || lock.lock().unwrap()));
     }
     if let Some(r) = python_two_processes(millis) {
         py.push(r);
@@ -207,26 +207,38 @@ fn summary() {
         )
     };
     let (ps_acq, ps_hand) = m(&ps);
+    let (pt_acq, pt_hand) = m(&pt);
     let (pl_acq, pl_hand) = m(&pl2);
     println!(
-        "two contenders, 1 s: procshare::Lock (2 processes) {:.2}M acq/s, {:.0}k handoffs/s",
+        "two contenders, 1 s, same loop (medians of 5): acquisitions/s, handoffs/s (holder changes)"
+    );
+    println!(
+        "  procshare::Lock, 2 processes: {:.2}M acq/s, {:.0}k handoffs/s",
         ps_acq / 1e6,
         ps_hand / 1e3
     );
     println!(
-        "                     parking_lot::Mutex (2 threads) {:.2}M acq/s, {:.0}k handoffs/s \
-         -> procshare {:.2}x acquisitions, {:.2}x handoffs (target >= 0.5x)",
+        "  procshare::Lock, 2 threads:   {:.2}M acq/s, {:.0}k handoffs/s",
+        pt_acq / 1e6,
+        pt_hand / 1e3
+    );
+    println!(
+        "  parking_lot::Mutex, 2 threads: {:.2}M acq/s, {:.0}k handoffs/s",
         pl_acq / 1e6,
-        pl_hand / 1e3,
+        pl_hand / 1e3
+    );
+    println!(
+        "  -> procshare (processes) vs parking_lot (threads): {:.2}x acquisitions, {:.2}x \
+         handoffs (target >= 0.5x)",
         ps_acq / pl_acq,
         ps_hand / pl_hand.max(1.0)
     );
     if py.is_empty() {
-        println!("                     python3 not found: no multiprocessing.Lock baseline");
+        println!("  python3 not found: no multiprocessing.Lock baseline");
     } else {
         let (py_acq, py_hand) = m(&py);
         println!(
-            "                     Python mp.Lock (2 processes) {:.3}M acq/s, {:.0}k handoffs/s \
+            "  Python mp.Lock, 2 processes:  {:.3}M acq/s, {:.0}k handoffs/s \
              -> procshare {:.1}x acquisitions, {:.1}x handoffs (target >= 20x)",
             py_acq / 1e6,
             py_hand / 1e3,
@@ -238,12 +250,12 @@ fn summary() {
     let data: Vec<f64> = (0..ARRAY_LEN).map(|i| i as f64).collect();
     let arr = Array::from_slice(&data).unwrap();
     let (mut a, mut v) = (Vec::new(), Vec::new());
-    for _ in 0..7 {
+    for _ in 0..15 {
         a.push(ns_per(1, || {
-            drop(black_box(arr.lock().iter().sum::<f64>()))
+            black_box(arr.lock().iter().sum::<f64>());
         }));
         v.push(ns_per(1, || {
-            drop(black_box(black_box(&data).iter().sum::<f64>()))
+            black_box(black_box(&data).iter().sum::<f64>());
         }));
     }
     let (a, v) = (median(a), median(v));

@@ -251,3 +251,37 @@ fn handles_are_send_sync_clone() {
     check::<Lock>();
     check::<RLock>();
 }
+
+#[test]
+fn a_waiter_is_not_starved_by_a_process_that_relocks_at_once() {
+    // The child takes and releases the lock in a tight loop until the parent has had it once
+    // (or 30 s pass: then the parent was starved and the test fails).
+    let lock = Lock::new().unwrap();
+    let got_it = procshare::Event::new().unwrap();
+    let (mine, theirs) = pipe().unwrap();
+    let mut hammer = Process::spawn(
+        (lock.clone(), got_it.clone(), theirs),
+        |(lock, got_it, conn): (Lock, procshare::Event, Connection)| {
+            conn.send(&"hammering").unwrap();
+            let end = std::time::Instant::now() + Duration::from_secs(30);
+            let mut n = 0u64;
+            while !got_it.is_set() && std::time::Instant::now() < end {
+                for _ in 0..1000 {
+                    drop(lock.lock().unwrap());
+                    n += 1;
+                }
+            }
+            conn.send(&got_it.is_set()).unwrap();
+            assert!(n > 0);
+        },
+    )
+    .unwrap();
+    assert_eq!(mine.recv::<String>().unwrap(), "hammering");
+    drop(lock.lock().unwrap());
+    got_it.set();
+    assert!(
+        mine.recv::<bool>().unwrap(),
+        "the parent got the lock while the child hammered"
+    );
+    assert_eq!(hammer.join().unwrap(), 0);
+}

@@ -3,24 +3,30 @@
 //!
 //! ```text
 //!  RawLock (16 bytes, #[repr(C)], all-zero = unlocked)
-//!  +-----------------------------------+------------+--------------------------------+
-//!  | state: u32 { waiters:1 | 0:1 | tid:30 } | depth: u32 | owner: u64 { tid:24 | start:40 } |
-//!  +-----------------------------------+------------+--------------------------------+
+//!  +---------------------------------------------------+------------+---------------------------------+
+//!  | state: u32 { waiters:1 | handoff:1 | starving:1 | 0:7 | tid:22 } | depth: u32 | owner: u64 { tid:24 | start:40 } |
+//!  +---------------------------------------------------+------------+---------------------------------+
 //! ```
+//! (Linux thread ids are below `PID_MAX_LIMIT` = 2^22.)
 //!
-//! State table (`state`; `T` = the holder's thread id, `W` = the waiters bit):
+//! State table (`state`; `T` = the holder's thread id, `W` = waiters, `H` = handoff,
+//! `S` = starving):
 //!
-//! | state     | meaning                                   | who moves it, how                       |
-//! |-----------|-------------------------------------------|-----------------------------------------|
-//! | `0`       | free, nobody asleep                       | locker: CAS `0 -> T`                    |
-//! | `T`       | held by thread `T`, nobody asleep         | holder: swap `-> 0`, no syscall         |
-//! | `W\|T`    | held by `T`, someone may be asleep        | holder: swap `-> 0`, then `FUTEX_WAKE 1`; waiter: sets `W` before it sleeps |
-//! | `W\|0`    | never stored (release always stores `0`)  | —                                       |
-//! | `T`/`W\|T`, `T` dead | holder died                    | a waiter that finds `T` dead: CAS `-> W\|me` (take-over) |
+//! | state        | meaning                                   | who moves it, how                       |
+//! |--------------|-------------------------------------------|-----------------------------------------|
+//! | `0`          | free, nobody asleep                       | locker: CAS `0 -> T`                    |
+//! | `T`          | held by thread `T`, nobody asleep         | holder: swap `-> 0`, no syscall         |
+//! | `W\|T`       | held by `T`, someone may be asleep        | holder: swap `-> 0`, then `FUTEX_WAKE 1`; waiter: sets `W` before it sleeps |
+//! | `S\|W\|T`    | as `W\|T`, and a sleeper has waited > [`FAIR_AFTER`] | holder: swap `-> 0`, CAS `0 -> H\|W`, `FUTEX_WAKE 1` (if it woke nobody: CAS back to `0`) |
+//! | `H\|W`       | free, but reserved for a thread that has slept | a waiter that has slept: CAS `-> W\|me`; lockers that have not slept may not take it |
+//! | `W\|0`       | never stored (release stores `0` or `H\|W`) | —                                     |
+//! | `T` dead     | holder died                               | a waiter that finds `T` dead: CAS `-> W\|me` (take-over) |
 //!
 //! A woken waiter takes the lock as `W|me` (others may still sleep), so its release wakes the
 //! next one: the `W` bit is never lost, only sometimes set when nobody sleeps (one idle
-//! `FUTEX_WAKE`).
+//! `FUTEX_WAKE`). Lockers barge (a releasing thread may take the lock again at once: fast), and
+//! `S`/`H` bound the unfairness as parking_lot's eventual fairness does: a waiter that has
+//! waited [`FAIR_AFTER`] gets the next release handed to the sleepers.
 //!
 //! **Owner identity.** The thread id is part of the word, so taking the lock and naming the owner
 //! are one CAS. Thread ids are reused, so `owner` also records the holder's start time (from
@@ -37,7 +43,10 @@
 //! | after the CAS, before `owner` is written   | `state = T`, `owner` 0       | next waiter: no thread `T` -> take-over (if `T` were reused at once by a live thread, recovery waits until that thread exits) |
 //! | while holding                              | `state = T` or `W\|T`        | next waiter, within ~`FIRST_CHECK`..`CHECK_EVERY` of waiting: take-over, told `owner_died` |
 //! | releasing: after clearing `owner`, before the swap | `state = T`, `owner` 0 | next waiter: no thread `T` -> take-over |
-//! | after the release swap, before `FUTEX_WAKE`| `state = 0`, sleepers asleep | sleepers wake at their next check and find it free |
+//! | after the release swap, before `FUTEX_WAKE`| `state = 0` or `H\|W`, sleepers asleep | sleepers wake at their next check and take it (every waiter has slept by then) |
+//!
+//! A woken sleeper killed before it takes a handed-off lock leaves `H|W`: the others take it at
+//! their next check, as above.
 //!
 //! What recovery means: the lock is usable again and the next holder is told. It does not mean
 //! the data the lock protected is consistent: the dead holder may have stopped half way through
@@ -57,7 +66,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 const WAITERS: u32 = 1 << 31;
-const TID_MASK: u32 = (1 << 30) - 1;
+const HANDOFF: u32 = 1 << 30;
+const STARVING: u32 = 1 << 29;
+const TID_MASK: u32 = (1 << 22) - 1;
 const START_BITS: u32 = 40;
 const START_MASK: u64 = (1 << START_BITS) - 1;
 
@@ -65,6 +76,8 @@ const START_MASK: u64 = (1 << START_BITS) - 1;
 pub(crate) const FIRST_CHECK: Duration = Duration::from_millis(10);
 /// ... and then at this interval.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// A sleeper that has waited this long asks for the next release to be handed to a sleeper.
+pub(crate) const FAIR_AFTER: Duration = Duration::from_millis(1);
 
 /// The process-shared lock word. See the module doc for its state table.
 #[repr(C)]
@@ -142,7 +155,7 @@ impl RawLock {
     pub(crate) fn try_lock(&self, check_owner: bool) -> Option<Acquired> {
         let (tid, start) = me();
         let w = self.state.load(Ordering::Relaxed);
-        if w & TID_MASK == 0 {
+        if w & (TID_MASK | HANDOFF) == 0 {
             if self
                 .state
                 .compare_exchange(w, tid | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
@@ -177,13 +190,14 @@ impl RawLock {
 
     #[cold]
     fn lock_slow(&self, tid: u32, start: u64, deadline: Option<Duration>) -> Option<Acquired> {
-        // Spin only while nobody sleeps: a sleeper means a long holder.
+        // Spin only while nobody sleeps (a sleeper means a long holder), and take only a plainly
+        // free lock (a handed-off one is for the sleepers).
         for _ in 0..SPIN {
             let w = self.state.load(Ordering::Relaxed);
-            if w & TID_MASK == 0 {
+            if w == 0 {
                 if self
                     .state
-                    .compare_exchange_weak(w, tid, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange_weak(0, tid, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
                     self.record_owner(tid, start);
@@ -194,10 +208,12 @@ impl RawLock {
             }
             std::hint::spin_loop();
         }
-        let mut next_check = futex::now().saturating_add(FIRST_CHECK);
+        let began = futex::now();
+        let mut next_check = began.saturating_add(FIRST_CHECK);
+        let mut slept = false;
         loop {
             let w = self.state.load(Ordering::Relaxed);
-            if w & TID_MASK == 0 {
+            if w & TID_MASK == 0 && (w & HANDOFF == 0 || slept) {
                 // We may have slept, so others may sleep too: keep the waiters bit.
                 if self
                     .state
@@ -209,20 +225,27 @@ impl RawLock {
                 }
                 continue;
             }
-            if w & WAITERS == 0
+            let now = futex::now();
+            let mut want = w | WAITERS;
+            if slept && w & TID_MASK != 0 && now.saturating_sub(began) >= FAIR_AFTER {
+                want |= STARVING;
+            }
+            if want != w
                 && self
                     .state
-                    .compare_exchange(w, w | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .compare_exchange(w, want, Ordering::Relaxed, Ordering::Relaxed)
                     .is_err()
             {
                 continue;
             }
-            let w = w | WAITERS;
-            let now = futex::now();
+            let w = want;
             if deadline.is_some_and(|d| now >= d) {
                 return None;
             }
             if now >= next_check {
+                // Every waiter counts as having slept from its first check on: a handed-off
+                // lock whose sleeper died is taken here.
+                slept = true;
                 if let Some(a) = self.take_over_if_dead(w, tid, start) {
                     return Some(a);
                 }
@@ -234,6 +257,7 @@ impl RawLock {
                 Ok(Wake::Woken) | Ok(Wake::TimedOut) => {}
                 Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
+            slept = true;
         }
     }
 
@@ -281,10 +305,33 @@ impl RawLock {
     pub(crate) fn unlock(&self) {
         // No record while free: see `holder_is_dead`.
         self.owner.store(0, Ordering::Relaxed);
-        // Release: pairs with the Acquire of the next locker's CAS (and of `holder_is_dead`).
+        // Release: pairs with the Acquire of the next locker's CAS (and of `holder_is_dead`);
+        // the hand-off CAS below continues its release sequence.
         let old = self.state.swap(0, Ordering::Release);
-        if old & WAITERS != 0 {
+        if old & STARVING != 0 {
+            self.hand_off();
+        } else if old & WAITERS != 0 {
             futex::wake(&self.state, 1);
+        }
+    }
+
+    /// Reserves the just-released lock for a sleeper and wakes one (see the state table). If
+    /// a barging locker took it first, the starving waiter asks again.
+    #[cold]
+    fn hand_off(&self) {
+        let reserved = HANDOFF | WAITERS;
+        if self
+            .state
+            .compare_exchange(0, reserved, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        if futex::wake(&self.state, 1) == 0 {
+            // Nobody asleep to take it (the waiter is between its checks, or died): free it.
+            let _ = self
+                .state
+                .compare_exchange(reserved, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
