@@ -7,10 +7,19 @@
 //! (tens of milliseconds), never a hang, and the next holder is told
 //! ([`LockGuard::previous_holder_died`]).
 //!
-//! Layers, as in parking_lot: [`raw`] holds the lock word and its state table, `wait` the one
+//! Layers, as in parking_lot: `raw` holds the lock word and its state table, `wait` the one
 //! waiting mechanism (spin, then `FUTEX_WAIT` on a shared word, sleepers counted so that a
 //! change nobody waits for makes no system call); the public types are thin handles on a
 //! shared-memory region.
+//!
+//! For other modules (queues, `Value`), the crate-internal API is:
+//! * `raw::RawLock` — 16 bytes, all-zero = unlocked, 8-aligned, at any offset of a `Region`
+//!   (`RawLock::at(&region, offset)`): `lock(deadline) -> Option<Acquired>` (takes over from a
+//!   dead holder and says so in `Acquired::owner_died`), `try_lock(check_owner)`, `unlock()`.
+//! * `wait::WaitWord` — 8 bytes, all-zero = idle: a futex word plus a sleeper count;
+//!   `wait_until(deadline, |word| ready)` and `wake(n)` / `wake_all()` after changing the word
+//!   (no syscall when nobody sleeps). Wait in slices (`wait::slice(deadline, CHECK_EVERY)`)
+//!   wherever a peer that should wake you may die, and check that peer between slices.
 //!
 //! Every handle is `Send + Sync + Clone` (a clone is another handle on the same object) and can
 //! be passed to a child in [`Process`](crate::Process) arguments; it works the same between
