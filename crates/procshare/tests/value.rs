@@ -202,3 +202,21 @@ fn handles_are_send_sync_clone() {
     check::<RawValue<u8>>();
     check::<RawArray<i32>>();
 }
+
+#[test]
+fn get_while_holding_the_guard_panics_instead_of_hanging() {
+    let v = Value::new(1u32).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _g = v.lock();
+        v.get()
+    }));
+    assert!(r.is_err());
+    assert_eq!(v.get(), 1, "the guard was released while unwinding");
+    let a = Array::<u8>::new(2).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _g = a.lock();
+        a.set(0, 1)
+    }));
+    assert!(r.is_err());
+    assert_eq!(a.to_vec(), vec![0, 0]);
+}

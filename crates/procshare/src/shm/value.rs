@@ -152,9 +152,16 @@ impl<T: Pod> Shared<T> {
         unsafe { self.region.payload().add(DATA_AT) as *mut T }
     }
 
-    /// Takes the lock; the guard pieces.
+    /// Takes the lock; the guard pieces. Panics if this thread holds it already (it could only
+    /// wait for itself: no other thread can release it).
     fn guard(&self) -> (&RawLock, bool) {
         let raw = self.lock();
+        if raw.held_by_me() {
+            panic!(
+                "procshare: this thread already holds this Value/Array's lock (use the guard you \
+                 hold instead of calling get/set/lock again)"
+            );
+        }
         // No deadline: always `Some`.
         let died = raw.lock(None).is_some_and(|a| a.owner_died);
         (raw, died)
@@ -249,6 +256,10 @@ fn out_of_range(i: usize, len: usize) -> Error {
 /// takes it over and [`ValueGuard::previous_holder_died`] says so; the value is whatever the dead
 /// holder left.
 ///
+/// The lock is not re-entrant (a re-entrant one could not hand out `&mut T` soundly): calling
+/// `get`, `set` or `lock` while this thread holds the value's guard panics with a message,
+/// rather than waiting forever for itself.
+///
 /// A clone is another handle on the same value; pass it to children as a
 /// [`Process`](crate::Process) argument (spawn or fork alike: the memory is shared).
 ///
@@ -267,7 +278,8 @@ pub struct Value<T> {
 /// A `[T]` in shared memory with its own process-shared lock (`multiprocessing.Array`).
 ///
 /// Every element access holds the lock; [`lock`](Array::lock) holds it for a whole pass over the
-/// slice (the fast way to read or update many elements). See [`Value`] about dead holders.
+/// slice (the fast way to read or update many elements). See [`Value`] about dead holders and
+/// about calling `get`/`set`/`lock` while holding the guard (a panic, not a hang).
 ///
 /// `get`/`set` with an index past the end panic, like slice indexing (the index is the caller's
 /// bug); [`try_get`](Array::try_get)/[`try_set`](Array::try_set) return `Err(InvalidArgument)`

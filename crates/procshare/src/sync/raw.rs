@@ -125,11 +125,6 @@ fn me_slow(pid: u32) -> (u32, u64) {
     (tid & TID_MASK, s)
 }
 
-/// This thread's id as it appears in a lock word.
-pub(crate) fn my_tid() -> u32 {
-    proc::current_tid() & TID_MASK
-}
-
 impl RawLock {
     /// Bytes a `RawLock` takes in a region.
     pub(crate) const SIZE: usize = std::mem::size_of::<RawLock>();
@@ -336,13 +331,15 @@ impl RawLock {
     }
 
     /// The thread id of the holder (0: free).
+    #[inline]
     pub(crate) fn holder(&self) -> u32 {
         self.state.load(Ordering::Relaxed) & TID_MASK
     }
 
     /// Whether the calling thread holds the lock.
+    #[inline]
     pub(crate) fn held_by_me(&self) -> bool {
-        self.holder() == my_tid()
+        self.holder() == me().0
     }
 
     /// Whether anyone holds the lock.
