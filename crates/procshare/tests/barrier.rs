@@ -118,3 +118,30 @@ fn abort_and_reset() {
         b.wait().unwrap();
     });
 }
+
+#[test]
+fn reset_releases_a_waiter_in_another_process_with_an_error() {
+    let barrier = Barrier::new(2).unwrap();
+    let (mine, theirs) = pipe().unwrap();
+    let mut kid = Process::spawn(
+        (barrier.clone(), theirs),
+        |(b, conn): (Barrier, Connection)| {
+            conn.send(&"waiting").unwrap();
+            conn.send(&matches!(b.wait(), Err(Error::PeerDied)))
+                .unwrap();
+        },
+    )
+    .unwrap();
+    assert_eq!(mine.recv::<String>().unwrap(), "waiting");
+    while barrier.n_waiting() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    barrier.reset();
+    assert!(
+        mine.recv::<bool>().unwrap(),
+        "the waiter got PeerDied from reset"
+    );
+    assert_eq!(kid.join().unwrap(), 0);
+    assert_eq!(barrier.n_waiting(), 0);
+    assert!(!barrier.broken());
+}

@@ -4,7 +4,7 @@
 //! ```text
 //!  0        8          12            16                       16 + 16*64
 //!  +--------+----------+-------------+------------------------+
-//!  | state  | parties  | pad         | slots[64]: { pid, arrived, start } |
+//!  | state  | parties  | reset_gen   | slots[64]: { pid, arrived, start } |
 //!  +--------+----------+-------------+------------------------+
 //!  state word: { broken:1 | generation:15 | count:16 }
 //! ```
@@ -52,7 +52,10 @@ struct BarrierWords {
     /// `{ broken:1 | generation:15 | count:16 }`; AcqRel CAS by arrivals.
     state: WaitWord,
     parties: AtomicU32,
-    _pad: AtomicU32,
+    /// `generation + 1` of the generation last ended by `reset` (0: none), written while the
+    /// state is broken (so no arrival can complete that generation) and before the Release
+    /// store of the next generation; waiters read it after seeing the generation move.
+    reset_gen: AtomicU32,
 }
 
 #[repr(C)]
@@ -157,27 +160,17 @@ impl Barrier {
         self.words().state.wake_all();
     }
 
-    /// Makes a broken barrier usable again, empty (Python's `reset`; current waiters get
-    /// `Err(PeerDied)`).
+    /// Returns the barrier to its empty state (Python's `reset`): parties waiting now get
+    /// `Err(PeerDied)`, later waits start a new round. Makes a broken barrier usable again.
     pub fn reset(&self) {
         let w = self.words().state.word();
-        let mut s = w.load(Ordering::Relaxed);
-        loop {
-            let next = ((generation(s) + 1) & GEN_MASK) << GEN_SHIFT;
-            match w.compare_exchange(
-                s,
-                BROKEN | (s & !COUNT_MASK),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    self.words().state.wake_all();
-                    w.store(next, Ordering::Release);
-                    return;
-                }
-                Err(now) => s = now,
-            }
-        }
+        // First break it, so that no arrival can complete the current generation meanwhile.
+        let s = w.fetch_or(BROKEN, Ordering::AcqRel);
+        let gen = generation(s);
+        self.words().reset_gen.store(gen + 1, Ordering::Relaxed);
+        // Release: pairs with the Acquire loads of the waiters; makes `reset_gen` visible.
+        w.store(((gen + 1) & GEN_MASK) << GEN_SHIFT, Ordering::Release);
+        self.words().state.wake_all();
     }
 
     /// Records this process in the slot table (once per process).
@@ -269,6 +262,9 @@ impl Barrier {
                 .wait_until(until, |v| v & BROKEN != 0 || generation(v) != gen);
             let s = w.load(Ordering::Acquire);
             if generation(s) != gen {
+                if self.words().reset_gen.load(Ordering::Relaxed) == gen + 1 {
+                    return Err(Error::PeerDied); // ended by `reset`, not completed
+                }
                 return Ok(index as usize);
             }
             if s & BROKEN != 0 {
