@@ -113,6 +113,9 @@ impl Condition {
     /// Wakes up to `n` waiters (in any process). Callable with or without the lock held;
     /// Python requires it held, and holding it is what makes the waiter's predicate check safe.
     pub fn notify(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
         // Release: pairs with the Acquire load in `wait_until`.
         self.seq().word().fetch_add(1, Ordering::Release);
         self.seq().wake(u32::try_from(n).unwrap_or(u32::MAX));
