@@ -57,7 +57,6 @@
 //! `RawLock`: made of atomics (valid for any bit pattern), and in bounds and aligned (checked
 //! by `Region::at`).
 
-use super::wait::SPIN;
 use crate::shm::region::Region;
 use crate::sys::futex::{self, Wake};
 use crate::sys::{owner, proc};
@@ -76,6 +75,8 @@ const START_MASK: u64 = (1 << START_BITS) - 1;
 pub(crate) const FIRST_CHECK: Duration = Duration::from_millis(10);
 /// ... and then at this interval.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// Looks at the word before sleeping (with 2, 4, ... 64 pauses between looks).
+const SPIN_ROUNDS: u32 = 10;
 /// A sleeper that has waited this long asks for the next release to be handed to a sleeper.
 pub(crate) const FAIR_AFTER: Duration = Duration::from_millis(1);
 
@@ -187,7 +188,9 @@ impl RawLock {
     fn lock_slow(&self, tid: u32, start: u64, deadline: Option<Duration>) -> Option<Acquired> {
         // Spin only while nobody sleeps (a sleeper means a long holder), and take only a plainly
         // free lock (a handed-off one is for the sleepers).
-        for _ in 0..SPIN {
+        // Exponential backoff between looks: a waiter polling the word steals its cache line
+        // from a holder that re-locks at once, which costs both.
+        for i in 0..SPIN_ROUNDS {
             let w = self.state.load(Ordering::Relaxed);
             if w == 0 {
                 if self
@@ -201,7 +204,9 @@ impl RawLock {
             } else if w & WAITERS != 0 {
                 break;
             }
-            std::hint::spin_loop();
+            for _ in 0..(2u32 << i.min(5)) {
+                std::hint::spin_loop();
+            }
         }
         let began = futex::now();
         let mut next_check = began.saturating_add(FIRST_CHECK);
