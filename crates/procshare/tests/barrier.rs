@@ -94,12 +94,17 @@ fn a_party_killed_before_arriving_breaks_the_barrier() {
 #[test]
 fn a_party_killed_before_its_first_wait_breaks_the_barrier() {
     let barrier = Barrier::new(2).unwrap();
+    let (mine, theirs) = pipe().unwrap();
     // Registered when it received the barrier; never arrives.
-    let mut kid = Process::spawn(barrier.clone(), |_b: Barrier| {
-        std::thread::sleep(Duration::from_secs(60));
-    })
+    let mut kid = Process::spawn(
+        (barrier.clone(), theirs),
+        |(_b, conn): (Barrier, Connection)| {
+            conn.send(&"started").unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        },
+    )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(200)); // let it start
+    assert_eq!(mine.recv::<String>().unwrap(), "started");
     kid.kill().unwrap();
     assert!(matches!(barrier.wait(), Err(Error::PeerDied)));
     assert_eq!(kid.join().unwrap(), -9);
