@@ -1,8 +1,9 @@
 //! The book's Pipe example ("Programmer's Python: Async", Sharing Data — Pipes & Queues):
 //! `addCount` sends 0..500 through one end; two `getCount` processes share the other end and
-//! print what they read with their process name. Run: `cargo run --example seed_pipe`.
+//! print what they read with their process name, holding a shared lock around each receive and
+//! print. Run: `cargo run --example seed_pipe`.
 
-use procshare::{current_process, pipe, Connection, Process};
+use procshare::{current_process, pipe, Connection, Lock, Process};
 
 fn add_count(con: Connection) {
     for i in 0..500u32 {
@@ -10,9 +11,11 @@ fn add_count(con: Connection) {
     }
 }
 
-fn get_count(con: Connection) {
-    // The writer's end closes when it returns: recv then reports end-of-file and we stop.
-    while let Ok(i) = con.recv::<u32>() {
+fn get_count((con, lock): (Connection, Lock)) {
+    loop {
+        let _held = lock.lock().unwrap();
+        // The writer's end closes when it returns: recv then reports end-of-file and we stop.
+        let Ok(i) = con.recv::<u32>() else { break };
         println!("{i} {}", current_process().name());
     }
 }
@@ -20,9 +23,10 @@ fn get_count(con: Connection) {
 fn main() -> procshare::Result<()> {
     procshare::init();
     let (con1, con2) = pipe()?;
+    let p_lock = Lock::new()?;
     let mut p1 = Process::spawn(con1, add_count)?;
-    let mut p2 = Process::spawn(con2.try_clone()?, get_count)?;
-    let mut p3 = Process::spawn(con2, get_count)?;
+    let mut p2 = Process::spawn((con2.try_clone()?, p_lock.clone()), get_count)?;
+    let mut p3 = Process::spawn((con2, p_lock), get_count)?;
     p1.join()?;
     p2.join()?;
     p3.join()?;

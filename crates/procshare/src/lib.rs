@@ -51,4 +51,8 @@ pub use pipe::{connect, pipe, pipe_simplex, wait, Address, Connection, Listener}
 pub use process::{
     current_process, init, CurrentProcess, ExitCode, Process, ProcessBuilder, StartMethod,
 };
+pub use shm::value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
 pub use shm::{Item, ShareableList, SharedMemory, SharedMemoryManager};
+pub use sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard, RLock, Semaphore,
+};

@@ -1,7 +1,8 @@
 //! The book's Pipe program: one process sends 0..500 through one end of a pipe, two reader
-//! processes share the other end and print each number with their process name.
+//! processes share the other end and, holding a shared `Lock`, receive and print each number
+//! with their process name.
 
-use procshare::{current_process, pipe, Connection, Process};
+use procshare::{current_process, pipe, Connection, Lock, Process};
 use std::collections::HashSet;
 
 const COUNT: u32 = 500;
@@ -13,9 +14,12 @@ fn add_count(con: Connection) {
     // Returning closes this end: the readers see end-of-file once the pipe is drained.
 }
 
-fn get_count((con, report): (Connection, Connection)) {
+fn get_count((con, lock, report): (Connection, Lock, Connection)) {
     let mut got = Vec::new();
-    while let Ok(i) = con.recv::<u32>() {
+    loop {
+        // As in the book: `with l: print(con.recv(), current_process().name)`.
+        let _guard = lock.lock().expect("lock");
+        let Ok(i) = con.recv::<u32>() else { break };
         println!("{i} {}", current_process().name());
         got.push(i);
     }
@@ -27,9 +31,10 @@ pub fn run() -> procshare::Result<()> {
     println!("== demo pipe: 1 writer, 2 readers sharing one end of a Pipe");
     let (con1, con2) = pipe()?;
     let (results, report) = pipe()?;
+    let lock = Lock::new()?;
     let mut writer = Process::spawn(con1, add_count)?;
-    let mut r1 = Process::spawn((con2.try_clone()?, report.try_clone()?), get_count)?;
-    let mut r2 = Process::spawn((con2, report), get_count)?;
+    let mut r1 = Process::spawn((con2.try_clone()?, lock.clone(), report.try_clone()?), get_count)?;
+    let mut r2 = Process::spawn((con2, lock, report), get_count)?;
 
     let mut seen = HashSet::new();
     let mut received = 0;

@@ -8,10 +8,10 @@
 
 mod list;
 mod manager;
-#[allow(dead_code)] // used by the shared-memory objects built on it
 pub(crate) mod region;
 mod segment;
 mod tracker;
+pub(crate) mod value;
 
 pub use list::{Item, ShareableList};
 pub use manager::SharedMemoryManager;

@@ -123,11 +123,6 @@ impl Region {
         self.0.map.len() - HEADER_LEN
     }
 
-    /// The kind of object, as given to `create`; a handle type checks it after deserializing.
-    pub(crate) fn magic(&self) -> u64 {
-        self.0.magic
-    }
-
     /// Fails unless the region holds an object of kind `magic`.
     pub(crate) fn expect(self, magic: u64) -> Result<Region> {
         if self.0.magic == magic {
@@ -143,6 +138,7 @@ impl Region {
     }
 
     /// The mapping (for `discard`).
+    #[allow(dead_code)] // for queues giving memory back
     pub(crate) fn mapping(&self) -> &Mapping {
         &self.0.map
     }

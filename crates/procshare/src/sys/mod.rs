@@ -15,6 +15,7 @@ pub mod fd;
 pub mod futex;
 pub mod memfd;
 pub mod mmap;
+pub mod owner;
 pub mod poll;
 pub mod proc;
 pub mod shm;

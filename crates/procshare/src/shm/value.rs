@@ -1,0 +1,597 @@
+//! `Value`, `Array`, `RawValue`, `RawArray` — `multiprocessing.sharedctypes`: plain-data values
+//! in a shared region, with (or, for the `Raw` kinds, without) their own process-shared lock.
+//!
+//! ```text
+//!  payload of the Region
+//!  0                16      24          28           32             64
+//!  +----------------+-------+-----------+------------+--------------+--------------------
+//!  | RawLock        | len   | elem size | elem align | pad          | len elements of T
+//!  +----------------+-------+-----------+------------+--------------+--------------------
+//! ```
+//! The header is written before the region is published and never changes; a handle received
+//! from another process re-checks it against its own `T` (size, alignment, length fits) and
+//! refuses a mismatch with an error.
+//!
+//! **Why a lock and not a seqlock** for `get`/`set`: the lock is needed anyway for
+//! [`Value::lock`] (a `&mut T` into shared memory), a writer through that guard would have to
+//! bump a sequence too, and a writer killed mid-write would leave a seqlock odd forever (readers
+//! spinning) unless it had the owner-death machinery a lock already has. An uncontended
+//! lock + copy + unlock costs tens of nanoseconds. So a multi-word `T` is never read torn
+//! through the safe API of `Value`/`Array`.
+//!
+//! Crash table:
+//! | killed ...                      | leaves                                   | repaired by |
+//! |---------------------------------|------------------------------------------|-------------|
+//! | creating, before `READY`        | a memfd only the creator held            | the kernel, with the creator |
+//! | holding the lock (get/set/guard)| the lock held; the data maybe half written | the next locker takes the lock over and is told (`previous_holder_died`); the data is as the dead holder left it |
+//! | `RawValue`/`RawArray` `set`     | the element maybe half written           | nobody: raw means no lock, as in Python |
+#![allow(unsafe_code)]
+//! # Safety
+//! The data is plain old data (`T: Pod`: any bit pattern is a valid `T`), at offset 64 of the
+//! payload, `len * size_of::<T>()` bytes, checked against the region's length on creation and
+//! on receipt; `T`'s alignment is at most 64 (checked), so every element is aligned.
+//! `Value`/`Array` touch the data only while holding the region's lock, so the `&T`/`&mut T`
+//! the guards hand out alias nothing (other processes go through the same lock). `RawValue`/
+//! `RawArray` copy element by element with relaxed atomic loads and stores of the widest width
+//! the element's size and alignment allow: racing copies may mix old and new parts of a
+//! multi-word element, but are not data races.
+
+use crate::error::{Error, Result};
+use crate::shm::region::Region;
+use crate::sync::raw::RawLock;
+use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+const VALUE: u64 = u64::from_le_bytes(*b"psValue\0");
+const ARRAY: u64 = u64::from_le_bytes(*b"psArray\0");
+const RAW_VALUE: u64 = u64::from_le_bytes(*b"psRValue");
+const RAW_ARRAY: u64 = u64::from_le_bytes(*b"psRArray");
+
+const LEN_AT: usize = RawLock::SIZE;
+const SIZE_AT: usize = LEN_AT + 8;
+const ALIGN_AT: usize = SIZE_AT + 4;
+const DATA_AT: usize = 64;
+
+/// The shared part of every kind: a region holding `len` elements of `T`.
+struct Shared<T> {
+    region: Region,
+    len: usize,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared { region: self.region.clone(), len: self.len, _t: PhantomData }
+    }
+}
+
+impl<T> std::fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("len", &self.len).finish()
+    }
+}
+
+impl<T: Pod> Shared<T> {
+    fn create(magic: u64, len: usize, init: &[T]) -> Result<Self> {
+        if std::mem::align_of::<T>() > DATA_AT {
+            return Err(Error::invalid(
+                "element types aligned to more than 64 bytes are not supported",
+            ));
+        }
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .and_then(|b| b.checked_add(DATA_AT))
+            .ok_or_else(|| Error::invalid(format!("an array of {len} elements is too large")))?;
+        let region = Region::create(magic, bytes, |p| {
+            // SAFETY: the payload is `bytes` long and 64-aligned; the header fields are in its
+            // first 64 bytes, aligned; `init` (empty or `len` long) fits at DATA_AT. Nobody
+            // else sees the region yet.
+            unsafe {
+                (p.add(LEN_AT) as *mut u64).write(len as u64);
+                (p.add(SIZE_AT) as *mut u32).write(std::mem::size_of::<T>() as u32);
+                (p.add(ALIGN_AT) as *mut u32).write(std::mem::align_of::<T>() as u32);
+                let init = bytemuck::cast_slice::<T, u8>(init);
+                std::ptr::copy_nonoverlapping(init.as_ptr(), p.add(DATA_AT), init.len());
+            }
+        })?;
+        Ok(Shared { region, len, _t: PhantomData })
+    }
+
+    /// Checks a region received from another process against `T`.
+    fn open(region: Region, magic: u64) -> Result<Self> {
+        let region = region.expect(magic)?;
+        let bad = || Error::invalid("shared value holds another element type or length");
+        if region.payload_len() < DATA_AT {
+            return Err(bad());
+        }
+        // SAFETY: within the first 64 bytes of the payload (checked just above), aligned;
+        // plain integers (read once, as atomics: a peer could write them).
+        let (len, size, align) = unsafe {
+            (
+                region.at::<AtomicU64>(LEN_AT).load(Ordering::Relaxed),
+                region.at::<AtomicU32>(SIZE_AT).load(Ordering::Relaxed),
+                region.at::<AtomicU32>(ALIGN_AT).load(Ordering::Relaxed),
+            )
+        };
+        if size as usize != std::mem::size_of::<T>() || align as usize != std::mem::align_of::<T>()
+        {
+            return Err(bad());
+        }
+        let len = usize::try_from(len).map_err(|_| bad())?;
+        let fits = len
+            .checked_mul(std::mem::size_of::<T>())
+            .and_then(|b| b.checked_add(DATA_AT))
+            .is_some_and(|b| b <= region.payload_len());
+        if !fits {
+            return Err(bad());
+        }
+        Ok(Shared { region, len, _t: PhantomData })
+    }
+
+    fn lock(&self) -> &RawLock {
+        RawLock::at(&self.region, 0)
+    }
+
+    fn data(&self) -> *mut T {
+        // SAFETY: DATA_AT is within the payload (checked at create/open).
+        unsafe { self.region.payload().add(DATA_AT) as *mut T }
+    }
+
+    /// Takes the lock; the guard pieces. Panics if this thread holds it already (it could only
+    /// wait for itself: no other thread can release it).
+    fn guard(&self) -> (&RawLock, bool) {
+        let raw = self.lock();
+        if raw.held_by_me() {
+            panic!(
+                "procshare: this thread already holds this Value/Array's lock (use the guard you \
+                 hold instead of calling get/set/lock again)"
+            );
+        }
+        // No deadline: always `Some`.
+        let died = raw.lock(None).is_some_and(|a| a.owner_died);
+        (raw, died)
+    }
+
+    /// Copies element `i` with atomic accesses (no lock). `i < len` is the caller's to check.
+    fn load_raw(&self, i: usize) -> T {
+        debug_assert!(i < self.len);
+        let mut out = T::zeroed();
+        // SAFETY: element `i` is in bounds (caller) and aligned (module Safety).
+        unsafe {
+            atomic_copy(
+                self.data().add(i) as *const u8,
+                bytemuck::bytes_of_mut(&mut out),
+                Dir::Load,
+            )
+        };
+        out
+    }
+
+    fn store_raw(&self, i: usize, mut v: T) {
+        debug_assert!(i < self.len);
+        // SAFETY: as in `load_raw`.
+        unsafe {
+            atomic_copy(self.data().add(i) as *const u8, bytemuck::bytes_of_mut(&mut v), Dir::Store)
+        };
+    }
+
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.region.serialize(s)
+    }
+}
+
+enum Dir {
+    Load,
+    Store,
+}
+
+/// Copies `buf.len()` bytes between shared memory at `shared` and `buf` with relaxed atomic
+/// accesses, in chunks of the widest width that divides both the length and the address.
+///
+/// # Safety
+/// `shared .. shared + buf.len()` must be inside a live mapping.
+unsafe fn atomic_copy(shared: *const u8, buf: &mut [u8], dir: Dir) {
+    macro_rules! chunks {
+        ($atomic:ty, $int:ty) => {{
+            const W: usize = std::mem::size_of::<$int>();
+            for (k, chunk) in buf.chunks_exact_mut(W).enumerate() {
+                // SAFETY: in bounds (caller) and aligned to W (checked by the dispatch below).
+                let a = unsafe { &*(shared.add(k * W) as *const $atomic) };
+                match dir {
+                    Dir::Load => chunk.copy_from_slice(&a.load(Ordering::Relaxed).to_ne_bytes()),
+                    Dir::Store => {
+                        let mut x = [0u8; W];
+                        x.copy_from_slice(chunk);
+                        a.store(<$int>::from_ne_bytes(x), Ordering::Relaxed)
+                    }
+                }
+            }
+        }};
+    }
+    let n = buf.len();
+    let addr = shared as usize;
+    if n % 8 == 0 && addr % 8 == 0 {
+        chunks!(AtomicU64, u64)
+    } else if n % 4 == 0 && addr % 4 == 0 {
+        chunks!(AtomicU32, u32)
+    } else if n % 2 == 0 && addr % 2 == 0 {
+        chunks!(AtomicU16, u16)
+    } else {
+        chunks!(AtomicU8, u8)
+    }
+}
+
+fn out_of_range(i: usize, len: usize) -> Error {
+    Error::invalid(format!("index {i} out of range for an array of length {len}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A `T` in shared memory with its own process-shared lock (`multiprocessing.Value`).
+///
+/// [`get`](Value::get) and [`set`](Value::set) each hold the lock, so a `T` of several words is
+/// never seen half written. For read-modify-write, hold the lock: `*v.lock() += 1` (Python's
+/// `with v.get_lock(): v.value += 1`). If a process dies holding the lock, the next locker
+/// takes it over and [`ValueGuard::previous_holder_died`] says so; the value is whatever the dead
+/// holder left.
+///
+/// The lock is not re-entrant (a re-entrant one could not hand out `&mut T` soundly): calling
+/// `get`, `set` or `lock` while this thread holds the value's guard panics with a message,
+/// rather than waiting forever for itself.
+///
+/// A clone is another handle on the same value; pass it to children as a
+/// [`Process`](crate::Process) argument (spawn or fork alike: the memory is shared).
+///
+/// ```
+/// use procshare::Value;
+/// let v = Value::new(1.5f64)?;
+/// v.set(2.5);
+/// *v.lock() += 1.0;
+/// assert_eq!(v.get(), 3.5);
+/// # Ok::<(), procshare::Error>(())
+/// ```
+pub struct Value<T> {
+    shared: Shared<T>,
+}
+
+/// A `[T]` in shared memory with its own process-shared lock (`multiprocessing.Array`).
+///
+/// Every element access holds the lock; [`lock`](Array::lock) holds it for a whole pass over the
+/// slice (the fast way to read or update many elements). See [`Value`] about dead holders and
+/// about calling `get`/`set`/`lock` while holding the guard (a panic, not a hang).
+///
+/// `get`/`set` with an index past the end panic, like slice indexing (the index is the caller's
+/// bug); [`try_get`](Array::try_get)/[`try_set`](Array::try_set) return `Err(InvalidArgument)`
+/// instead.
+///
+/// ```
+/// use procshare::Array;
+/// let a = Array::from_slice(&[1u32, 2, 3])?;
+/// a.set(0, 10);
+/// a.lock().iter_mut().for_each(|x| *x *= 2);
+/// assert_eq!(a.to_vec(), vec![20, 4, 6]);
+/// # Ok::<(), procshare::Error>(())
+/// ```
+pub struct Array<T> {
+    shared: Shared<T>,
+}
+
+/// A `T` in shared memory with no lock (`multiprocessing.RawValue`): each `get`/`set` copies
+/// with atomic word-sized accesses, so a `T` of several words may be read half old, half new
+/// when another process sets it at the same time. Use [`Value`] unless you synchronise yourself.
+///
+/// ```
+/// use procshare::RawValue;
+/// let v = RawValue::new(7u64)?;
+/// v.set(8);
+/// assert_eq!(v.get(), 8);
+/// # Ok::<(), procshare::Error>(())
+/// ```
+pub struct RawValue<T> {
+    shared: Shared<T>,
+}
+
+/// A `[T]` in shared memory with no lock (`multiprocessing.RawArray`); see [`RawValue`].
+/// Out-of-range `get`/`set` panic like slice indexing; `try_get`/`try_set` return `Err`.
+///
+/// ```
+/// use procshare::RawArray;
+/// let a = RawArray::<i32>::new(3)?;
+/// a.set(2, -1);
+/// assert_eq!(a.to_vec(), vec![0, 0, -1]);
+/// # Ok::<(), procshare::Error>(())
+/// ```
+pub struct RawArray<T> {
+    shared: Shared<T>,
+}
+
+macro_rules! handle_impls {
+    ($ty:ident, $magic:expr) => {
+        impl<T> Clone for $ty<T> {
+            fn clone(&self) -> Self {
+                $ty { shared: self.shared.clone() }
+            }
+        }
+        impl<T: Pod + std::fmt::Debug> std::fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty)).field("len", &self.shared.len).finish()
+            }
+        }
+        impl<T: Pod> Serialize for $ty<T> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.shared.serialize(s)
+            }
+        }
+        impl<'de, T: Pod> Deserialize<'de> for $ty<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let region = Region::deserialize(d)?;
+                let shared = Shared::open(region, $magic).map_err(serde::de::Error::custom)?;
+                Ok($ty { shared })
+            }
+        }
+    };
+}
+handle_impls!(Value, VALUE);
+handle_impls!(Array, ARRAY);
+handle_impls!(RawValue, RAW_VALUE);
+handle_impls!(RawArray, RAW_ARRAY);
+
+/// Holds a [`Value`]'s lock; derefs to the value. Not `Send`.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ValueGuard<'a, T> {
+    raw: &'a RawLock,
+    data: *mut T,
+    owner_died: bool,
+    _t: PhantomData<&'a mut T>,
+}
+
+/// Holds an [`Array`]'s lock; derefs to the whole slice. Not `Send`.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ArrayGuard<'a, T> {
+    raw: &'a RawLock,
+    data: *mut T,
+    len: usize,
+    owner_died: bool,
+    _t: PhantomData<&'a mut T>,
+}
+
+impl<T: Pod> Value<T> {
+    /// A new shared value holding `v`.
+    pub fn new(v: T) -> Result<Self> {
+        Ok(Value { shared: Shared::create(VALUE, 1, &[v])? })
+    }
+
+    /// A copy of the value (under the lock).
+    pub fn get(&self) -> T {
+        *self.lock()
+    }
+
+    /// Replaces the value (under the lock).
+    pub fn set(&self, v: T) {
+        *self.lock() = v;
+    }
+
+    /// Takes the value's lock; the guard derefs to the value.
+    pub fn lock(&self) -> ValueGuard<'_, T> {
+        let (raw, owner_died) = self.shared.guard();
+        ValueGuard { raw, data: self.shared.data(), owner_died, _t: PhantomData }
+    }
+}
+
+impl<T: Pod> Array<T> {
+    /// A new shared array of `len` zeroed elements.
+    pub fn new(len: usize) -> Result<Self> {
+        Ok(Array { shared: Shared::create(ARRAY, len, &[])? })
+    }
+
+    /// A new shared array holding a copy of `data`.
+    pub fn from_slice(data: &[T]) -> Result<Self> {
+        Ok(Array { shared: Shared::create(ARRAY, data.len(), data)? })
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.shared.len
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.shared.len == 0
+    }
+
+    /// A copy of element `i` (under the lock).
+    ///
+    /// # Panics
+    /// If `i >= len()`, like slice indexing; [`try_get`](Array::try_get) returns an `Err`.
+    pub fn get(&self, i: usize) -> T {
+        self.lock()[i]
+    }
+
+    /// Sets element `i` (under the lock).
+    ///
+    /// # Panics
+    /// If `i >= len()`, like slice indexing; [`try_set`](Array::try_set) returns an `Err`.
+    pub fn set(&self, i: usize, v: T) {
+        self.lock()[i] = v;
+    }
+
+    /// Element `i`, or `Err(InvalidArgument)` if `i >= len()`.
+    pub fn try_get(&self, i: usize) -> Result<T> {
+        self.lock().get(i).copied().ok_or_else(|| out_of_range(i, self.len()))
+    }
+
+    /// Sets element `i`, or `Err(InvalidArgument)` if `i >= len()`.
+    pub fn try_set(&self, i: usize, v: T) -> Result<()> {
+        let mut g = self.lock();
+        let len = g.len();
+        *g.get_mut(i).ok_or_else(|| out_of_range(i, len))? = v;
+        Ok(())
+    }
+
+    /// Takes the array's lock; the guard derefs to the whole slice.
+    pub fn lock(&self) -> ArrayGuard<'_, T> {
+        let (raw, owner_died) = self.shared.guard();
+        ArrayGuard {
+            raw,
+            data: self.shared.data(),
+            len: self.shared.len,
+            owner_died,
+            _t: PhantomData,
+        }
+    }
+
+    /// A copy of the whole array (under the lock).
+    pub fn to_vec(&self) -> Vec<T> {
+        self.lock().to_vec()
+    }
+}
+
+impl<T: Pod> RawValue<T> {
+    /// A new shared value holding `v`, with no lock.
+    pub fn new(v: T) -> Result<Self> {
+        Ok(RawValue { shared: Shared::create(RAW_VALUE, 1, &[v])? })
+    }
+
+    /// A copy of the value (may be torn by a concurrent `set` of a multi-word `T`).
+    pub fn get(&self) -> T {
+        self.shared.load_raw(0)
+    }
+
+    /// Replaces the value.
+    pub fn set(&self, v: T) {
+        self.shared.store_raw(0, v)
+    }
+}
+
+impl<T: Pod> RawArray<T> {
+    /// A new shared array of `len` zeroed elements, with no lock.
+    pub fn new(len: usize) -> Result<Self> {
+        Ok(RawArray { shared: Shared::create(RAW_ARRAY, len, &[])? })
+    }
+
+    /// A new shared array holding a copy of `data`, with no lock.
+    pub fn from_slice(data: &[T]) -> Result<Self> {
+        Ok(RawArray { shared: Shared::create(RAW_ARRAY, data.len(), data)? })
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.shared.len
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.shared.len == 0
+    }
+
+    /// A copy of element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`, like slice indexing.
+    pub fn get(&self, i: usize) -> T {
+        self.try_get(i).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Sets element `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`, like slice indexing.
+    pub fn set(&self, i: usize, v: T) {
+        self.try_set(i, v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Element `i`, or `Err(InvalidArgument)` if `i >= len()`.
+    pub fn try_get(&self, i: usize) -> Result<T> {
+        if i >= self.len() {
+            return Err(out_of_range(i, self.len()));
+        }
+        Ok(self.shared.load_raw(i))
+    }
+
+    /// Sets element `i`, or `Err(InvalidArgument)` if `i >= len()`.
+    pub fn try_set(&self, i: usize, v: T) -> Result<()> {
+        if i >= self.len() {
+            return Err(out_of_range(i, self.len()));
+        }
+        self.shared.store_raw(i, v);
+        Ok(())
+    }
+
+    /// A copy of the whole array (element by element; not a snapshot if others write).
+    pub fn to_vec(&self) -> Vec<T> {
+        (0..self.len()).map(|i| self.shared.load_raw(i)).collect()
+    }
+}
+
+impl<T> ValueGuard<'_, T> {
+    /// Whether taking the lock took it over from a holder that died holding it (the value may
+    /// be half updated).
+    pub fn previous_holder_died(&self) -> bool {
+        self.owner_died
+    }
+}
+
+impl<T> ArrayGuard<'_, T> {
+    /// Whether taking the lock took it over from a holder that died holding it (the array may
+    /// be half updated).
+    pub fn previous_holder_died(&self) -> bool {
+        self.owner_died
+    }
+}
+
+impl<T> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: module Safety: in bounds, aligned, any bits valid, and we hold the lock.
+        unsafe { &*self.data }
+    }
+}
+
+impl<T> DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference from this guard.
+        unsafe { &mut *self.data }
+    }
+}
+
+impl<T> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: module Safety: `len` elements in bounds, aligned, valid; we hold the lock.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+impl<T> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference from this guard.
+        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+    }
+}
+
+impl<T> Drop for ValueGuard<'_, T> {
+    fn drop(&mut self) {
+        self.raw.unlock();
+    }
+}
+
+impl<T> Drop for ArrayGuard<'_, T> {
+    fn drop(&mut self) {
+        self.raw.unlock();
+    }
+}
+
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ValueGuard").field(&**self).finish()
+    }
+}
+
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ArrayGuard").field(&&**self).finish()
+    }
+}

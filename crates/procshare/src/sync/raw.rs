@@ -1,0 +1,351 @@
+//! The lock word: a futex in shared memory that knows its owner (parking_lot's `RawMutex`
+//! layer, made process-shared and robust to a dead holder).
+//!
+//! ```text
+//!  RawLock (16 bytes, #[repr(C)], all-zero = unlocked)
+//!  +---------------------------------------------------+------------+---------------------------------+
+//!  | state: u32 { waiters:1 | handoff:1 | starving:1 | 0:7 | tid:22 } | depth: u32 | owner: u64 { tid:24 | start:40 } |
+//!  +---------------------------------------------------+------------+---------------------------------+
+//! ```
+//! (Linux thread ids are below `PID_MAX_LIMIT` = 2^22.)
+//!
+//! State table (`state`; `T` = the holder's thread id, `W` = waiters, `H` = handoff,
+//! `S` = starving):
+//!
+//! | state        | meaning                                   | who moves it, how                       |
+//! |--------------|-------------------------------------------|-----------------------------------------|
+//! | `0`          | free, nobody asleep                       | locker: CAS `0 -> T`                    |
+//! | `T`          | held by thread `T`, nobody asleep         | holder: swap `-> 0`, no syscall         |
+//! | `W\|T`       | held by `T`, someone may be asleep        | holder: swap `-> 0`, then `FUTEX_WAKE 1`; waiter: sets `W` before it sleeps |
+//! | `S\|W\|T`    | as `W\|T`, and a sleeper has waited > [`FAIR_AFTER`] | holder: swap `-> 0`, CAS `0 -> H\|W`, `FUTEX_WAKE 1` (if it woke nobody: CAS back to `0`) |
+//! | `H\|W`       | free, but reserved for a thread that has slept | a waiter that has slept: CAS `-> W\|me`; lockers that have not slept may not take it |
+//! | `W\|0`       | never stored (release stores `0` or `H\|W`) | —                                     |
+//! | `T` dead     | holder died                               | a waiter that finds `T` dead: CAS `-> W\|me` (take-over) |
+//!
+//! A woken waiter takes the lock as `W|me` (others may still sleep), so its release wakes the
+//! next one: the `W` bit is never lost, only sometimes set when nobody sleeps (one idle
+//! `FUTEX_WAKE`). Lockers barge (a releasing thread may take the lock again at once: fast), and
+//! `S`/`H` bound the unfairness as parking_lot's eventual fairness does: a waiter that has
+//! waited [`FAIR_AFTER`] gets the next release handed to the sleepers.
+//!
+//! **Owner identity.** The thread id is part of the word, so taking the lock and naming the owner
+//! are one CAS. Thread ids are reused, so `owner` also records the holder's start time (from
+//! `/proc/TID/stat`). A waiter that has slept [`FIRST_CHECK`] (then every [`CHECK_EVERY`])
+//! without getting the lock checks the holder: no thread `T`, a zombie, or a thread `T` that
+//! started at another time than `owner` says means the holder died. If `/proc` cannot answer,
+//! the holder is assumed alive (a wrong "dead" would break mutual exclusion; a wrong "alive"
+//! only delays).
+//!
+//! Crash table (a SIGKILL of the holder between steps):
+//! | killed ...                                 | leaves                       | repaired by                 |
+//! |--------------------------------------------|------------------------------|-----------------------------|
+//! | before the CAS                             | nothing                      | —                           |
+//! | after the CAS, before `owner` is written   | `state = T`, `owner` 0       | next waiter: no thread `T` -> take-over (if `T` were reused at once by a live thread, recovery waits until that thread exits) |
+//! | while holding                              | `state = T` or `W\|T`        | next waiter, within ~`FIRST_CHECK`..`CHECK_EVERY` of waiting: take-over, told `owner_died` |
+//! | releasing: after clearing `owner`, before the swap | `state = T`, `owner` 0 | next waiter: no thread `T` -> take-over |
+//! | after the release swap, before `FUTEX_WAKE`| `state = 0` or `H\|W`, sleepers asleep | sleepers wake at their next check and take it (every waiter has slept by then) |
+//!
+//! A woken sleeper killed before it takes a handed-off lock leaves `H|W`: the others take it at
+//! their next check, as above.
+//!
+//! What recovery means: the lock is usable again and the next holder is told. It does not mean
+//! the data the lock protected is consistent: the dead holder may have stopped half way through
+//! an update, and the new holder must check or repair it.
+#![allow(unsafe_code)]
+//! # Safety
+//! The only `unsafe` is [`RawLock::at`], which views 16 bytes of a [`Region`]'s payload as a
+//! `RawLock`: made of atomics (valid for any bit pattern), and in bounds and aligned (checked
+//! by `Region::at`).
+
+use crate::shm::region::Region;
+use crate::sys::futex::{self, Wake};
+use crate::sys::{owner, proc};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+const WAITERS: u32 = 1 << 31;
+const HANDOFF: u32 = 1 << 30;
+const STARVING: u32 = 1 << 29;
+const TID_MASK: u32 = (1 << 22) - 1;
+const START_BITS: u32 = 40;
+const START_MASK: u64 = (1 << START_BITS) - 1;
+
+/// A waiter checks the holder's liveness after sleeping this long ...
+pub(crate) const FIRST_CHECK: Duration = Duration::from_millis(10);
+/// ... and then at this interval.
+pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// Looks at the word before sleeping (with 2, 4, ... 64 pauses between looks).
+const SPIN_ROUNDS: u32 = 10;
+/// A sleeper that has waited this long asks for the next release to be handed to a sleeper.
+pub(crate) const FAIR_AFTER: Duration = Duration::from_millis(1);
+
+/// The process-shared lock word. See the module doc for its state table.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct RawLock {
+    /// `{ waiters:1 | 0:1 | tid:30 }`. Acquire on every successful lock CAS pairs with the
+    /// Release swap in `unlock`.
+    state: AtomicU32,
+    /// Re-entry depth for `RLock`; only the holder reads or writes it (ordered by `state`).
+    depth: AtomicU32,
+    /// `{ tid:24 | start:40 }` of the holder, written right after the CAS and cleared (0) just
+    /// before the release swap; a reader that sees a record for another tid ignores it.
+    owner: AtomicU64,
+}
+
+/// A successful acquisition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Acquired {
+    /// The lock was taken over from a holder that died holding it.
+    pub(crate) owner_died: bool,
+}
+
+thread_local! {
+    /// `(pid, tid, start)` of this thread, valid while `pid` is the current process (a forked
+    /// child has another pid, and its thread another tid).
+    static ME: Cell<(u32, u32, u64)> = const { Cell::new((0, 0, 0)) };
+}
+
+/// This thread's `(tid, start time)`; the start time is 0 if `/proc` could not tell.
+#[inline]
+fn me() -> (u32, u64) {
+    let pid = proc::current_pid();
+    let (p, t, s) = ME.with(Cell::get);
+    if p == pid {
+        return (t, s);
+    }
+    me_slow(pid)
+}
+
+#[cold]
+fn me_slow(pid: u32) -> (u32, u64) {
+    let tid = proc::current_tid();
+    let s = owner::thread_start_time(tid).ok().flatten().unwrap_or(0);
+    ME.with(|c| c.set((pid, tid & TID_MASK, s)));
+    (tid & TID_MASK, s)
+}
+
+impl RawLock {
+    /// Bytes a `RawLock` takes in a region.
+    pub(crate) const SIZE: usize = std::mem::size_of::<RawLock>();
+
+    /// The lock at `offset` (8-aligned) of `region`'s payload. A zeroed region holds an unlocked
+    /// lock. Panics if `offset` is out of bounds or misaligned (a bug in the caller's layout).
+    #[inline]
+    pub(crate) fn at(region: &Region, offset: usize) -> &RawLock {
+        // SAFETY: RawLock is #[repr(C)] atomics only, valid for any bit pattern a peer writes;
+        // `Region::at` checks bounds and alignment.
+        unsafe { region.at::<RawLock>(offset) }
+    }
+
+    #[inline]
+    fn record_owner(&self, tid: u32, start: u64) {
+        self.owner.store(((tid as u64) << START_BITS) | (start & START_MASK), Ordering::Relaxed);
+    }
+
+    /// Takes the lock if it is free; if `check_owner`, also takes it over from a dead holder.
+    pub(crate) fn try_lock(&self, check_owner: bool) -> Option<Acquired> {
+        let (tid, start) = me();
+        let w = self.state.load(Ordering::Relaxed);
+        if w & (TID_MASK | HANDOFF) == 0 {
+            if self
+                .state
+                .compare_exchange(w, tid | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.record_owner(tid, start);
+                return Some(Acquired { owner_died: false });
+            }
+            return None;
+        }
+        if check_owner {
+            return self.take_over_if_dead(w, tid, start);
+        }
+        None
+    }
+
+    /// Takes the lock, waiting at most until the absolute monotonic `deadline` (`None`: no
+    /// limit). `None` back means the deadline passed.
+    #[inline]
+    pub(crate) fn lock(&self, deadline: Option<Duration>) -> Option<Acquired> {
+        let (tid, start) = me();
+        if self.state.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            self.record_owner(tid, start);
+            return Some(Acquired { owner_died: false });
+        }
+        self.lock_slow(tid, start, deadline)
+    }
+
+    #[cold]
+    fn lock_slow(&self, tid: u32, start: u64, deadline: Option<Duration>) -> Option<Acquired> {
+        // Spin only while nobody sleeps (a sleeper means a long holder), and take only a plainly
+        // free lock (a handed-off one is for the sleepers).
+        // Exponential backoff between looks: a waiter polling the word steals its cache line
+        // from a holder that re-locks at once, which costs both.
+        for i in 0..SPIN_ROUNDS {
+            let w = self.state.load(Ordering::Relaxed);
+            if w == 0 {
+                if self
+                    .state
+                    .compare_exchange_weak(0, tid, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.record_owner(tid, start);
+                    return Some(Acquired { owner_died: false });
+                }
+            } else if w & WAITERS != 0 {
+                break;
+            }
+            for _ in 0..(2u32 << i.min(5)) {
+                std::hint::spin_loop();
+            }
+        }
+        let began = futex::now();
+        let mut next_check = began.saturating_add(FIRST_CHECK);
+        let mut slept = false;
+        loop {
+            let w = self.state.load(Ordering::Relaxed);
+            if w & TID_MASK == 0 && (w & HANDOFF == 0 || slept) {
+                // We may have slept, so others may sleep too: keep the waiters bit.
+                if self
+                    .state
+                    .compare_exchange(w, tid | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.record_owner(tid, start);
+                    return Some(Acquired { owner_died: false });
+                }
+                continue;
+            }
+            let now = futex::now();
+            let mut want = w | WAITERS;
+            if slept && w & TID_MASK != 0 && now.saturating_sub(began) >= FAIR_AFTER {
+                want |= STARVING;
+            }
+            if want != w
+                && self
+                    .state
+                    .compare_exchange(w, want, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let w = want;
+            if deadline.is_some_and(|d| now >= d) {
+                return None;
+            }
+            if now >= next_check {
+                // Every waiter counts as having slept from its first check on: a handed-off
+                // lock whose sleeper died is taken here.
+                slept = true;
+                if let Some(a) = self.take_over_if_dead(w, tid, start) {
+                    return Some(a);
+                }
+                next_check = now.saturating_add(CHECK_EVERY);
+                continue;
+            }
+            let until = deadline.map_or(next_check, |d| d.min(next_check));
+            match futex::wait(&self.state, w, Some(until)) {
+                Ok(Wake::Woken) | Ok(Wake::TimedOut) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+            slept = true;
+        }
+    }
+
+    /// If the holder named in `w` is dead, takes the lock over (CAS from exactly `w`).
+    fn take_over_if_dead(&self, w: u32, tid: u32, start: u64) -> Option<Acquired> {
+        if !self.holder_is_dead(w) {
+            return None;
+        }
+        // Keep the waiters bit: others may sleep on the dead holder too.
+        self.state
+            .compare_exchange(w, tid | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        self.record_owner(tid, start);
+        Some(Acquired { owner_died: true })
+    }
+
+    /// Whether the holder named in state word `w` is known to be dead.
+    fn holder_is_dead(&self, w: u32) -> bool {
+        let holder = w & TID_MASK;
+        if holder == 0 {
+            return false;
+        }
+        // Acquire: if `w` was written by a CAS after some unlock, that unlock's clearing of
+        // `owner` (sequenced before its Release swap) is visible below, so a stale record of an
+        // earlier holder with the same tid is never compared with the new holder's start.
+        if self.state.load(Ordering::Acquire) != w {
+            return false;
+        }
+        let actual = match owner::thread_start_time(holder) {
+            Ok(Some(a)) => a,
+            Ok(None) => return true,
+            Err(_) => return false,
+        };
+        let rec = self.owner.load(Ordering::Relaxed);
+        if rec >> START_BITS != holder as u64 {
+            // The holder has not written its record yet (or died first): it exists, so wait.
+            return false;
+        }
+        let recorded = rec & START_MASK;
+        recorded != 0 && recorded != (actual & START_MASK)
+    }
+
+    /// Releases the lock (whoever holds it) and wakes one sleeper if any may sleep.
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        // No record while free: see `holder_is_dead`.
+        self.owner.store(0, Ordering::Relaxed);
+        // Release: pairs with the Acquire of the next locker's CAS (and of `holder_is_dead`);
+        // the hand-off CAS below continues its release sequence.
+        let old = self.state.swap(0, Ordering::Release);
+        if old & STARVING != 0 {
+            self.hand_off();
+        } else if old & WAITERS != 0 {
+            futex::wake(&self.state, 1);
+        }
+    }
+
+    /// Reserves the just-released lock for a sleeper and wakes one (see the state table). If
+    /// a barging locker took it first, the starving waiter asks again.
+    #[cold]
+    fn hand_off(&self) {
+        let reserved = HANDOFF | WAITERS;
+        if self.state.compare_exchange(0, reserved, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            return;
+        }
+        if futex::wake(&self.state, 1) == 0 {
+            // Nobody asleep to take it (the waiter is between its checks, or died): free it.
+            let _ = self.state.compare_exchange(reserved, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// The thread id of the holder (0: free).
+    #[inline]
+    pub(crate) fn holder(&self) -> u32 {
+        self.state.load(Ordering::Relaxed) & TID_MASK
+    }
+
+    /// Whether the calling thread holds the lock.
+    #[inline]
+    pub(crate) fn held_by_me(&self) -> bool {
+        self.holder() == me().0
+    }
+
+    /// Whether anyone holds the lock.
+    pub(crate) fn is_locked(&self) -> bool {
+        self.holder() != 0
+    }
+
+    /// The re-entry depth (meaningful to the holder only).
+    pub(crate) fn depth(&self) -> u32 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Sets the re-entry depth (holder only).
+    pub(crate) fn set_depth(&self, d: u32) {
+        self.depth.store(d, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,105 @@
+//! The one waiting mechanism: spin briefly, then sleep on a futex word in shared memory.
+//!
+//! [`WaitWord`] is a 32-bit word whose meaning belongs to its user (an event flag, a semaphore
+//! count, a condition's sequence number, a queue's head...) plus a count of sleepers, so that a
+//! change nobody waits for costs no system call. Waiters loop on their own predicate; wakes are
+//! hints. Deadlines are absolute `CLOCK_MONOTONIC` times (`sys::futex::deadline`).
+//!
+//! Crash table:
+//! | killed while ...                 | leaves                          | repaired by            |
+//! |----------------------------------|---------------------------------|------------------------|
+//! | spinning                         | nothing                         | —                      |
+//! | asleep (sleepers counted)        | `sleepers` one too high         | nobody: later changes make one harmless `FUTEX_WAKE` each |
+//! | changing the word, before `wake` | a change sleepers did not see   | sleepers time out of their slice (callers wait in slices where a peer may die) |
+
+use crate::sys::futex::{self, Wake};
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::time::Duration;
+
+/// How many times a waiter looks at the word before it sleeps.
+pub(crate) const SPIN: u32 = 100;
+
+/// A futex word in shared memory and the number of processes/threads asleep on it.
+///
+/// All-zero bytes are a valid, idle `WaitWord` (word 0, nobody asleep).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct WaitWord {
+    /// The value; meaning defined by the user. Changers store with Release, waiters load with
+    /// Acquire.
+    word: AtomicU32,
+    /// Threads that announced they are going to sleep on `word`. Written SeqCst before a waiter
+    /// re-reads `word`; read after a fence by [`WaitWord::wake`] (the Dekker pair).
+    sleepers: AtomicU32,
+}
+
+impl WaitWord {
+    /// The word itself, for the user's loads, stores and CAS.
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        &self.word
+    }
+
+    /// Waits until `ready(word)` holds (`true`) or `deadline` passes (`false`, after one last
+    /// look). `None` waits forever. Spurious wakeups are absorbed here.
+    pub(crate) fn wait_until(
+        &self,
+        deadline: Option<Duration>,
+        mut ready: impl FnMut(u32) -> bool,
+    ) -> bool {
+        for _ in 0..SPIN {
+            if ready(self.word.load(Ordering::Acquire)) {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            // Pairs with the fence in `wake`: either the changer sees us counted, or we see its
+            // change here and do not sleep.
+            fence(Ordering::SeqCst);
+            let v = self.word.load(Ordering::Acquire);
+            if ready(v) {
+                self.sleepers.fetch_sub(1, Ordering::Relaxed);
+                return true;
+            }
+            if deadline.is_some_and(|d| futex::now() >= d) {
+                self.sleepers.fetch_sub(1, Ordering::Relaxed);
+                return false;
+            }
+            let r = futex::wait(&self.word, v, deadline);
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            match r {
+                Ok(Wake::Woken) => {}
+                Ok(Wake::TimedOut) => return ready(self.word.load(Ordering::Acquire)),
+                // Not expected from FUTEX_WAIT on valid memory; do not busy-loop on it.
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+
+    /// Wakes up to `n` sleepers. Call after changing the word; no system call if nobody sleeps.
+    pub(crate) fn wake(&self, n: u32) {
+        // Pairs with the fence in `wait_until` (see `sleepers`).
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) > 0 {
+            futex::wake(&self.word, n);
+        }
+    }
+
+    /// Wakes every sleeper. Call after changing the word.
+    pub(crate) fn wake_all(&self) {
+        self.wake(u32::MAX);
+    }
+}
+
+/// The deadline of the next sleep when a waiter must also look for dead peers every `check`:
+/// the earlier of the caller's deadline and `now + check`.
+pub(crate) fn slice(deadline: Option<Duration>, check: Duration) -> Option<Duration> {
+    let next = futex::now().saturating_add(check);
+    Some(deadline.map_or(next, |d| d.min(next)))
+}
+
+/// Whether `deadline` has passed.
+pub(crate) fn expired(deadline: Option<Duration>) -> bool {
+    deadline.is_some_and(|d| futex::now() >= d)
+}

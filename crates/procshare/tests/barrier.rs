@@ -1,0 +1,130 @@
+//! Barrier between real processes: arrival indices, reuse, a party killed before arriving.
+
+use procshare::{pipe, Barrier, Connection, Error, Process};
+use std::time::Duration;
+
+const ROUNDS: usize = 20;
+
+#[test]
+fn four_processes_meet_repeatedly() {
+    let barrier = Barrier::new(4).unwrap();
+    let (mine, theirs) = pipe().unwrap();
+    let mut kids: Vec<Process> = (0..4)
+        .map(|_| {
+            Process::spawn(
+                (barrier.clone(), theirs.try_clone().unwrap()),
+                |(b, conn): (Barrier, Connection)| {
+                    let mut indices = Vec::new();
+                    for _ in 0..ROUNDS {
+                        indices.push(b.wait().unwrap());
+                    }
+                    conn.send(&indices).unwrap();
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    let all: Vec<Vec<usize>> = (0..4).map(|_| mine.recv().unwrap()).collect();
+    for round in 0..ROUNDS {
+        let mut idx: Vec<usize> = all.iter().map(|v| v[round]).collect();
+        idx.sort();
+        assert_eq!(idx, vec![0, 1, 2, 3], "round {round}: each arrival index once");
+    }
+    for k in &mut kids {
+        assert_eq!(k.join().unwrap(), 0);
+    }
+    assert_eq!(barrier.parties(), 4);
+    assert!(!barrier.broken());
+}
+
+#[test]
+fn single_party_and_bad_sizes() {
+    let b = Barrier::new(1).unwrap();
+    assert_eq!(b.wait().unwrap(), 0);
+    assert_eq!(b.wait().unwrap(), 0);
+    assert!(Barrier::new(0).is_err());
+    assert!(Barrier::new(1 << 20).is_err());
+}
+
+#[test]
+fn a_party_killed_before_arriving_breaks_the_barrier() {
+    let barrier = Barrier::new(3).unwrap();
+    let (mine, theirs) = pipe().unwrap();
+    // The victim met the others once, then is killed before the second meeting.
+    let victim = Process::spawn(
+        (barrier.clone(), theirs.try_clone().unwrap()),
+        |(b, conn): (Barrier, Connection)| {
+            b.wait().unwrap();
+            conn.send(&"victim passed").unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        },
+    )
+    .unwrap();
+    let mut other =
+        Process::spawn((barrier.clone(), theirs), |(b, conn): (Barrier, Connection)| {
+            b.wait().unwrap();
+            let second = b.wait();
+            conn.send(&matches!(second, Err(Error::PeerDied))).unwrap();
+        })
+        .unwrap();
+    barrier.wait().unwrap();
+    assert_eq!(mine.recv::<String>().unwrap(), "victim passed");
+    let mut victim = victim;
+    victim.kill().unwrap();
+    assert!(matches!(barrier.wait(), Err(Error::PeerDied)));
+    assert!(mine.recv::<bool>().unwrap(), "the other party got PeerDied too");
+    assert!(barrier.broken());
+    assert!(matches!(barrier.wait(), Err(Error::PeerDied)), "broken stays broken");
+    assert_eq!(other.join().unwrap(), 0);
+    assert_eq!(victim.join().unwrap(), -9);
+}
+
+#[test]
+fn a_party_killed_before_its_first_wait_breaks_the_barrier() {
+    let barrier = Barrier::new(2).unwrap();
+    let (mine, theirs) = pipe().unwrap();
+    // Registered when it received the barrier; never arrives.
+    let mut kid = Process::spawn((barrier.clone(), theirs), |(_b, conn): (Barrier, Connection)| {
+        conn.send(&"started").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    })
+    .unwrap();
+    assert_eq!(mine.recv::<String>().unwrap(), "started");
+    kid.kill().unwrap();
+    assert!(matches!(barrier.wait(), Err(Error::PeerDied)));
+    assert_eq!(kid.join().unwrap(), -9);
+}
+
+#[test]
+fn abort_and_reset() {
+    let b = Barrier::new(2).unwrap();
+    b.abort();
+    assert!(b.broken());
+    assert!(matches!(b.wait(), Err(Error::PeerDied)));
+    b.reset();
+    assert!(!b.broken());
+    std::thread::scope(|s| {
+        s.spawn(|| b.wait().unwrap());
+        b.wait().unwrap();
+    });
+}
+
+#[test]
+fn reset_releases_a_waiter_in_another_process_with_an_error() {
+    let barrier = Barrier::new(2).unwrap();
+    let (mine, theirs) = pipe().unwrap();
+    let mut kid = Process::spawn((barrier.clone(), theirs), |(b, conn): (Barrier, Connection)| {
+        conn.send(&"waiting").unwrap();
+        conn.send(&matches!(b.wait(), Err(Error::PeerDied))).unwrap();
+    })
+    .unwrap();
+    assert_eq!(mine.recv::<String>().unwrap(), "waiting");
+    while barrier.n_waiting() == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    barrier.reset();
+    assert!(mine.recv::<bool>().unwrap(), "the waiter got PeerDied from reset");
+    assert_eq!(kid.join().unwrap(), 0);
+    assert_eq!(barrier.n_waiting(), 0);
+    assert!(!barrier.broken());
+}
