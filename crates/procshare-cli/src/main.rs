@@ -1,5 +1,6 @@
 //! The `procshare` command: the book's examples, benchmarks, and shared-memory housekeeping.
 
+mod bench;
 mod demo;
 mod shm_cmd;
 
@@ -20,6 +21,11 @@ enum Command {
         #[arg(value_enum, default_value = "all")]
         which: demo::Which,
     },
+    /// Measure procshare against baselines run at the same time, as ratios.
+    Bench(bench::Args),
+    /// (internal) a plain OS-pipe peer for `bench`.
+    #[command(name = "__bench-child", hide = true)]
+    BenchChild { mode: String, size: usize },
     /// Show or clean up the named shared-memory segments procshare created.
     Shm {
         #[command(subcommand)]
@@ -33,6 +39,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo { which } => demo::run(which),
         Command::Shm { cmd } => shm_cmd::run(cmd),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchChild { mode, size } => {
+            bench::child(&mode, size);
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
