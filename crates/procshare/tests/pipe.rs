@@ -210,7 +210,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 #[test]
 fn sizes_round_trip_across_processes() {
-    let sizes = [0usize, 1, 1024, 64 * 1024, 64 * 1024 + 1, 16 << 20, 200 << 20];
+    let sizes = [0usize, 1, 1024, 64 * 1024, 1 << 20, (1 << 20) + 1, 16 << 20, 200 << 20];
     let (parent, child) = pipe().unwrap();
     let mut p = Process::spawn(child, |c: Connection| {
         // Echo every message back.
@@ -234,7 +234,7 @@ fn sizes_round_trip_across_processes() {
         }
     })
     .unwrap();
-    for n in [0usize, 10, 100_000, 1 << 20] {
+    for n in [0usize, 10, 100_000, 1 << 20, 4 << 20] {
         let v: Vec<u64> = (0..n as u64).collect();
         pp.send(&v).unwrap();
         assert_eq!(pp.recv::<u64>().unwrap(), v.iter().sum::<u64>());
@@ -255,7 +255,7 @@ fn four_writers_four_readers_each_message_once() {
             Process::spawn((tx.try_clone().unwrap(), w), |(tx, w): (Connection, u32)| {
                 for i in 0..PER_WRITER {
                     // Mix small and out-of-band messages.
-                    let pad = if i % 200 == 0 { 100_000 } else { (i % 50) as usize };
+                    let pad = if i % 200 == 0 { 1_100_000 } else { (i % 50) as usize };
                     tx.send(&(w, i, vec![w as u8; pad])).unwrap();
                 }
             })
