@@ -20,7 +20,7 @@
 use super::stream;
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::process::handles;
+use crate::process::handles::{RecvFd, SendFd};
 use crate::sys::{memfd, poll, socket};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -522,29 +522,21 @@ fn read_out_of_band(fd: BorrowedFd<'_>, size: usize) -> Result<Vec<u8>> {
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let stream = self.stream.is_some();
-        (Fd(self.fd.as_fd()), self.readable, self.writable, self.max_message_size() as u64, stream)
+        (
+            SendFd(self.fd.as_fd()),
+            self.readable,
+            self.writable,
+            self.max_message_size() as u64,
+            stream,
+        )
             .serialize(s)
-    }
-}
-
-struct Fd<'a>(BorrowedFd<'a>);
-impl Serialize for Fd<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        handles::serialize_fd(self.0, s)
-    }
-}
-
-struct FdIn(OwnedFd);
-impl<'de> Deserialize<'de> for FdIn {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        handles::deserialize_fd(d).map(FdIn)
     }
 }
 
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (FdIn(fd), readable, writable, max, stream) =
-            <(FdIn, bool, bool, u64, bool)>::deserialize(d)?;
+        let (RecvFd(fd), readable, writable, max, stream) =
+            <(RecvFd, bool, bool, u64, bool)>::deserialize(d)?;
         let mut c = Connection::new(fd, readable, writable);
         if stream {
             c.stream = Some(Arc::default());

@@ -34,36 +34,47 @@ pub(crate) fn import<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// Serializes `fd` as an index into the current [`export`] table (duplicates are shared).
-pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S::Ok, S::Error> {
-    let index = OUTGOING.with(|o| -> Result<u32, String> {
-        let mut o = o.borrow_mut();
-        let table = o
-            .as_mut()
-            .ok_or_else(|| "procshare handles can only be sent as Process arguments".to_string())?;
-        if let Some(i) = table.iter().position(|t| t.as_raw_fd() == fd.as_raw_fd()) {
-            return Ok(i as u32);
-        }
-        let dup = fd.try_clone_to_owned().map_err(|e| e.to_string())?;
-        table.push(dup);
-        Ok(table.len() as u32 - 1)
-    });
-    FdIndex(index.map_err(S::Error::custom)?).serialize(s)
+/// A descriptor being serialized: written as an index into the current [`export`] table
+/// (duplicates are shared). Serializing it outside `export` is a clear `Codec` error.
+pub(crate) struct SendFd<'a>(pub BorrowedFd<'a>);
+
+impl Serialize for SendFd<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let fd = self.0;
+        let index = OUTGOING.with(|o| -> Result<u32, String> {
+            let mut o = o.borrow_mut();
+            let table = o.as_mut().ok_or_else(|| {
+                "procshare handles can only be sent as Process arguments".to_string()
+            })?;
+            if let Some(i) = table.iter().position(|t| t.as_raw_fd() == fd.as_raw_fd()) {
+                return Ok(i as u32);
+            }
+            let dup = fd.try_clone_to_owned().map_err(|e| e.to_string())?;
+            table.push(dup);
+            Ok(table.len() as u32 - 1)
+        });
+        FdIndex(index.map_err(S::Error::custom)?).serialize(s)
+    }
 }
 
-/// Deserializes a descriptor written by [`serialize_fd`]: a fresh duplicate from the table.
-pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
-    let FdIndex(index) = FdIndex::deserialize(d)?;
-    INCOMING.with(|i| {
-        let i = i.borrow();
-        let table = i.as_ref().ok_or_else(|| {
-            D::Error::custom("procshare handles can only be received as Process arguments")
-        })?;
-        let fd = table
-            .get(index as usize)
-            .ok_or_else(|| D::Error::custom(format!("no descriptor number {index} was passed")))?;
-        fd.try_clone().map_err(D::Error::custom)
-    })
+/// A descriptor written by [`SendFd`], deserialized as a fresh duplicate from the [`import`]
+/// table.
+pub(crate) struct RecvFd(pub OwnedFd);
+
+impl<'de> Deserialize<'de> for RecvFd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RecvFd, D::Error> {
+        let FdIndex(index) = FdIndex::deserialize(d)?;
+        INCOMING.with(|i| {
+            let i = i.borrow();
+            let table = i.as_ref().ok_or_else(|| {
+                D::Error::custom("procshare handles can only be received as Process arguments")
+            })?;
+            let fd = table.get(index as usize).ok_or_else(|| {
+                D::Error::custom(format!("no descriptor number {index} was passed"))
+            })?;
+            fd.try_clone().map(RecvFd).map_err(D::Error::custom)
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]

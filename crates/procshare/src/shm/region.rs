@@ -18,7 +18,7 @@
 #![allow(unsafe_code)]
 
 use crate::error::{Error, Result};
-use crate::process::handles;
+use crate::process::handles::{RecvFd, SendFd};
 use crate::sys::{memfd, mmap::Mapping};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::{AsFd, OwnedFd};
@@ -159,27 +159,13 @@ impl Region {
 
 impl Serialize for Region {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (Fd(self), self.0.magic).serialize(s)
-    }
-}
-
-struct Fd<'a>(&'a Region);
-impl Serialize for Fd<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        handles::serialize_fd(self.0.fd(), s)
-    }
-}
-
-struct OwnedFdDe(OwnedFd);
-impl<'de> Deserialize<'de> for OwnedFdDe {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        handles::deserialize_fd(d).map(OwnedFdDe)
+        (SendFd(self.fd()), self.0.magic).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Region {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (OwnedFdDe(fd), magic) = <(OwnedFdDe, u64)>::deserialize(d)?;
+        let (RecvFd(fd), magic) = <(RecvFd, u64)>::deserialize(d)?;
         Region::open(fd, magic).map_err(serde::de::Error::custom)
     }
 }

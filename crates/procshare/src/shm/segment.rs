@@ -24,7 +24,7 @@
 #![allow(unsafe_code)]
 
 use crate::error::{Error, Result};
-use crate::process::handles;
+use crate::process::handles::{RecvFd, SendFd};
 use crate::shm::tracker;
 use crate::sys::{mmap::Mapping, shm as sys_shm};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -341,26 +341,14 @@ impl SharedMemory {
 
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        struct Fd<'a>(&'a OwnedFd);
-        impl Serialize for Fd<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                handles::serialize_fd(self.0.as_fd(), s)
-            }
-        }
-        (self.0.name.as_str(), Fd(&self.0.fd)).serialize(s)
+        (self.0.name.as_str(), SendFd(self.0.fd.as_fd())).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct Fd(OwnedFd);
-        impl<'de> Deserialize<'de> for Fd {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                handles::deserialize_fd(d).map(Fd)
-            }
-        }
         use serde::de::Error as _;
-        let (name, Fd(fd)) = <(String, Fd)>::deserialize(d)?;
+        let (name, RecvFd(fd)) = <(String, RecvFd)>::deserialize(d)?;
         let name = check_name(&name).map_err(D::Error::custom)?.to_owned();
         let shm = SharedMemory::from_fd(name, fd).map_err(D::Error::custom)?;
         tracker::attach(&shm.0.name, shm.0.ino).map_err(D::Error::custom)?;

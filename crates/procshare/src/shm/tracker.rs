@@ -87,13 +87,19 @@ fn root() -> PathBuf {
 /// Creates the registry directory (0700) if needed and checks it is ours.
 fn ensure_root() -> Result<PathBuf> {
     let root = root();
-    match fs::DirBuilder::new().mode(0o700).create(&root) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e.into()),
+    for _ in 0..RETRIES {
+        match fs::DirBuilder::new().mode(0o700).create(&root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        match check_owner(&root) {
+            // A sweeper removed the (empty) registry between our mkdir and the check.
+            Err(Error::Io(e)) if e.kind() == io::ErrorKind::NotFound => continue,
+            other => return other.map(|()| root),
+        }
     }
-    check_owner(&root)?;
-    Ok(root)
+    Err(Error::invalid("the shared-memory registry kept changing; try again"))
 }
 
 fn check_owner(dir: &Path) -> Result<()> {
@@ -428,7 +434,11 @@ fn sweep_all(dry_run: bool) -> Result<Vec<Swept>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
-    check_owner(&root)?;
+    match check_owner(&root) {
+        // Another sweeper removed the empty registry meanwhile: nothing to sweep.
+        Err(Error::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        other => other?,
+    }
     let mut out = Vec::new();
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
