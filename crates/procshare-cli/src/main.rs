@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "procshare", version, about = "procshare: Python's multiprocessing for Rust")]
+#[command(
+    name = "procshare",
+    version,
+    about = "procshare: Python's multiprocessing for Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

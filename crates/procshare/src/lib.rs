@@ -51,3 +51,4 @@ pub use pipe::{pipe, pipe_simplex, wait, Connection};
 pub use process::{
     current_process, init, CurrentProcess, ExitCode, Process, ProcessBuilder, StartMethod,
 };
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
