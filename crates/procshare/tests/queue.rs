@@ -272,12 +272,30 @@ fn unbounded_queue_absorbs_a_gigabyte_with_a_stalled_consumer() {
     for i in 0..200_000u32 {
         q.put_nowait(Bytes(i.to_le_bytes().to_vec())).unwrap();
     }
+    let before = rss_shmem_kib();
+    assert!(
+        before > 1 << 20,
+        "RssShmem {before} KiB after putting 1 GiB"
+    );
     go_send.send(&()).unwrap();
     assert_eq!(consumer.join().unwrap(), 0);
     for i in 0..200_000u32 {
         assert_eq!(q.get().unwrap().0, i.to_le_bytes());
     }
     assert!(q.empty());
+    // Drained: the memory went back to the system (also out of this process's mapping).
+    let after = rss_shmem_kib();
+    assert!(
+        after < before - (900 << 10),
+        "RssShmem {before} KiB before, {after} KiB after"
+    );
+}
+
+/// This process's resident shared memory (`RssShmem` in /proc/self/status), in KiB.
+fn rss_shmem_kib() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssShmem:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 struct Unserializable;

@@ -24,7 +24,6 @@ struct Scratch {
     enc: Vec<u8>,
     lens: Vec<usize>,
     slots: Vec<PutSlot>,
-    raw: Vec<Vec<u8>>,
 }
 
 thread_local! {
@@ -41,7 +40,6 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     if s.enc.capacity() > 1 << 20 {
         s.enc = Vec::new();
     }
-    s.raw.clear();
     SCRATCH.with(|c| {
         if let Ok(mut slot) = c.try_borrow_mut() {
             *slot = s;
@@ -361,33 +359,39 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        with_scratch(|s| {
-            self.get_raw(&mut s.raw, max, None)?;
-            s.raw.drain(..).map(|b| codec::decode(&b)).collect()
-        })
+        let mut items = Vec::new();
+        let mut first_err = None;
+        self.get_with(max, None, &mut |b| match codec::decode(b) {
+            Ok(v) => items.push(v),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        })?;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(items),
+        }
     }
 
     fn get_one(&self, deadline: Option<Duration>) -> Result<T> {
-        with_scratch(|s| {
-            self.get_raw(&mut s.raw, 1, deadline)?;
-            let b = s.raw.pop().ok_or(Error::Empty)?;
-            codec::decode(&b)
-        })
+        let mut item = None;
+        self.get_with(1, deadline, &mut |b| item = Some(codec::decode(b)))?;
+        item.unwrap_or(Err(Error::Empty))
     }
 
-    /// Takes up to `max` raw items into `out`, waiting until `deadline` for the first.
-    fn get_raw(
+    /// Hands up to `max` items to `sink`, waiting until `deadline` for the first.
+    fn get_with(
         &self,
-        out: &mut Vec<Vec<u8>>,
         max: usize,
         deadline: Option<Duration>,
+        sink: &mut dyn FnMut(&[u8]),
     ) -> Result<()> {
         let start = futex::now();
         let mut pending: Option<(u64, Duration)> = None;
         loop {
             let now = futex::now();
             let reap = pending.is_some_and(|(_, since)| now.saturating_sub(since) >= PENDING_CHECK);
-            match self.ring.try_get(out, max, reap, deadline)? {
+            match self.ring.try_get(max, reap, deadline, sink)? {
                 GetStatus::Took => return Ok(()),
                 GetStatus::Busy => return Err(Error::Empty),
                 GetStatus::Empty => pending = None,

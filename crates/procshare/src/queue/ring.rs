@@ -168,8 +168,11 @@ struct ProdSide {
     tail: AtomicU64,
     /// Next never-used segment index; Release partner of the Acquire in `seg_next`'s check.
     bump: AtomicU32,
-    /// Segments in the circle (a heuristic for giving memory back).
+    /// Segments in the circle (decides when a drained queue gives memory back).
     nsegs: AtomicU32,
+    /// Stack of segments taken out of the circle by `trim` (index + 1; 0 = empty); each one's
+    /// link word holds the next one down (index + 1; 0 = bottom).
+    free_top: AtomicU32,
 }
 
 #[repr(C, align(64))]
@@ -441,18 +444,98 @@ impl Ring {
             return Ok(Some(n));
         }
         let p = &self.header().prod;
-        let fresh = p.bump.load(Ordering::Relaxed);
-        if fresh >= MAX_SEGS {
-            return Ok(None);
-        }
+        let fresh = match self.pop_free()? {
+            Some(f) => f,
+            None => {
+                let fresh = p.bump.load(Ordering::Relaxed);
+                if fresh >= MAX_SEGS {
+                    return Ok(None);
+                }
+                // Release (partner: Acquire in `seg_next`). Before the link, so that a crash
+                // between the two wastes an index instead of handing the same one out twice.
+                p.bump.store(fresh + 1, Ordering::Release);
+                fresh
+            }
+        };
         self.next_word(fresh)?.store(n, Ordering::Relaxed);
-        // Release (partner: Acquire in `seg_next`). Before the link, so that a crash between the
-        // two wastes an index instead of handing the same one out twice.
-        p.bump.store(fresh + 1, Ordering::Release);
         // Release: the fresh segment's own link is visible to whoever follows this one.
         self.next_word(seg)?.store(fresh, Ordering::Release);
         p.nsegs.fetch_add(1, Ordering::Relaxed);
         Ok(Some(fresh))
+    }
+
+    /// Takes a segment off the free stack (producer lock held). A crash after the pop and
+    /// before the caller links it loses that segment's address space (its memory was given
+    /// back when it was pushed).
+    fn pop_free(&self) -> Result<Option<u32>> {
+        let p = &self.header().prod;
+        let top = p.free_top.load(Ordering::Relaxed);
+        if top == 0 {
+            return Ok(None);
+        }
+        let f = top - 1;
+        if f >= p.bump.load(Ordering::Relaxed) {
+            return Err(corrupt("free segment index out of range"));
+        }
+        let below = self.next_word(f)?.load(Ordering::Relaxed);
+        if below > p.bump.load(Ordering::Relaxed) {
+            return Err(corrupt("free segment link out of range"));
+        }
+        p.free_top.store(below, Ordering::Relaxed);
+        Ok(Some(f))
+    }
+
+    /// Gives a drained queue's memory back: the free segments after the tail beyond the first
+    /// two leave the circle, their pages are punched out of the memfd, and they wait on the
+    /// free stack for the next growth. Runs under the producer lock (taken with `try_lock` by a
+    /// consumer that just emptied a large queue); consumers never look past the tail, so they
+    /// are not disturbed.
+    ///
+    /// Crash table: before the unlink store, nothing changed but memory was returned (pages
+    /// read back as zeros; the segments were free). Between the unlink and the push, the
+    /// unlinked segments are lost to the address space (not to memory).
+    fn trim_locked(&self) -> Result<()> {
+        let h = self.header();
+        let tail = Pos::unpack(h.prod.tail.load(Ordering::Relaxed));
+        // Acquire: the consumers' Release head store; everything before the head is free.
+        let head = Pos::unpack(h.cons.head.load(Ordering::Acquire));
+        let keep1 = self.seg_next(tail.seg)?;
+        if keep1 == head.seg || keep1 == tail.seg {
+            return Ok(());
+        }
+        let keep2 = self.seg_next(keep1)?;
+        if keep2 == head.seg {
+            return Ok(());
+        }
+        let first = self.seg_next(keep2)?;
+        let mut list = Vec::new();
+        let mut s = first;
+        while s != head.seg {
+            if list.len() as u32 >= MAX_SEGS || s == tail.seg {
+                return Err(corrupt("segment circle"));
+            }
+            list.push(s);
+            s = self.seg_next(s)?;
+        }
+        if list.is_empty() {
+            return Ok(());
+        }
+        let page = 4096;
+        for &s in &list {
+            let map_off = HEADER_LEN + SEGS_BASE + s as usize * SEG_SIZE + page;
+            let _ = self.region.mapping().discard(map_off, SEG_SIZE - page);
+        }
+        // Release: partner of the Acquire link loads in `seg_next`. The one store that takes
+        // them out of the circle.
+        self.next_word(keep2)?.store(head.seg, Ordering::Release);
+        h.prod.nsegs.fetch_sub(list.len() as u32, Ordering::Relaxed);
+        let mut below = h.prod.free_top.load(Ordering::Relaxed);
+        for &s in list.iter().rev() {
+            self.next_word(s)?.store(below, Ordering::Relaxed);
+            below = s + 1;
+        }
+        h.prod.free_top.store(below, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Reserves one record of `len` payload bytes at `tail` (moved past it). `None`: no space.
@@ -622,7 +705,7 @@ impl Ring {
             match self.start_get(true) {
                 Ok(Head::Record(g)) if g.skip => {
                     moved = true;
-                    if let Err(e) = self.finish_get(g, &mut Vec::new()) {
+                    if let Err(e) = self.finish_get(g, &mut |_| {}) {
                         break Err(e);
                     }
                 }
@@ -663,57 +746,73 @@ impl Ring {
         }
     }
 
-    /// `start_get` + `finish_get` for up to `max` items: appends their payloads to `out`.
-    /// Records of dead producers at the head are skipped when `reap` is set (else reported as
-    /// `Pending`, so callers only read `/proc` after a record has been pending a while).
+    /// `start_get` + `finish_get` for up to `max` items (at least 1): hands each payload to
+    /// `sink` (borrowed from shared memory when it lies in one segment, so small items are
+    /// decoded without a copy) before releasing it. Records of dead producers at the head are
+    /// skipped when `reap` is set (else reported as `Pending`, so callers only read `/proc`
+    /// after a record has been pending a while). If `sink` panics the consumer lock is released
+    /// and the item stays queued.
     pub(crate) fn try_get(
         &self,
-        out: &mut Vec<Vec<u8>>,
         max: usize,
         reap: bool,
         lock_deadline: Option<Duration>,
+        sink: &mut dyn FnMut(&[u8]),
     ) -> Result<GetStatus> {
         if !self.lock_consumer(lock_deadline) {
             return Ok(GetStatus::Busy);
         }
+        let guard = ConsGuard(self);
         let mut status = GetStatus::Empty;
-        let mut result = Ok(());
+        let mut taken = 0;
         let mut moved = false;
-        while out.len() < max || max == 0 {
+        let result = loop {
+            if taken >= max.max(1) {
+                break Ok(());
+            }
             match self.start_get(reap) {
-                Ok(Head::Empty) => break,
+                Ok(Head::Empty) => break Ok(()),
                 Ok(Head::Pending(owner)) => {
                     if status == GetStatus::Empty {
                         status = GetStatus::Pending(owner);
                     }
-                    break;
+                    break Ok(());
                 }
                 Ok(Head::Record(rec)) => {
-                    moved = true;
                     let skipped = rec.skip;
-                    match self.finish_get(rec, out) {
-                        Ok(()) if skipped => {}
-                        Ok(()) => status = GetStatus::Took,
-                        Err(e) => {
-                            result = Err(e);
-                            break;
-                        }
+                    if let Err(e) = self.finish_get(rec, sink) {
+                        break Err(e);
                     }
-                    if max == 0 {
-                        break;
+                    moved = true;
+                    if !skipped {
+                        taken += 1;
+                        status = GetStatus::Took;
                     }
                 }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+                Err(e) => break Err(e),
             }
-        }
-        self.header().cons.lock.unlock();
+        };
+        drop(guard);
         if moved {
             self.get_signal().notify();
+            self.maybe_trim();
         }
         result.map(|()| status)
+    }
+
+    /// After a get: if that emptied a queue whose circle has grown, give memory back.
+    fn maybe_trim(&self) {
+        let h = self.header();
+        if h.prod.nsegs.load(Ordering::Relaxed) <= KEEP_SEGS {
+            return;
+        }
+        let (head, tail) = self.positions();
+        if !head.same_place(tail) || !h.prod.lock.try_lock() {
+            return;
+        }
+        // Errors mean garbage in the circle: the next put or get reports it.
+        let _ = self.trim_locked();
+        h.prod.lock.unlock();
     }
 
     /// Looks at the record at the head (consumer lock held).
@@ -786,44 +885,40 @@ impl Ring {
         }))
     }
 
-    /// Copies the record out (unless skipped), gives passed segments' memory back, and
-    /// publishes the new head (consumer lock held).
-    fn finish_get(&self, g: GetSlot, out: &mut Vec<Vec<u8>>) -> Result<()> {
+    /// Hands the record to `sink` (unless skipped) and publishes the new head (consumer lock
+    /// held).
+    fn finish_get(&self, g: GetSlot, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
         if !g.skip {
-            let mut buf: Vec<u8> = Vec::with_capacity(g.len);
-            let (mut seg, mut off) = (g.seg, g.off + REC_HDR);
-            while buf.len() < g.len {
-                if off == SEG_SIZE {
-                    seg = self.seg_next(seg)?;
-                    off = SEG_HDR;
+            let off = g.off + REC_HDR;
+            if g.len <= SEG_SIZE - off {
+                let src = self.seg_ptr(g.seg, off, g.len)?;
+                // SAFETY: `src..src+len` is inside the mapping (checked by seg_ptr) and inside a
+                // committed record, which no process writes until the head moves past it (after
+                // `sink` returns); u8 has no invalid values.
+                sink(unsafe { std::slice::from_raw_parts(src, g.len) });
+            } else {
+                let mut buf: Vec<u8> = Vec::with_capacity(g.len);
+                let (mut seg, mut off) = (g.seg, off);
+                while buf.len() < g.len {
+                    if off == SEG_SIZE {
+                        seg = self.seg_next(seg)?;
+                        off = SEG_HDR;
+                    }
+                    let n = (g.len - buf.len()).min(SEG_SIZE - off);
+                    let src = self.seg_ptr(seg, off, n)?;
+                    // SAFETY: `src..src+n` is inside the mapping (checked) and inside a committed
+                    // record that no producer writes until the head moves past it; `buf` has
+                    // capacity for `n` more bytes, initialised by the copy before set_len.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr().add(buf.len()), n);
+                        buf.set_len(buf.len() + n);
+                    }
+                    off += n;
                 }
-                let n = (g.len - buf.len()).min(SEG_SIZE - off);
-                let src = self.seg_ptr(seg, off, n)?;
-                // SAFETY: `src..src+n` is inside the mapping (checked) and inside a committed
-                // record that no producer writes until the head moves past it; `buf` has
-                // capacity for `n` more bytes, which are initialised by the copy before set_len.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr().add(buf.len()), n);
-                    buf.set_len(buf.len() + n);
-                }
-                off += n;
+                sink(&buf);
             }
-            out.push(buf);
         }
         let h = self.header();
-        if g.head.seg != g.end.seg && h.prod.nsegs.load(Ordering::Relaxed) > KEEP_SEGS {
-            // Give the memory of the segments we leave back, before the head store hands them
-            // to producers. Their first page (the link) stays.
-            let mut s = g.head.seg;
-            let mut steps = 0;
-            while s != g.end.seg && steps <= MAX_SEGS {
-                let page = 4096;
-                let map_off = HEADER_LEN + SEGS_BASE + s as usize * SEG_SIZE + page;
-                let _ = self.region.mapping().discard(map_off, SEG_SIZE - page);
-                s = self.seg_next(s)?;
-                steps += 1;
-            }
-        }
         let c = &h.cons;
         if g.skip {
             let dead = c.dead.load(Ordering::Relaxed) + 1;
@@ -888,6 +983,15 @@ impl Ring {
     }
 }
 
+/// Releases the consumer lock, also when a `sink` panics.
+struct ConsGuard<'a>(&'a Ring);
+
+impl Drop for ConsGuard<'_> {
+    fn drop(&mut self) {
+        self.0.header().cons.lock.unlock();
+    }
+}
+
 enum Head {
     Empty,
     Pending(u64),
@@ -917,9 +1021,10 @@ mod tests {
     }
 
     fn get(r: &Ring) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        r.try_get(&mut out, 1, true, None).unwrap();
-        out.pop()
+        let mut out = None;
+        r.try_get(1, true, None, &mut |b| out = Some(b.to_vec()))
+            .unwrap();
+        out
     }
 
     #[test]
@@ -957,6 +1062,19 @@ mod tests {
             assert!(get(&r).is_none());
         }
         assert!(r.segments() > 1);
+        // Drained: a large circle gives its memory back and shrinks.
+        for _ in 0..40 {
+            put(&r, &vec![1; SEG_SIZE]);
+        }
+        assert!(r.segments() > 40);
+        while get(&r).is_some() {}
+        assert!(r.segments() <= 4, "{} segments left", r.segments());
+        for _ in 0..40 {
+            put(&r, &vec![2; SEG_SIZE]);
+        }
+        while let Some(b) = get(&r) {
+            assert_eq!(b, vec![2; SEG_SIZE]);
+        }
     }
 
     #[test]
@@ -981,9 +1099,8 @@ mod tests {
         r.start_put(&[4], &mut slots, None).unwrap();
         let slot = slots.pop().unwrap();
         put(&r, b"next");
-        let mut out = Vec::new();
         assert!(matches!(
-            r.try_get(&mut out, 1, true, None).unwrap(),
+            r.try_get(1, true, None, &mut |_| {}).unwrap(),
             GetStatus::Pending(_)
         ));
         // Pretend the writer died: a pid that cannot exist.
@@ -1010,8 +1127,12 @@ mod tests {
             let r = Ring::create(0).unwrap();
             put(&r, b"hello");
             r.scribble(seed);
-            let mut out = Vec::new();
-            let _ = r.try_get(&mut out, 4, true, Some(futex::now()));
+            if seed % 2 == 0 {
+                // Free locks, so the garbage records and positions get parsed.
+                r.header().prod.lock.force_owner(0);
+                r.header().cons.lock.force_owner(0);
+            }
+            let _ = r.try_get(4, true, Some(futex::now()), &mut |_| {});
             let mut slots = Vec::new();
             let _ = r.start_put(&[10], &mut slots, Some(futex::now()));
             let _ = r.len();
