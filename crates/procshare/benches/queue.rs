@@ -75,8 +75,8 @@ struct Mpmc {
 }
 
 impl Mpmc {
-    fn new(p: usize, c: usize, size: usize) -> Mpmc {
-        let q = Queue::bounded(4096).unwrap();
+    fn new(p: usize, c: usize, size: usize, maxsize: usize) -> Mpmc {
+        let q = Queue::bounded(maxsize).unwrap();
         let (prod_go, prod_done) = (Queue::new().unwrap(), Queue::new().unwrap());
         let (cons_go, acks) = (Queue::new().unwrap(), Queue::new().unwrap());
         let mut procs = Vec::new();
@@ -153,10 +153,10 @@ fn crossbeam_round(n: u64) -> Duration {
 fn small_items(c: &mut Criterion) {
     let mut g = c.benchmark_group("queue_64B");
     g.throughput(Throughput::Elements(1));
-    let one = Mpmc::new(1, 1, 64);
+    let one = Mpmc::new(1, 1, 64, 4096);
     g.bench_function("procshare_1p1c", |b| b.iter_custom(|n| one.round(n)));
     drop(one);
-    let two = Mpmc::new(2, 2, 64);
+    let two = Mpmc::new(2, 2, 64, 4096);
     g.bench_function("procshare_2p2c", |b| b.iter_custom(|n| two.round(n)));
     drop(two);
     g.bench_function("crossbeam_bounded_threads", |b| {
@@ -170,7 +170,7 @@ fn large_items(c: &mut Criterion) {
     let mut g = c.benchmark_group("queue_1MiB");
     g.throughput(Throughput::Bytes(MIB as u64));
     g.sample_size(10);
-    let one = Mpmc::new(1, 1, MIB);
+    let one = Mpmc::new(1, 1, MIB, 16);
     g.bench_function("procshare_1p1c", |b| b.iter_custom(|n| one.round(n)));
     drop(one);
     let src = vec![1u8; MIB];

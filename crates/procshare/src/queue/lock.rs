@@ -135,6 +135,12 @@ impl OwnerLock {
 
     /// Releases the lock; wakes one sleeper if there is one.
     pub(crate) fn unlock(&self) {
+        self.unlock_then(|| {});
+    }
+
+    /// Releases the lock, then runs `after_fence` after the full fence that `unlock` needs
+    /// anyway (so a caller that must also check another sleeper count pays one fence, not two).
+    pub(crate) fn unlock_then(&self, after_fence: impl FnOnce()) {
         // Release: pairs with the Acquire CAS in `try_lock`.
         self.owner.store(0, Ordering::Release);
         // SeqCst fence: orders the store above before reading `waiters`; partner of the SeqCst
@@ -144,6 +150,7 @@ impl OwnerLock {
             self.seq.fetch_add(1, Ordering::SeqCst);
             futex::wake(&self.seq, 1);
         }
+        after_fence();
     }
 
     /// The current owner value (0 = free); for tests and diagnostics.

@@ -16,14 +16,28 @@ use std::time::Duration;
 const SPIN: Duration = Duration::from_micros(50);
 /// Sleepers wake this often to look for dead peers (so nobody waits on a dead one for long).
 const POLL: Duration = Duration::from_millis(20);
+/// Items up to this many encoded bytes are copied under the producer lock (one fence per put).
+const SMALL: usize = 2048;
 /// A record pending this long makes a getter check whether its producer is alive.
 const PENDING_CHECK: Duration = Duration::from_millis(20);
+
+/// One step of a waiter's spin phase: busy-spin briefly, then give the core away (the peer we
+/// wait for may be waiting for it).
+fn backoff(spins: &mut u32) {
+    if *spins < 64 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+    *spins += 1;
+}
 
 #[derive(Default)]
 struct Scratch {
     enc: Vec<u8>,
     lens: Vec<usize>,
     slots: Vec<PutSlot>,
+    dec: Vec<u8>,
 }
 
 thread_local! {
@@ -37,7 +51,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
         .with(|c| c.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)))
         .unwrap_or_default();
     let r = f(&mut s);
-    if s.enc.capacity() > 1 << 20 {
+    if s.enc.capacity() > 8 << 20 {
         s.enc = Vec::new();
     }
     SCRATCH.with(|c| {
@@ -257,6 +271,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         with_scratch(|s| {
             s.enc.clear();
             codec::encode_into(item, &mut s.enc)?;
+            if s.enc.len() <= SMALL {
+                return self.put_small(&s.enc, &mut s.slots, deadline);
+            }
             s.slots.clear();
             self.reserve(&[s.enc.len()], &mut s.slots, deadline)?;
             let slot = s.slots.pop().ok_or(Error::Full)?;
@@ -264,6 +281,29 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             self.ring.wake_getters();
             r
         })
+    }
+
+    /// Puts an encoded small item (copied under the producer lock), waiting for room until
+    /// `deadline`.
+    fn put_small(
+        &self,
+        data: &[u8],
+        slots: &mut Vec<PutSlot>,
+        deadline: Option<Duration>,
+    ) -> Result<()> {
+        match self.ring.put_small(data, slots, deadline)? {
+            PutStatus::Reserved => Ok(()),
+            PutStatus::Busy => Err(Error::Full),
+            PutStatus::Full => {
+                // Wait for room like any put, then copy outside the lock.
+                slots.clear();
+                self.reserve(&[data.len()], slots, deadline)?;
+                let slot = slots.pop().ok_or(Error::Full)?;
+                let r = self.ring.commit_put(slot, data);
+                self.ring.wake_getters();
+                r
+            }
+        }
     }
 
     /// Reserves at least one of `lens` (as many as fit), waiting for room until `deadline`.
@@ -293,8 +333,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             let has_room = || self.ring.len() < self.ring.maxsize();
             if now.saturating_sub(start) < SPIN {
-                if !has_room() {
-                    std::hint::spin_loop();
+                let mut spins = 0u32;
+                while !has_room() && futex::now().saturating_sub(start) < SPIN {
+                    backoff(&mut spins);
                 }
                 continue;
             }
@@ -361,11 +402,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         let mut items = Vec::new();
         let mut first_err = None;
-        self.get_with(max, None, &mut |b| match codec::decode(b) {
-            Ok(v) => items.push(v),
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
+        with_scratch(|s| {
+            self.get_with(max, None, &mut s.dec, &mut |b| match codec::decode(b) {
+                Ok(v) => items.push(v),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            })
         })?;
         match first_err {
             Some(e) => Err(e),
@@ -375,7 +418,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_one(&self, deadline: Option<Duration>) -> Result<T> {
         let mut item = None;
-        self.get_with(1, deadline, &mut |b| item = Some(codec::decode(b)))?;
+        with_scratch(|s| {
+            self.get_with(1, deadline, &mut s.dec, &mut |b| {
+                item = Some(codec::decode(b))
+            })
+        })?;
         item.unwrap_or(Err(Error::Empty))
     }
 
@@ -384,6 +431,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         &self,
         max: usize,
         deadline: Option<Duration>,
+        scratch: &mut Vec<u8>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<()> {
         let start = futex::now();
@@ -391,7 +439,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         loop {
             let now = futex::now();
             let reap = pending.is_some_and(|(_, since)| now.saturating_sub(since) >= PENDING_CHECK);
-            match self.ring.try_get(max, reap, deadline, sink)? {
+            match self.ring.try_get(max, reap, deadline, scratch, sink)? {
                 GetStatus::Took => return Ok(()),
                 GetStatus::Busy => return Err(Error::Empty),
                 GetStatus::Empty => pending = None,
@@ -405,8 +453,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 return Err(Error::Empty);
             }
             if now.saturating_sub(start) < SPIN {
+                // Spin a little, then yield: on a busy machine the producer may need this core.
+                let mut spins = 0u32;
                 while !self.ring.head_ready() && futex::now().saturating_sub(start) < SPIN {
-                    std::hint::spin_loop();
+                    backoff(&mut spins);
                 }
                 continue;
             }

@@ -148,6 +148,12 @@ impl Signal {
         // SeqCst: orders the caller's publishing store before reading `waiters`; partner of the
         // fence in `prepare`.
         fence(Ordering::SeqCst);
+        self.notify_after_fence();
+    }
+
+    /// [`Signal::notify`] for a caller that has just executed a SeqCst fence after its
+    /// publishing store.
+    pub(crate) fn notify_after_fence(&self) {
         if self.waiters.load(Ordering::Relaxed) > 0 {
             self.word.fetch_add(1, Ordering::SeqCst);
             futex::wake_all(&self.word);
@@ -173,6 +179,9 @@ struct ProdSide {
     /// Stack of segments taken out of the circle by `trim` (index + 1; 0 = empty); each one's
     /// link word holds the next one down (index + 1; 0 = bottom).
     free_top: AtomicU32,
+    /// The head as last seen by a producer (a copy, so producers do not pull the consumers'
+    /// cache line on every put); only ever behind the real head, which is conservative.
+    cached_head: AtomicU64,
 }
 
 #[repr(C, align(64))]
@@ -186,6 +195,8 @@ struct ConsSide {
     log_valid: AtomicU64,
     log_head: AtomicU64,
     log_dead: AtomicU64,
+    /// The tail as last seen by a consumer (behind the real one: conservative).
+    cached_tail: AtomicU64,
 }
 
 #[repr(C, align(64))]
@@ -311,7 +322,9 @@ impl Ring {
         }
         .pack();
         h.prod.tail.store(start, Ordering::Relaxed);
+        h.prod.cached_head.store(start, Ordering::Relaxed);
         h.cons.head.store(start, Ordering::Relaxed);
+        h.cons.cached_tail.store(start, Ordering::Relaxed);
         h.prod.bump.store(1, Ordering::Relaxed);
         h.prod.nsegs.store(1, Ordering::Release);
         Ok(ring)
@@ -438,9 +451,14 @@ impl Ring {
 
     /// The segment the tail moves into after `seg`: the next in the circle unless that is the
     /// head's, else a fresh one inserted after `seg`. `None`: address space used up.
-    fn next_free(&self, seg: u32, head_seg: u32) -> Result<Option<u32>> {
+    fn next_free(&self, seg: u32, head_seg: &mut u32) -> Result<Option<u32>> {
         let n = self.seg_next(seg)?;
-        if n != head_seg {
+        if n != *head_seg {
+            return Ok(Some(n));
+        }
+        // The cached head may be stale: look at the real one before growing.
+        *head_seg = self.refresh_head().seg;
+        if n != *head_seg {
             return Ok(Some(n));
         }
         let p = &self.header().prod;
@@ -462,6 +480,15 @@ impl Ring {
         self.next_word(seg)?.store(fresh, Ordering::Release);
         p.nsegs.fetch_add(1, Ordering::Relaxed);
         Ok(Some(fresh))
+    }
+
+    /// The consumers' head, re-read (producer lock held) and remembered in `cached_head`.
+    fn refresh_head(&self) -> Pos {
+        let h = self.header();
+        // Acquire: pairs with the consumers' Release head store; the space behind it is free.
+        let head = h.cons.head.load(Ordering::Acquire);
+        h.prod.cached_head.store(head, Ordering::Relaxed);
+        Pos::unpack(head)
     }
 
     /// Takes a segment off the free stack (producer lock held). A crash after the pop and
@@ -486,7 +513,7 @@ impl Ring {
     }
 
     /// Gives a drained queue's memory back: the free segments after the tail beyond the first
-    /// two leave the circle, their pages are punched out of the memfd, and they wait on the
+    /// `KEEP_SEGS - 1` leave the circle, their pages are punched out of the memfd, and they wait on the
     /// free stack for the next growth. Runs under the producer lock (taken with `try_lock` by a
     /// consumer that just emptied a large queue); consumers never look past the tail, so they
     /// are not disturbed.
@@ -499,14 +526,19 @@ impl Ring {
         let tail = Pos::unpack(h.prod.tail.load(Ordering::Relaxed));
         // Acquire: the consumers' Release head store; everything before the head is free.
         let head = Pos::unpack(h.cons.head.load(Ordering::Acquire));
-        let keep1 = self.seg_next(tail.seg)?;
-        if keep1 == head.seg || keep1 == tail.seg {
-            return Ok(());
+        h.prod.cached_head.store(head.pack(), Ordering::Relaxed);
+        // Keep a few free segments after the tail (a circle of KEEP_SEGS when drained), so a
+        // queue that keeps filling and draining a little does not fault pages in again and
+        // again.
+        let mut keep_last = tail.seg;
+        for _ in 1..KEEP_SEGS {
+            let n = self.seg_next(keep_last)?;
+            if n == head.seg || n == tail.seg {
+                return Ok(());
+            }
+            keep_last = n;
         }
-        let keep2 = self.seg_next(keep1)?;
-        if keep2 == head.seg {
-            return Ok(());
-        }
+        let keep2 = keep_last;
         let first = self.seg_next(keep2)?;
         let mut list = Vec::new();
         let mut s = first;
@@ -539,7 +571,12 @@ impl Ring {
     }
 
     /// Reserves one record of `len` payload bytes at `tail` (moved past it). `None`: no space.
-    fn reserve_one(&self, tail: &mut Pos, head_seg: u32, len: usize) -> Result<Option<PutSlot>> {
+    fn reserve_one(
+        &self,
+        tail: &mut Pos,
+        head_seg: &mut u32,
+        len: usize,
+    ) -> Result<Option<PutSlot>> {
         let (mut seg, mut off) = (tail.seg, tail.off);
         if SEG_SIZE - off < REC_HDR {
             let Some(s) = self.next_free(seg, head_seg)? else {
@@ -605,10 +642,16 @@ impl Ring {
         if tail.off < SEG_HDR || tail.off > SEG_SIZE {
             return Err(corrupt("tail offset"));
         }
-        // Acquire: pairs with the consumers' Release head store; the space behind it is free.
-        let head = Pos::unpack(h.cons.head.load(Ordering::Acquire));
-        let queued = (tail.seq.wrapping_sub(head.seq) & SEQ_MASK) as usize;
-        let room = self.maxsize().saturating_sub(queued);
+        // The cached head (written under this lock, so ordered by it); refreshed when it says
+        // there is no room.
+        let mut head = Pos::unpack(h.prod.cached_head.load(Ordering::Relaxed));
+        let queued = |head: Pos| (tail.seq.wrapping_sub(head.seq) & SEQ_MASK) as usize;
+        let mut room = self.maxsize().saturating_sub(queued(head));
+        if room < lens.len() {
+            head = self.refresh_head();
+            room = self.maxsize().saturating_sub(queued(head));
+        }
+        let mut head_seg = head.seg;
         let before = slots.len();
         let mut status = PutStatus::Reserved;
         for (i, &len) in lens.iter().enumerate() {
@@ -616,7 +659,7 @@ impl Ring {
                 status = PutStatus::Full;
                 break;
             }
-            match self.reserve_one(&mut tail, head.seg, len) {
+            match self.reserve_one(&mut tail, &mut head_seg, len) {
                 Ok(Some(slot)) => slots.push(slot),
                 Ok(None) => {
                     status = PutStatus::Full;
@@ -636,6 +679,30 @@ impl Ring {
             }
         }
         Ok(status)
+    }
+
+    /// A whole put of a small item under the producer lock: reserve, copy, commit, unlock and
+    /// wake getters with a single fence. `slots` is scratch space.
+    pub(crate) fn put_small(
+        &self,
+        data: &[u8],
+        slots: &mut Vec<PutSlot>,
+        lock_deadline: Option<Duration>,
+    ) -> Result<PutStatus> {
+        let p = &self.header().prod;
+        if p.lock.lock(lock_deadline) == Locked::TimedOut {
+            return Ok(PutStatus::Busy);
+        }
+        slots.clear();
+        let mut result = self.reserve_locked(&[data.len()], slots);
+        if let (Ok(PutStatus::Reserved), Some(slot)) = (&result, slots.pop()) {
+            if let Err(e) = self.commit_put(slot, data) {
+                result = Err(e);
+            }
+        }
+        p.lock
+            .unlock_then(|| self.put_signal().notify_after_fence());
+        result
     }
 
     /// `commit_put`: copies `data` (exactly the reserved length) into the slot and makes the
@@ -705,7 +772,7 @@ impl Ring {
             match self.start_get(true) {
                 Ok(Head::Record(g)) if g.skip => {
                     moved = true;
-                    if let Err(e) = self.finish_get(g, &mut |_| {}) {
+                    if let Err(e) = self.finish_get(g, &mut Vec::new(), &mut |_| {}) {
                         break Err(e);
                     }
                 }
@@ -757,12 +824,16 @@ impl Ring {
         max: usize,
         reap: bool,
         lock_deadline: Option<Duration>,
+        scratch: &mut Vec<u8>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<GetStatus> {
         if !self.lock_consumer(lock_deadline) {
             return Ok(GetStatus::Busy);
         }
-        let guard = ConsGuard(self);
+        let mut guard = ConsGuard {
+            ring: self,
+            moved: false,
+        };
         let mut status = GetStatus::Empty;
         let mut taken = 0;
         let mut moved = false;
@@ -780,10 +851,11 @@ impl Ring {
                 }
                 Ok(Head::Record(rec)) => {
                     let skipped = rec.skip;
-                    if let Err(e) = self.finish_get(rec, sink) {
+                    if let Err(e) = self.finish_get(rec, scratch, sink) {
                         break Err(e);
                     }
                     moved = true;
+                    guard.moved = true;
                     if !skipped {
                         taken += 1;
                         status = GetStatus::Took;
@@ -794,7 +866,6 @@ impl Ring {
         };
         drop(guard);
         if moved {
-            self.get_signal().notify();
             self.maybe_trim();
         }
         result.map(|()| status)
@@ -819,10 +890,17 @@ impl Ring {
     fn start_get(&self, reap: bool) -> Result<Head> {
         let h = self.header();
         let head = Pos::unpack(h.cons.head.load(Ordering::Relaxed));
-        // Acquire: pairs with the producer's Release tail store; headers before it are written.
-        let tail = Pos::unpack(h.prod.tail.load(Ordering::Acquire));
+        // The cached tail (written under this lock); re-read only when we have caught up.
+        let mut tail = Pos::unpack(h.cons.cached_tail.load(Ordering::Relaxed));
         if head.same_place(tail) {
-            return Ok(Head::Empty);
+            // Acquire: pairs with the producer's Release tail store; headers before it are
+            // written.
+            let t = h.prod.tail.load(Ordering::Acquire);
+            h.cons.cached_tail.store(t, Ordering::Relaxed);
+            tail = Pos::unpack(t);
+            if head.same_place(tail) {
+                return Ok(Head::Empty);
+            }
         }
         if head.off < SEG_HDR || head.off > SEG_SIZE {
             return Err(corrupt("head offset"));
@@ -887,7 +965,7 @@ impl Ring {
 
     /// Hands the record to `sink` (unless skipped) and publishes the new head (consumer lock
     /// held).
-    fn finish_get(&self, g: GetSlot, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
+    fn finish_get(&self, g: GetSlot, buf: &mut Vec<u8>, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
         if !g.skip {
             let off = g.off + REC_HDR;
             if g.len <= SEG_SIZE - off {
@@ -897,7 +975,8 @@ impl Ring {
                 // `sink` returns); u8 has no invalid values.
                 sink(unsafe { std::slice::from_raw_parts(src, g.len) });
             } else {
-                let mut buf: Vec<u8> = Vec::with_capacity(g.len);
+                buf.clear();
+                buf.reserve(g.len);
                 let (mut seg, mut off) = (g.seg, off);
                 while buf.len() < g.len {
                     if off == SEG_SIZE {
@@ -915,7 +994,10 @@ impl Ring {
                     }
                     off += n;
                 }
-                sink(&buf);
+                sink(buf);
+                if buf.capacity() > 8 << 20 {
+                    *buf = Vec::new();
+                }
             }
         }
         let h = self.header();
@@ -983,12 +1065,24 @@ impl Ring {
     }
 }
 
-/// Releases the consumer lock, also when a `sink` panics.
-struct ConsGuard<'a>(&'a Ring);
+/// Releases the consumer lock, also when a `sink` panics; wakes blocked putters if the head
+/// moved (with the one fence the unlock needs).
+struct ConsGuard<'a> {
+    ring: &'a Ring,
+    moved: bool,
+}
 
 impl Drop for ConsGuard<'_> {
     fn drop(&mut self) {
-        self.0.header().cons.lock.unlock();
+        let ring = self.ring;
+        if self.moved {
+            ring.header()
+                .cons
+                .lock
+                .unlock_then(|| ring.get_signal().notify_after_fence());
+        } else {
+            ring.header().cons.lock.unlock();
+        }
     }
 }
 
@@ -1022,8 +1116,10 @@ mod tests {
 
     fn get(r: &Ring) -> Option<Vec<u8>> {
         let mut out = None;
-        r.try_get(1, true, None, &mut |b| out = Some(b.to_vec()))
-            .unwrap();
+        r.try_get(1, true, None, &mut Vec::new(), &mut |b| {
+            out = Some(b.to_vec())
+        })
+        .unwrap();
         out
     }
 
@@ -1068,7 +1164,11 @@ mod tests {
         }
         assert!(r.segments() > 40);
         while get(&r).is_some() {}
-        assert!(r.segments() <= 4, "{} segments left", r.segments());
+        assert!(
+            r.segments() <= KEEP_SEGS + 1,
+            "{} segments left",
+            r.segments()
+        );
         for _ in 0..40 {
             put(&r, &vec![2; SEG_SIZE]);
         }
@@ -1100,7 +1200,8 @@ mod tests {
         let slot = slots.pop().unwrap();
         put(&r, b"next");
         assert!(matches!(
-            r.try_get(1, true, None, &mut |_| {}).unwrap(),
+            r.try_get(1, true, None, &mut Vec::new(), &mut |_| {})
+                .unwrap(),
             GetStatus::Pending(_)
         ));
         // Pretend the writer died: a pid that cannot exist.
@@ -1132,7 +1233,7 @@ mod tests {
                 r.header().prod.lock.force_owner(0);
                 r.header().cons.lock.force_owner(0);
             }
-            let _ = r.try_get(4, true, Some(futex::now()), &mut |_| {});
+            let _ = r.try_get(4, true, Some(futex::now()), &mut Vec::new(), &mut |_| {});
             let mut slots = Vec::new();
             let _ = r.start_put(&[10], &mut slots, Some(futex::now()));
             let _ = r.len();
