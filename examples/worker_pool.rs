@@ -15,7 +15,11 @@ fn is_prime(n: u64) -> bool {
     n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
 }
 
-fn worker((tasks, results): (JoinableQueue<Option<u64>>, Queue<(u64, bool, String)>)) {
+/// A task (`None` = go home) and a result: the number, whether it is prime, who found out.
+type Tasks = JoinableQueue<Option<u64>>;
+type Results = Queue<(u64, bool, String)>;
+
+fn worker((tasks, results): (Tasks, Results)) {
     let me = current_process().name().to_string();
     loop {
         let task = tasks.get().unwrap();

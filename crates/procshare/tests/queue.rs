@@ -182,7 +182,9 @@ fn producer((q, id, n): (Queue<(u8, u32)>, u8, u32)) {
     q.put_many(batch).unwrap();
 }
 
-fn consumer((q, out): (Queue<(u8, u32)>, Queue<Vec<(u8, u32)>>)) {
+type Items = Queue<(u8, u32)>;
+
+fn consumer((q, out): (Items, Queue<Vec<(u8, u32)>>)) {
     let mut got = Vec::new();
     loop {
         let items = q.get_many(64).unwrap();
@@ -233,7 +235,7 @@ fn four_producers_four_consumers_exactly_once_in_order() {
         let mut last = [None::<u32>; 4];
         for (id, i) in got {
             let l = &mut last[id as usize];
-            assert!(l.is_none_or(|l| l < i), "producer {id}: {i} after {l:?}");
+            assert!(l.map_or(true, |l| l < i), "producer {id}: {i} after {l:?}");
             *l = Some(i);
             assert!(seen.insert((id, i)), "({id}, {i}) delivered twice");
         }

@@ -220,7 +220,6 @@ fn random_kills_never_tear_lose_or_duplicate() {
             assert_eq!(p.join().unwrap(), 0);
         }
     }
-    drop(spawn);
     drop(tx);
     collector.join().unwrap();
 

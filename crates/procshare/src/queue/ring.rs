@@ -356,7 +356,7 @@ impl Ring {
             return Err(corrupt("segment index out of range"));
         }
         let start = SEGS_BASE + seg as usize * SEG_SIZE;
-        if off.checked_add(n).is_none_or(|end| end > SEG_SIZE)
+        if off.checked_add(n).map_or(true, |end| end > SEG_SIZE)
             || start + SEG_SIZE > self.region.payload_len()
         {
             return Err(corrupt("offset out of range"));
@@ -950,7 +950,6 @@ impl Ring {
             return Err(corrupt("record runs past the tail"));
         }
         Ok(Head::Record(GetSlot {
-            head,
             seg,
             off,
             len,
@@ -1093,7 +1092,6 @@ enum Head {
 }
 
 struct GetSlot {
-    head: Pos,
     seg: u32,
     off: usize,
     len: usize,
