@@ -209,8 +209,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// ```
     /// let q = procshare::Queue::bounded(1)?;
-    /// q.put_nowait("a")?;
-    /// assert!(q.put_nowait("b").is_err());
+    /// q.put_nowait('a')?;
+    /// assert!(q.put_nowait('b').is_err());
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn put_nowait(&self, item: T) -> Result<()> {

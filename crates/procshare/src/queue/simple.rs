@@ -44,7 +44,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     ///
     /// ```
     /// let q = procshare::SimpleQueue::new()?;
-    /// q.put((1, "one"))?;
+    /// q.put((1, "one".to_string()))?;
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn put(&self, item: T) -> Result<()> {
