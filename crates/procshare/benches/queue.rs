@@ -42,21 +42,48 @@ impl<'de> Deserialize<'de> for Payload {
 /// Work queue item: a payload, or the end-of-round marker.
 type Item = Option<Payload>;
 
-fn producer((q, go, done, size): (Queue<Item>, Queue<u64>, Queue<()>, usize)) {
+/// Items per `put_many` / `get_many` in the batched variant (1 = plain `put` / `get`).
+type Batch = usize;
+
+fn producer((q, go, done, size, batch): (Queue<Item>, Queue<u64>, Queue<()>, usize, Batch)) {
     let item = Payload(vec![7u8; size].into());
     while let Ok(n) = go.get() {
-        for _ in 0..n {
-            q.put(Some(item.clone())).unwrap();
+        if batch == 1 {
+            for _ in 0..n {
+                q.put(Some(item.clone())).unwrap();
+            }
+        } else {
+            let mut left = n as usize;
+            while left > 0 {
+                let k = left.min(batch);
+                q.put_many(std::iter::repeat_n(Some(item.clone()), k))
+                    .unwrap();
+                left -= k;
+            }
         }
         done.put(()).unwrap();
     }
 }
 
-fn consumer((q, go, acks): (Queue<Item>, Queue<()>, Queue<u64>)) {
+fn consumer((q, go, acks, batch): (Queue<Item>, Queue<()>, Queue<u64>, Batch)) {
     while go.get().is_ok() {
         let mut n = 0u64;
-        while let Some(_item) = q.get().unwrap() {
-            n += 1;
+        'round: loop {
+            if batch == 1 {
+                match q.get().unwrap() {
+                    Some(_item) => n += 1,
+                    None => break 'round,
+                }
+            } else {
+                for item in q.get_many(batch).unwrap() {
+                    match item {
+                        Some(_item) => n += 1,
+                        // The marker comes after every item (the batched variant has one
+                        // consumer, so nothing follows it).
+                        None => break 'round,
+                    }
+                }
+            }
         }
         acks.put(n).unwrap();
     }
@@ -75,17 +102,17 @@ struct Mpmc {
 }
 
 impl Mpmc {
-    fn new(p: usize, c: usize, size: usize, maxsize: usize) -> Mpmc {
+    fn new(p: usize, c: usize, size: usize, maxsize: usize, batch: Batch) -> Mpmc {
         let q = Queue::bounded(maxsize).unwrap();
         let (prod_go, prod_done) = (Queue::new().unwrap(), Queue::new().unwrap());
         let (cons_go, acks) = (Queue::new().unwrap(), Queue::new().unwrap());
         let mut procs = Vec::new();
         for _ in 0..p {
-            let args = (q.clone(), prod_go.clone(), prod_done.clone(), size);
+            let args = (q.clone(), prod_go.clone(), prod_done.clone(), size, batch);
             procs.push(Process::spawn(args, producer).unwrap());
         }
         for _ in 0..c {
-            let args = (q.clone(), cons_go.clone(), acks.clone());
+            let args = (q.clone(), cons_go.clone(), acks.clone(), batch);
             procs.push(Process::spawn(args, consumer).unwrap());
         }
         Mpmc {
@@ -153,12 +180,17 @@ fn crossbeam_round(n: u64) -> Duration {
 fn small_items(c: &mut Criterion) {
     let mut g = c.benchmark_group("queue_64B");
     g.throughput(Throughput::Elements(1));
-    let one = Mpmc::new(1, 1, 64, 4096);
+    let one = Mpmc::new(1, 1, 64, 4096, 1);
     g.bench_function("procshare_1p1c", |b| b.iter_custom(|n| one.round(n)));
     drop(one);
-    let two = Mpmc::new(2, 2, 64, 4096);
+    let two = Mpmc::new(2, 2, 64, 4096, 1);
     g.bench_function("procshare_2p2c", |b| b.iter_custom(|n| two.round(n)));
     drop(two);
+    let batched = Mpmc::new(1, 1, 64, 4096, 64);
+    g.bench_function("procshare_1p1c_batch64", |b| {
+        b.iter_custom(|n| batched.round(n))
+    });
+    drop(batched);
     g.bench_function("crossbeam_bounded_threads", |b| {
         b.iter_custom(crossbeam_round)
     });
@@ -170,7 +202,7 @@ fn large_items(c: &mut Criterion) {
     let mut g = c.benchmark_group("queue_1MiB");
     g.throughput(Throughput::Bytes(MIB as u64));
     g.sample_size(10);
-    let one = Mpmc::new(1, 1, MIB, 16);
+    let one = Mpmc::new(1, 1, MIB, 16, 1);
     g.bench_function("procshare_1p1c", |b| b.iter_custom(|n| one.round(n)));
     drop(one);
     let src = vec![1u8; MIB];
@@ -179,6 +211,18 @@ fn large_items(c: &mut Criterion) {
         b.iter(|| {
             dst.copy_from_slice(std::hint::black_box(&src));
             std::hint::black_box(&mut dst);
+        })
+    });
+    // The same copy with both buffers out of cache (1 MiB chunks of 256 MiB buffers), as the
+    // queue's are when items are in flight.
+    let big_src = vec![1u8; 256 * MIB];
+    let mut big_dst = vec![0u8; 256 * MIB];
+    let mut at = 0;
+    g.bench_with_input(BenchmarkId::new("memcpy_cold", "1MiB"), &(), |b, _| {
+        b.iter(|| {
+            at = (at + MIB) % (256 * MIB);
+            big_dst[at..at + MIB].copy_from_slice(std::hint::black_box(&big_src[at..at + MIB]));
+            std::hint::black_box(&mut big_dst);
         })
     });
     g.finish();

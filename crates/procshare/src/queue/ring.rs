@@ -874,7 +874,10 @@ impl Ring {
     /// After a get: if that emptied a queue whose circle has grown, give memory back.
     fn maybe_trim(&self) {
         let h = self.header();
-        if h.prod.nsegs.load(Ordering::Relaxed) <= KEEP_SEGS {
+        // Our own cache line first: the producers' is only read when we seem to have drained.
+        let head = Pos::unpack(h.cons.head.load(Ordering::Relaxed));
+        let cached_tail = Pos::unpack(h.cons.cached_tail.load(Ordering::Relaxed));
+        if !head.same_place(cached_tail) || h.prod.nsegs.load(Ordering::Relaxed) <= KEEP_SEGS {
             return;
         }
         let (head, tail) = self.positions();
