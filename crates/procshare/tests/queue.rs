@@ -434,3 +434,36 @@ fn handles_are_send_sync_clone() {
     check::<JoinableQueue<Vec<u8>>>();
     check::<SimpleQueue<u8>>();
 }
+
+fn memfds_open() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.to_string_lossy().contains("memfd:"))
+        .count()
+}
+
+#[test]
+fn no_memfd_outlives_its_queues() {
+    // In a child of its own, so other tests' queues do not count.
+    let mut checker = Process::spawn((), |()| {
+        let before = memfds_open();
+        {
+            let q: Queue<Bytes> = Queue::new().unwrap();
+            let j: JoinableQueue<u8> = JoinableQueue::new().unwrap();
+            let s: SimpleQueue<u8> = SimpleQueue::new().unwrap();
+            let mut p = Process::spawn((q.clone(), j.clone(), s.clone()), |(q, j, s)| {
+                q.put(pattern(3 * SEG, 1)).unwrap();
+                j.put(1).unwrap();
+                s.put(2).unwrap();
+            })
+            .unwrap();
+            assert_eq!(p.join().unwrap(), 0);
+            assert_eq!(q.get().unwrap(), pattern(3 * SEG, 1));
+            assert!(memfds_open() > before);
+        }
+        assert_eq!(memfds_open(), before);
+    })
+    .unwrap();
+    assert_eq!(checker.join().unwrap(), 0);
+}

@@ -47,19 +47,16 @@ thread_local! {
 /// Runs `f` with this thread's scratch buffers (fresh ones if `f` re-enters, e.g. from a
 /// `Serialize` impl that itself puts on a queue).
 fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
-    let mut s = SCRATCH
-        .with(|c| c.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)))
-        .unwrap_or_default();
-    let r = f(&mut s);
-    if s.enc.capacity() > 8 << 20 {
-        s.enc = Vec::new();
-    }
-    SCRATCH.with(|c| {
-        if let Ok(mut slot) = c.try_borrow_mut() {
-            *slot = s;
+    SCRATCH.with(|c| match c.try_borrow_mut() {
+        Ok(mut s) => {
+            let r = f(&mut s);
+            if s.enc.capacity() > 8 << 20 {
+                s.enc = Vec::new();
+            }
+            r
         }
-    });
-    r
+        Err(_) => f(&mut Scratch::default()),
+    })
 }
 
 /// A FIFO queue between processes (Python's `multiprocessing.Queue`), in shared memory.
