@@ -56,7 +56,7 @@ fn producer((q, go, done, size, batch): (Queue<Item>, Queue<u64>, Queue<()>, usi
             let mut left = n as usize;
             while left > 0 {
                 let k = left.min(batch);
-                q.put_many(std::iter::repeat_n(Some(item.clone()), k))
+                q.put_many(std::iter::repeat(Some(item.clone())).take(k))
                     .unwrap();
                 left -= k;
             }
