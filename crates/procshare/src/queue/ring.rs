@@ -10,8 +10,10 @@
 //!
 //! queue header (one cache line per group)
 //!   maxsize, max_message                   written once at creation
-//!   prod: OwnerLock, tail, bump, nsegs     producer side (prod lock)
-//!   cons: OwnerLock, head, dead, log{..}   consumer side (cons lock)
+//!   prod: OwnerLock, tail, bump, nsegs,    producer side (prod lock)
+//!         free_top, cached_head
+//!   cons: OwnerLock, head, dead, log{..},  consumer side (cons lock)
+//!         cached_tail
 //!   put_signal, getters                    "an item was committed" futex + sleepers
 //!   get_signal, putters                    "room was made" futex + sleepers
 //!   done, join_signal, join_waiters        JoinableQueue
@@ -33,16 +35,24 @@
 //! Segments form a circle through their `next` links. Going round from the head: the segments
 //! holding records (head .. tail), then free ones, then back to the head's segment. A producer
 //! that needs room moves its tail into the segment after its own unless that is the head's;
-//! then it inserts a fresh segment (from `bump`) into the circle instead. So an unbounded queue
-//! grows without blocking, a record can be any size (a large one spans many segments: no
-//! separate out-of-band heap is needed, and no new memfd, which could not reach processes that
-//! already hold the queue), and a consumer that leaves a segment while the circle is large gives
-//! its pages back (`MADV_REMOVE`). The circle never shrinks in address space, only in memory.
+//! then it inserts a segment into the circle instead (from the free stack, else a never-used
+//! one from `bump`). So an unbounded queue grows without blocking, and a record can be any size:
+//! a large one spans many segments, so no separate out-of-band heap is needed, and no new memfd
+//! (which could not reach processes that already hold the queue). When a get empties a queue
+//! whose circle has grown past `KEEP_SEGS`, that consumer takes the producer lock (`try_lock`)
+//! and trims: the free segments beyond `KEEP_SEGS - 1` leave the circle, their pages are
+//! punched out of the memfd (`MADV_REMOVE`, in every process at once) and they wait on the free
+//! stack. So a drained queue holds at most 4 MiB, whatever it held before.
+//!
+//! Each side keeps a copy of the other side's position on its own cache line (`cached_head`,
+//! `cached_tail`, written under its own lock) and re-reads the real one only when the copy says
+//! "no room" / "nothing there": a stale copy is always behind, hence conservative.
 //!
 //! **Put** (`start_put` / `commit_put`): under the producer lock, reserve the bytes at the tail
 //! (inserting segments if needed), write the record header with state WRITING and the owner's
 //! (pid, start time), then publish the new tail with **one** Release store and unlock. Copy the
-//! payload outside the lock, then store COMMITTED (Release). **Get** (`start_get` /
+//! payload outside the lock, then store COMMITTED (Release). (`put_small`: items up to 2 KiB
+//! are copied and committed before the unlock, so unlock and wake share one fence.) **Get** (`start_get` /
 //! `finish_get`): under the consumer lock, read the record at the head; COMMITTED: copy it out
 //! and publish the new head with one Release store. WRITING by a live producer: wait. WRITING
 //! by a dead producer: skip it.
@@ -68,6 +78,10 @@
 //! |                                             |                                | the log           |
 //! | `getters`/`putters += 1` and `-= 1`         | counter one too high           | nobody: a needless|
 //! |                                             |                                | wake syscall      |
+//! | trim: punching and the unlink store         | free segments read as zeros    | nothing to repair |
+//! | trim: unlink and the free-stack push        | unlinked segments lost         | nobody (address   |
+//! |                                             |                                | space only)       |
+//! | free-stack pop and linking the segment      | one segment lost               | same              |
 //!
 //! Everything read from the segment is checked (segment indices against `bump`, offsets against
 //! segment bounds, lengths against `max_message` and against the tail) before use; garbage gives
