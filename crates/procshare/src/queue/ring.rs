@@ -3,10 +3,10 @@
 //!
 //! ```text
 //! memfd (mapped whole in every process; sparse: only touched pages cost memory)
-//! +--------------+-----------+-----------+-----------+----- ... ----------------------+
-//! | queue header | segment 0 | segment 1 | segment 2 |  (up to MAX_SEGS, 64 GiB of     |
-//! | (< 4 KiB)    | 256 KiB   | 256 KiB   |           |   address space, never touched) |
-//! +--------------+-----------+-----------+-----------+----- ... ----------------------+
+//! +--------------+------------+-----------+-----------+----- ... ----------------------+
+//! | queue header | links      | segment 0 | segment 1 |  (up to MAX_SEGS, 64 GiB of     |
+//! | (< 4 KiB)    | u32 × 2^18 | 256 KiB   | 256 KiB   |   address space, never touched) |
+//! +--------------+------------+-----------+-----------+----- ... ----------------------+
 //!
 //! queue header (one cache line per group)
 //!   maxsize, max_message                   written once at creation
@@ -20,10 +20,10 @@
 //!
 //! head, tail: AtomicU64 = { seg:20 | off/8:16 | seq:28 }   (seq counts records mod 2^28)
 //!
-//! segment:  +------------+--------+-------------------+--------+------ ...
-//!           | next: u32  |  pad   | record            | record |
-//!           +------------+--------+-------------------+--------+------ ...
-//!           0            64
+//! links[s]: the segment after s in the circle (on the free stack: the one below, + 1)
+//! segment:  +-------------------+--------+------ ...  (records back to back, 8-aligned; the
+//!           | record            | record |            last one may run on into the next
+//!           +-------------------+--------+------ ...   segment of the circle)
 //! record:   +------------+-------------+-----------+---------+-------------------------+
 //!           | state: u32 |  pad: u32   | owner:u64 | len:u64 | pad | payload (len bytes, |
 //!           | WRITING /  |             | pid|start |         |     | continues into the  |
@@ -32,7 +32,7 @@
 //!           0            4             8           16        24    32
 //! ```
 //!
-//! Segments form a circle through their `next` links. Going round from the head: the segments
+//! Segments form a circle through their links. Going round from the head: the segments
 //! holding records (head .. tail), then free ones, then back to the head's segment. A producer
 //! that needs room moves its tail into the segment after its own unless that is the head's;
 //! then it inserts a segment into the circle instead (from the free stack, else a never-used
@@ -46,7 +46,10 @@
 //!
 //! Each side keeps a copy of the other side's position on its own cache line (`cached_head`,
 //! `cached_tail`, written under its own lock) and re-reads the real one only when the copy says
-//! "no room" / "nothing there": a stale copy is always behind, hence conservative.
+//! "no room" / "nothing there": a stale copy is always behind, hence conservative. Because links
+//! live apart from the data, a record whose segments have consecutive indices (the usual case:
+//! the circle grows by consecutive fresh segments) is one contiguous slice, decoded in place
+//! whatever its size; only records that cross the circle's seam are gathered into a buffer.
 //!
 //! **Put** (`start_put` / `commit_put`): under the producer lock, reserve the bytes at the tail
 //! (inserting segments if needed), write the record header with state WRITING and the owner's
@@ -108,12 +111,15 @@ use std::time::Duration;
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PSQUEUE1");
 /// Bytes per segment.
 pub(crate) const SEG_SIZE: usize = 256 << 10;
-/// Bytes at the start of each segment before its first record (the `next` link).
-const SEG_HDR: usize = 64;
+/// Where the first record of a segment starts (segments are pure data: their links live in a
+/// table of their own, so a record over consecutive segments is contiguous memory).
+const SEG_HDR: usize = 0;
 /// Segments the address space holds: 64 GiB.
 pub(crate) const MAX_SEGS: u32 = 1 << 18;
+/// Payload offset of the link table (`next` of each segment, u32).
+const LINKS_BASE: usize = 4096 - HEADER_LEN;
 /// Payload offset of segment 0: puts every segment on a page boundary of the memfd.
-const SEGS_BASE: usize = 4096 - HEADER_LEN;
+const SEGS_BASE: usize = LINKS_BASE + MAX_SEGS as usize * 4;
 /// Record header bytes.
 pub(crate) const REC_HDR: usize = 32;
 /// A circle larger than this many segments gives consumed segments' memory back.
@@ -381,10 +387,29 @@ impl Ring {
     }
 
     fn next_word(&self, seg: u32) -> Result<&AtomicU32> {
-        let p = self.seg_ptr(seg, 0, 4)?;
-        // SAFETY: `p` is inside the mapping, 4096-aligned (segment start); AtomicU32 is valid for
-        // any bit pattern.
-        Ok(unsafe { &*(p as *const AtomicU32) })
+        if seg >= MAX_SEGS {
+            return Err(corrupt("segment index out of range"));
+        }
+        // SAFETY: the link table lies inside the payload (SEGS_BASE > LINKS_BASE + 4 * MAX_SEGS,
+        // checked at open), 4-aligned (LINKS_BASE + 64 is a page boundary); AtomicU32 is valid
+        // for any bit pattern.
+        Ok(unsafe { self.region.at::<AtomicU32>(LINKS_BASE + seg as usize * 4) })
+    }
+
+    /// Pointer to `n` bytes from byte `off` of segment `seg`, running on through the following
+    /// segments by index (for records whose segments are consecutive); checks the range.
+    fn span_ptr(&self, seg: u32, off: usize, n: usize) -> Result<*mut u8> {
+        let start = (seg as usize)
+            .checked_mul(SEG_SIZE)
+            .and_then(|x| x.checked_add(SEGS_BASE + off))
+            .filter(|&x| {
+                off <= SEG_SIZE
+                    && x.checked_add(n)
+                        .is_some_and(|e| e <= self.region.payload_len())
+            })
+            .ok_or_else(|| corrupt("span out of range"))?;
+        // SAFETY: start + n <= payload_len (checked above), so the range is inside the mapping.
+        Ok(unsafe { self.region.payload().add(start) })
     }
 
     /// The segment after `seg` in the circle, checked to be one that was ever handed out.
@@ -566,10 +591,9 @@ impl Ring {
         if list.is_empty() {
             return Ok(());
         }
-        let page = 4096;
         for &s in &list {
-            let map_off = HEADER_LEN + SEGS_BASE + s as usize * SEG_SIZE + page;
-            let _ = self.region.mapping().discard(map_off, SEG_SIZE - page);
+            let map_off = HEADER_LEN + SEGS_BASE + s as usize * SEG_SIZE;
+            let _ = self.region.mapping().discard(map_off, SEG_SIZE);
         }
         // Release: partner of the Acquire link loads in `seg_next`. The one store that takes
         // them out of the circle.
@@ -653,7 +677,7 @@ impl Ring {
         let h = self.header();
         // We hold the producer lock: nobody else writes the tail.
         let mut tail = Pos::unpack(h.prod.tail.load(Ordering::Relaxed));
-        if tail.off < SEG_HDR || tail.off > SEG_SIZE {
+        if tail.off > SEG_SIZE {
             return Err(corrupt("tail offset"));
         }
         // The cached head (written under this lock, so ordered by it); refreshed when it says
@@ -919,7 +943,7 @@ impl Ring {
                 return Ok(Head::Empty);
             }
         }
-        if head.off < SEG_HDR || head.off > SEG_SIZE {
+        if head.off > SEG_SIZE {
             return Err(corrupt("head offset"));
         }
         let (mut seg, mut off) = (head.seg, head.off);
@@ -949,6 +973,7 @@ impl Ring {
         let mut remaining = REC_HDR + round8(len);
         let (mut es, mut eo) = (seg, off);
         let mut steps = 0u32;
+        let mut contiguous = true;
         loop {
             let room = SEG_SIZE - eo;
             if remaining <= room {
@@ -959,7 +984,9 @@ impl Ring {
                 return Err(corrupt("record runs past the tail"));
             }
             remaining -= room;
-            es = self.seg_next(es)?;
+            let n = self.seg_next(es)?;
+            contiguous &= n == es + 1;
+            es = n;
             eo = SEG_HDR;
             steps += 1;
         }
@@ -970,6 +997,7 @@ impl Ring {
             seg,
             off,
             len,
+            contiguous,
             end: Pos {
                 seg: es,
                 off: eo,
@@ -984,9 +1012,9 @@ impl Ring {
     fn finish_get(&self, g: GetSlot, buf: &mut Vec<u8>, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
         if !g.skip {
             let off = g.off + REC_HDR;
-            if g.len <= SEG_SIZE - off {
-                let src = self.seg_ptr(g.seg, off, g.len)?;
-                // SAFETY: `src..src+len` is inside the mapping (checked by seg_ptr) and inside a
+            if g.contiguous {
+                let src = self.span_ptr(g.seg, off, g.len)?;
+                // SAFETY: `src..src+len` is inside the mapping (checked by span_ptr) and inside a
                 // committed record, which no process writes until the head moves past it (after
                 // `sink` returns); u8 has no invalid values.
                 sink(unsafe { std::slice::from_raw_parts(src, g.len) });
@@ -1071,7 +1099,8 @@ impl Ring {
     #[cfg(test)]
     pub(crate) fn scribble(&self, seed: u64) {
         let mut x = seed | 1;
-        for off in (0..SEGS_BASE + 4096).step_by(8) {
+        let ranges = [0..LINKS_BASE + 4096, SEGS_BASE..SEGS_BASE + 4096];
+        for off in ranges.into_iter().flatten().step_by(8) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -1109,6 +1138,8 @@ enum Head {
 }
 
 struct GetSlot {
+    /// The record's segments follow each other in memory: one slice holds it.
+    contiguous: bool,
     seg: u32,
     off: usize,
     len: usize,
