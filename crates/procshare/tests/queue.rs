@@ -467,3 +467,36 @@ fn no_memfd_outlives_its_queues() {
     .unwrap();
     assert_eq!(checker.join().unwrap(), 0);
 }
+
+/// Serializes to a different length each time (so the size counted before reserving is wrong).
+struct Shifty(std::cell::Cell<usize>);
+impl Serialize for Shifty {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = self.0.get();
+        self.0.set(if n > 100_000 { n - 5_000 } else { n + 5_000 });
+        s.serialize_bytes(&vec![1u8; n])
+    }
+}
+impl<'de> Deserialize<'de> for Shifty {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let b = Bytes::deserialize(d)?;
+        Ok(Shifty(std::cell::Cell::new(b.0.len())))
+    }
+}
+
+#[test]
+fn a_large_item_that_changes_size_while_serialized_is_an_error() {
+    let q: Queue<Shifty> = Queue::new().unwrap();
+    for start in [100_000, 200_000] {
+        assert!(matches!(
+            q.put(Shifty(std::cell::Cell::new(start))),
+            Err(Error::Codec(_))
+        ));
+    }
+    // The abandoned records are skipped; the queue goes on.
+    assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+    let ok = Shifty(std::cell::Cell::new(50));
+    q.put(ok).unwrap();
+    assert_eq!(q.get().unwrap().0.get(), 50);
+    assert!(q.empty());
+}

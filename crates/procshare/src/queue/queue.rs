@@ -18,6 +18,8 @@ const SPIN: Duration = Duration::from_micros(50);
 const POLL: Duration = Duration::from_millis(20);
 /// Items up to this many encoded bytes are copied under the producer lock (one fence per put).
 const SMALL: usize = 2048;
+/// Items over this many encoded bytes are serialized straight into the queue's memory.
+const LARGE: usize = 64 << 10;
 /// A record pending this long makes a getter check whether its producer is alive.
 const PENDING_CHECK: Duration = Duration::from_millis(20);
 
@@ -30,6 +32,53 @@ fn backoff(spins: &mut u32) {
         std::thread::yield_now();
     }
     *spins += 1;
+}
+
+/// A postcard output into a buffer that refuses to grow past `cap` bytes.
+struct Capped<'a> {
+    buf: &'a mut Vec<u8>,
+    cap: usize,
+}
+
+impl postcard::ser_flavors::Flavor for Capped<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.try_extend(&[b])
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.buf.len() + data.len() > self.cap {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// A postcard output that only counts bytes.
+struct Count(usize);
+
+impl postcard::ser_flavors::Flavor for Count {
+    type Output = usize;
+
+    fn try_push(&mut self, _: u8) -> postcard::Result<()> {
+        self.0 += 1;
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0 += data.len();
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.0)
+    }
 }
 
 #[derive(Default)]
@@ -267,7 +316,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.check_open()?;
         with_scratch(|s| {
             s.enc.clear();
-            codec::encode_into(item, &mut s.enc)?;
+            match postcard::serialize_with_flavor(
+                item,
+                Capped {
+                    buf: &mut s.enc,
+                    cap: LARGE,
+                },
+            ) {
+                Ok(()) => {}
+                Err(postcard::Error::SerializeBufferFull) => {
+                    return self.put_large(item, &mut s.slots, deadline);
+                }
+                Err(e) => return Err(Error::Codec(e.to_string())),
+            }
             if s.enc.len() <= SMALL {
                 return self.put_small(&s.enc, &mut s.slots, deadline);
             }
@@ -278,6 +339,34 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             self.ring.wake_getters();
             r
         })
+    }
+
+    /// Puts an item whose encoding is over [`LARGE`] bytes: counts its size, reserves, and
+    /// serializes it straight into the queue's memory (one copy instead of two).
+    fn put_large(
+        &self,
+        item: &T,
+        slots: &mut Vec<PutSlot>,
+        deadline: Option<Duration>,
+    ) -> Result<()> {
+        let size = postcard::serialize_with_flavor(item, Count(0))
+            .map_err(|e| Error::Codec(e.to_string()))?;
+        slots.clear();
+        self.reserve(&[size], slots, deadline)?;
+        let slot = slots.pop().ok_or(Error::Full)?;
+        let written = postcard::serialize_with_flavor(item, self.ring.slot_writer(&slot));
+        let result = match written {
+            Ok(0) => self.ring.commit_slot(&slot),
+            other => {
+                self.ring.abandon_slot(&slot)?;
+                Err(Error::Codec(match other {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "the item serialized to fewer bytes the second time".into(),
+                }))
+            }
+        };
+        self.ring.wake_getters();
+        result
     }
 
     /// Puts an encoded small item (copied under the producer lock), waiting for room until

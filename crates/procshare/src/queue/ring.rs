@@ -133,6 +133,8 @@ pub(crate) const DEFAULT_MAX_MESSAGE: usize = 1 << 30;
 
 const WRITING: u32 = 0x5752_4954; // "WRIT"
 const COMMITTED: u32 = 0x434f_4d54; // "COMT"
+/// Given up by its (live) producer: consumers skip it like a dead producer's record.
+const ABANDONED: u32 = 0x4142_4e44; // "ABND"
 
 /// A sleeping place: a futex word bumped by `notify` and a count of sleepers, so `notify` makes
 /// no system call when nobody sleeps.
@@ -767,11 +769,37 @@ impl Ring {
             rest = &rest[n..];
             off += n;
         }
+        self.commit_slot(&slot)
+    }
+
+    /// Makes a slot whose payload has been written visible to consumers.
+    pub(crate) fn commit_slot(&self, slot: &PutSlot) -> Result<()> {
         // Release: pairs with the consumer's Acquire load of `state`; the payload is complete.
         self.rec(slot.seg, slot.off)?
             .state
             .store(COMMITTED, Ordering::Release);
         Ok(())
+    }
+
+    /// Gives a reserved slot up (its payload could not be written): consumers skip it.
+    pub(crate) fn abandon_slot(&self, slot: &PutSlot) -> Result<()> {
+        // Release: pairs with the consumer's Acquire load of `state`.
+        self.rec(slot.seg, slot.off)?
+            .state
+            .store(ABANDONED, Ordering::Release);
+        Ok(())
+    }
+
+    /// A postcard output writing straight into a reserved slot (large items are serialized in
+    /// place, without an intermediate buffer). Its output is the number of reserved bytes left
+    /// unwritten (0 when the item filled the slot exactly).
+    pub(crate) fn slot_writer(&self, slot: &PutSlot) -> SlotWriter<'_> {
+        SlotWriter {
+            ring: self,
+            seg: slot.seg,
+            off: slot.off + REC_HDR,
+            left: slot.len,
+        }
     }
 
     /// Whether a committed record sits at the head (a lock-free hint for waiters: another
@@ -961,6 +989,7 @@ impl Ring {
         let len = rec.len.load(Ordering::Relaxed);
         let skip = match state {
             COMMITTED => false,
+            ABANDONED => true,
             WRITING if reap && lock::owner_is_dead(owner) => true,
             WRITING => return Ok(Head::Pending(owner)),
             _ => return Err(corrupt("record state")),
@@ -1107,6 +1136,55 @@ impl Ring {
             // SAFETY: test only; inside the mapping, 8-aligned.
             unsafe { (self.region.payload().add(off) as *mut u64).write_volatile(x) };
         }
+    }
+}
+
+/// See [`Ring::slot_writer`].
+pub(crate) struct SlotWriter<'a> {
+    ring: &'a Ring,
+    seg: u32,
+    off: usize,
+    left: usize,
+}
+
+impl postcard::ser_flavors::Flavor for SlotWriter<'_> {
+    type Output = usize;
+
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.try_extend(&[b])
+    }
+
+    fn try_extend(&mut self, mut data: &[u8]) -> postcard::Result<()> {
+        // More bytes than the first (counting) pass produced: refuse, the caller abandons.
+        if data.len() > self.left {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        while !data.is_empty() {
+            if self.off == SEG_SIZE {
+                self.seg = self
+                    .ring
+                    .seg_next(self.seg)
+                    .map_err(|_| postcard::Error::SerializeBufferFull)?;
+                self.off = SEG_HDR;
+            }
+            let n = data.len().min(SEG_SIZE - self.off);
+            let dst = self
+                .ring
+                .seg_ptr(self.seg, self.off, n)
+                .map_err(|_| postcard::Error::SerializeBufferFull)?;
+            // SAFETY: `dst..dst+n` is inside the mapping (checked by seg_ptr) and inside our
+            // reservation (`left` bounds it), which nobody else touches before COMMITTED;
+            // `data` is the serializer's own buffer, so the ranges do not overlap.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, n) };
+            data = &data[n..];
+            self.off += n;
+            self.left -= n;
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.left)
     }
 }
 
