@@ -46,16 +46,8 @@ fn main() -> procshare::Result<()> {
     let (lost, twice) = (N as usize - all.len(), received - all.len());
     println!(
         "{N} sent, {received} received by 2 readers, {} lost, {} twice",
-        if lost == 0 {
-            "none".into()
-        } else {
-            lost.to_string()
-        },
-        if twice == 0 {
-            "none".into()
-        } else {
-            twice.to_string()
-        },
+        if lost == 0 { "none".into() } else { lost.to_string() },
+        if twice == 0 { "none".into() } else { twice.to_string() },
     );
     Ok(())
 }

@@ -45,11 +45,7 @@ fn main() -> procshare::Result<()> {
         tasks.put(Some(n))?;
     }
     tasks.join()?; // every task has been marked done
-    println!(
-        "all {} tasks done; {} results queued",
-        numbers.len(),
-        results.qsize()
-    );
+    println!("all {} tasks done; {} results queued", numbers.len(), results.qsize());
 
     let mut per_worker = std::collections::BTreeMap::<String, usize>::new();
     let mut primes = 0;
@@ -64,10 +60,7 @@ fn main() -> procshare::Result<()> {
     for w in &mut workers {
         w.join()?;
     }
-    println!(
-        "{primes} primes among {} odd numbers from 1000000007",
-        numbers.len()
-    );
+    println!("{primes} primes among {} odd numbers from 1000000007", numbers.len());
     for (who, n) in per_worker {
         println!("  {who}: {n} tasks");
     }

@@ -6,11 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "procshare",
-    version,
-    about = "procshare: Python's multiprocessing for Rust"
-)]
+#[command(name = "procshare", version, about = "procshare: Python's multiprocessing for Rust")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

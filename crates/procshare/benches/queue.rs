@@ -56,8 +56,7 @@ fn producer((q, go, done, size, batch): (Queue<Item>, Queue<u64>, Queue<()>, usi
             let mut left = n as usize;
             while left > 0 {
                 let k = left.min(batch);
-                q.put_many(std::iter::repeat(Some(item.clone())).take(k))
-                    .unwrap();
+                q.put_many(std::iter::repeat(Some(item.clone())).take(k)).unwrap();
                 left -= k;
             }
         }
@@ -115,16 +114,7 @@ impl Mpmc {
             let args = (q.clone(), cons_go.clone(), acks.clone(), batch);
             procs.push(Process::spawn(args, consumer).unwrap());
         }
-        Mpmc {
-            q,
-            prod_go,
-            prod_done,
-            cons_go,
-            acks,
-            procs,
-            p: p as u64,
-            c,
-        }
+        Mpmc { q, prod_go, prod_done, cons_go, acks, procs, p: p as u64, c }
     }
 
     fn round(&self, n: u64) -> Duration {
@@ -187,13 +177,9 @@ fn small_items(c: &mut Criterion) {
     g.bench_function("procshare_2p2c", |b| b.iter_custom(|n| two.round(n)));
     drop(two);
     let batched = Mpmc::new(1, 1, 64, 4096, 64);
-    g.bench_function("procshare_1p1c_batch64", |b| {
-        b.iter_custom(|n| batched.round(n))
-    });
+    g.bench_function("procshare_1p1c_batch64", |b| b.iter_custom(|n| batched.round(n)));
     drop(batched);
-    g.bench_function("crossbeam_bounded_threads", |b| {
-        b.iter_custom(crossbeam_round)
-    });
+    g.bench_function("crossbeam_bounded_threads", |b| b.iter_custom(crossbeam_round));
     g.finish();
 }
 

@@ -30,10 +30,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let (value, rest) =
         postcard::take_from_bytes(bytes).map_err(|e| Error::Codec(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(Error::Codec(format!(
-            "{} unexpected bytes after the value",
-            rest.len()
-        )));
+        return Err(Error::Codec(format!("{} unexpected bytes after the value", rest.len())));
     }
     Ok(value)
 }
@@ -66,16 +63,10 @@ mod tests {
         let v = (1u32, String::from("héllo"), vec![1.5f64, -2.0]);
         let b = encode(&v).unwrap();
         assert_eq!(decode::<(u32, String, Vec<f64>)>(&b).unwrap(), v);
-        assert!(matches!(
-            decode::<(u32, String)>(&[0xff, 0xff, 0xff]),
-            Err(Error::Codec(_))
-        ));
+        assert!(matches!(decode::<(u32, String)>(&[0xff, 0xff, 0xff]), Err(Error::Codec(_))));
         let mut long = b.clone();
         long.push(0);
-        assert!(matches!(
-            decode::<(u32, String, Vec<f64>)>(&long),
-            Err(Error::Codec(_))
-        ));
+        assert!(matches!(decode::<(u32, String, Vec<f64>)>(&long), Err(Error::Codec(_))));
     }
 
     #[test]

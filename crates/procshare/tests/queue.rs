@@ -35,11 +35,7 @@ impl<'de> Deserialize<'de> for Bytes {
 }
 
 fn pattern(len: usize, seed: u8) -> Bytes {
-    Bytes(
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect(),
-    )
+    Bytes((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect())
 }
 
 const SEG: usize = 256 << 10; // the ring's segment size
@@ -62,10 +58,7 @@ fn put_get_sizes_and_predicates() {
     assert_eq!(q.get_many(10).unwrap(), vec![3, 4]);
     assert!(q.get_many(0).unwrap().is_empty());
     assert!(matches!(q.get_nowait(), Err(Error::Empty)));
-    assert!(matches!(
-        q.get_timeout(Duration::from_millis(30)),
-        Err(Error::Empty)
-    ));
+    assert!(matches!(q.get_timeout(Duration::from_millis(30)), Err(Error::Empty)));
     assert!(q.max_message_size() >= 1 << 30);
 }
 
@@ -77,17 +70,11 @@ fn bounded_full_and_timeouts() {
     q.put_timeout("b".into(), Duration::from_millis(5)).unwrap();
     assert!(q.full());
     assert!(matches!(q.put_nowait("c".into()), Err(Error::Full)));
-    assert!(matches!(
-        q.put_timeout("c".into(), Duration::from_millis(30)),
-        Err(Error::Full)
-    ));
+    assert!(matches!(q.put_timeout("c".into(), Duration::from_millis(30)), Err(Error::Full)));
     assert_eq!(q.get().unwrap(), "a");
     q.put_nowait("c".into()).unwrap();
     assert_eq!(q.get_many(5).unwrap(), ["b", "c"]);
-    assert!(matches!(
-        Queue::<u8>::bounded(usize::MAX),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(Queue::<u8>::bounded(usize::MAX), Err(Error::InvalidArgument(_))));
 }
 
 #[test]
@@ -137,10 +124,7 @@ fn items_of_edge_sizes_cross_processes() {
     for (i, &n) in sizes.iter().enumerate() {
         let got = back.get().unwrap();
         assert_eq!(got.0.len(), n);
-        assert!(
-            got == pattern(n, i as u8),
-            "item of {n} bytes came back different"
-        );
+        assert!(got == pattern(n, i as u8), "item of {n} bytes came back different");
     }
     assert_eq!(child.join().unwrap(), 0);
 }
@@ -210,16 +194,11 @@ fn consumer((q, out): (Items, Queue<Vec<(u8, u32)>>)) {
 #[test]
 fn four_producers_four_consumers_exactly_once_in_order() {
     // 1,000,000 items in release builds; fewer in debug builds (which are ~20x slower).
-    let per_producer: u32 = if cfg!(debug_assertions) {
-        25_000
-    } else {
-        250_000
-    };
+    let per_producer: u32 = if cfg!(debug_assertions) { 25_000 } else { 250_000 };
     let q: Queue<(u8, u32)> = Queue::bounded(10_000).unwrap();
     let out: Queue<Vec<(u8, u32)>> = Queue::new().unwrap();
-    let mut consumers: Vec<_> = (0..4)
-        .map(|_| Process::spawn((q.clone(), out.clone()), consumer).unwrap())
-        .collect();
+    let mut consumers: Vec<_> =
+        (0..4).map(|_| Process::spawn((q.clone(), out.clone()), consumer).unwrap()).collect();
     let mut producers: Vec<_> = (0..4u8)
         .map(|id| Process::spawn((q.clone(), id, per_producer), producer).unwrap())
         .collect();
@@ -275,10 +254,7 @@ fn unbounded_queue_absorbs_a_gigabyte_with_a_stalled_consumer() {
         q.put_nowait(Bytes(i.to_le_bytes().to_vec())).unwrap();
     }
     let before = rss_shmem_kib();
-    assert!(
-        before > 1 << 20,
-        "RssShmem {before} KiB after putting 1 GiB"
-    );
+    assert!(before > 1 << 20, "RssShmem {before} KiB after putting 1 GiB");
     go_send.send(&()).unwrap();
     assert_eq!(consumer.join().unwrap(), 0);
     for i in 0..200_000u32 {
@@ -287,10 +263,7 @@ fn unbounded_queue_absorbs_a_gigabyte_with_a_stalled_consumer() {
     assert!(q.empty());
     // Drained: the memory went back to the system (also out of this process's mapping).
     let after = rss_shmem_kib();
-    assert!(
-        after < before - (900 << 10),
-        "RssShmem {before} KiB before, {after} KiB after"
-    );
+    assert!(after < before - (900 << 10), "RssShmem {before} KiB before, {after} KiB after");
 }
 
 /// This process's resident shared memory (`RssShmem` in /proc/self/status), in KiB.
@@ -303,9 +276,7 @@ fn rss_shmem_kib() -> usize {
 struct Unserializable;
 impl Serialize for Unserializable {
     fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom(
-            "this value refuses to be serialized",
-        ))
+        Err(serde::ser::Error::custom("this value refuses to be serialized"))
     }
 }
 impl<'de> Deserialize<'de> for Unserializable {
@@ -387,10 +358,7 @@ fn joinable_queue_join_across_processes() {
     }
     assert!(matches!(q.task_done(), Err(Error::TaskDoneTooManyTimes)));
     q.put(1).unwrap();
-    assert!(matches!(
-        q.join_timeout(Duration::from_millis(20)),
-        Err(Error::Timeout)
-    ));
+    assert!(matches!(q.join_timeout(Duration::from_millis(20)), Err(Error::Timeout)));
     q.get().unwrap();
     q.task_done().unwrap();
     q.join_timeout(Duration::from_millis(20)).unwrap();
@@ -488,10 +456,7 @@ impl<'de> Deserialize<'de> for Shifty {
 fn a_large_item_that_changes_size_while_serialized_is_an_error() {
     let q: Queue<Shifty> = Queue::new().unwrap();
     for start in [100_000, 200_000] {
-        assert!(matches!(
-            q.put(Shifty(std::cell::Cell::new(start))),
-            Err(Error::Codec(_))
-        ));
+        assert!(matches!(q.put(Shifty(std::cell::Cell::new(start))), Err(Error::Codec(_))));
     }
     // The abandoned records are skipped; the queue goes on.
     assert!(matches!(q.get_nowait(), Err(Error::Empty)));

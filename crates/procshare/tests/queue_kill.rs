@@ -21,9 +21,7 @@ impl Serialize for Bytes {
 
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Bytes(
-            serde::Deserialize::deserialize(d).map(|b: BytesVisit| b.0)?,
-        ))
+        Ok(Bytes(serde::Deserialize::deserialize(d).map(|b: BytesVisit| b.0)?))
     }
 }
 
@@ -81,17 +79,10 @@ fn payload(id: u32, seq: u32) -> Bytes {
 fn producer((q, id, stop, report): (Queue<Msg>, u32, Queue<()>, Connection)) {
     let mut seq = 0u32;
     loop {
-        q.put(Msg::Item {
-            id,
-            seq,
-            data: payload(id, seq),
-        })
-        .unwrap();
+        q.put(Msg::Item { id, seq, data: payload(id, seq) }).unwrap();
         seq += 1;
         if seq % 16 == 0 && stop.get_nowait().is_ok() {
-            report
-                .send(&Report::ProducerDone { id, count: seq })
-                .unwrap();
+            report.send(&Report::ProducerDone { id, count: seq }).unwrap();
             return;
         }
     }
@@ -192,10 +183,7 @@ fn random_kills_never_tear_lose_or_duplicate() {
         // hanging the suite).
         let t = Instant::now();
         while gots.load(Ordering::Relaxed) < before + 5 {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "no progress after a kill"
-            );
+            assert!(t.elapsed() < Duration::from_secs(30), "no progress after a kill");
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -247,10 +235,7 @@ fn random_kills_never_tear_lose_or_duplicate() {
         missing += upto as usize - seqs.len();
     }
     for id in &surviving {
-        assert!(
-            log.done.contains_key(id),
-            "surviving producer {id} did not finish"
-        );
+        assert!(log.done.contains_key(id), "surviving producer {id} did not finish");
         if !per.contains_key(id) {
             missing += log.done[id] as usize;
         }

@@ -30,9 +30,7 @@ fn get_count((q, results): (Queue<Option<u32>>, Queue<Vec<u32>>)) {
 pub fn run() -> procshare::Result<()> {
     let q: Queue<Option<u32>> = Queue::new()?;
     let results: Queue<Vec<u32>> = Queue::new()?;
-    let mut adder = Process::builder()
-        .name("adder")
-        .spawn(q.clone(), add_count)?;
+    let mut adder = Process::builder().name("adder").spawn(q.clone(), add_count)?;
     let mut readers = (0..READERS)
         .map(|i| {
             Process::builder()
@@ -69,9 +67,7 @@ pub fn run() -> procshare::Result<()> {
         none(twice)
     );
     if lost + twice > 0 {
-        return Err(procshare::Error::InvalidArgument(
-            "the queue lost or duplicated items".into(),
-        ));
+        return Err(procshare::Error::InvalidArgument("the queue lost or duplicated items".into()));
     }
     Ok(())
 }

@@ -96,10 +96,7 @@ pub struct Connection {
 /// ```
 pub fn pipe() -> Result<(Connection, Connection)> {
     let (a, b) = socket::seqpacket_pair()?;
-    Ok((
-        Connection::new(a, true, true),
-        Connection::new(b, true, true),
-    ))
+    Ok((Connection::new(a, true, true), Connection::new(b, true, true)))
 }
 
 /// A one-way pipe: `(receive-only end, send-only end)` (`multiprocessing.Pipe(False)`).
@@ -115,10 +112,7 @@ pub fn pipe_simplex() -> Result<(Connection, Connection)> {
     let (r, w) = socket::seqpacket_pair()?;
     socket::shutdown(r.as_fd(), false, true)?;
     socket::shutdown(w.as_fd(), true, false)?;
-    Ok((
-        Connection::new(r, true, false),
-        Connection::new(w, false, true),
-    ))
+    Ok((Connection::new(r, true, false), Connection::new(w, false, true)))
 }
 
 fn wrong_direction(msg: &'static str) -> Error {
@@ -260,12 +254,7 @@ impl Connection {
         memfd::write_all_at(file.as_fd(), payload, 0)?;
         memfd::add_seals(file.as_fd(), memfd::SEAL_ALL)?;
         let len = (payload.len() as u64).to_le_bytes();
-        socket::send_record(
-            self.fd.as_fd(),
-            &[&[KIND_OOB], &len],
-            &[file.as_fd()],
-            false,
-        )?;
+        socket::send_record(self.fd.as_fd(), &[&[KIND_OOB], &len], &[file.as_fd()], false)?;
         Ok(())
     }
 
@@ -387,10 +376,7 @@ impl Connection {
                     let payload = &record[1..];
                     if payload.len() > limit {
                         self.stash(Pending::Inline(payload.to_vec()));
-                        return Err(Error::MessageTooLarge {
-                            size: payload.len(),
-                            limit,
-                        });
+                        return Err(Error::MessageTooLarge { size: payload.len(), limit });
                     }
                     f(payload)
                 }
@@ -421,9 +407,9 @@ impl Connection {
         }
         match head[0] {
             KIND_INLINE => Ok(Some(got.full_len - 1)),
-            KIND_OOB if got.len == 9 => Ok(Some(u64::from_le_bytes(
-                head[1..9].try_into().expect("8 bytes"),
-            ) as usize)),
+            KIND_OOB if got.len == 9 => {
+                Ok(Some(u64::from_le_bytes(head[1..9].try_into().expect("8 bytes")) as usize))
+            }
             _ => Ok(Some(0)), // malformed: let the real receive report it
         }
     }
@@ -454,12 +440,7 @@ fn read_out_of_band(fd: BorrowedFd<'_>, size: usize) -> Result<Vec<u8>> {
 
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (
-            Fd(self.fd.as_fd()),
-            self.readable,
-            self.writable,
-            self.max_message_size() as u64,
-        )
+        (Fd(self.fd.as_fd()), self.readable, self.writable, self.max_message_size() as u64)
             .serialize(s)
     }
 }

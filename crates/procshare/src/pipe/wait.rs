@@ -21,21 +21,11 @@ use std::time::Duration;
 /// ```
 pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usize>> {
     if let Some(i) = conns.iter().position(|c| !c.readable()) {
-        return Err(Error::invalid(format!(
-            "connection {i} is write-only; wait needs readable ends"
-        )));
+        return Err(Error::invalid(format!("connection {i} is write-only; wait needs readable ends")));
     }
-    let pending: Vec<usize> = conns
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.has_pending())
-        .map(|(i, _)| i)
-        .collect();
-    let deadline = if pending.is_empty() {
-        futex::deadline(timeout)
-    } else {
-        Some(futex::now())
-    };
+    let pending: Vec<usize> =
+        conns.iter().enumerate().filter(|(_, c)| c.has_pending()).map(|(i, _)| i).collect();
+    let deadline = if pending.is_empty() { futex::deadline(timeout) } else { Some(futex::now()) };
     let fds: Vec<_> = conns.iter().map(|c| (c.raw_fd(), poll::POLLIN)).collect();
     let revents = poll::poll(&fds, deadline)?;
     Ok(revents

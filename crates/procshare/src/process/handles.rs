@@ -22,9 +22,7 @@ thread_local! {
 pub(crate) fn export<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
     let saved = OUTGOING.with(|o| o.borrow_mut().replace(Vec::new()));
     let r = f();
-    let fds = OUTGOING
-        .with(|o| std::mem::replace(&mut *o.borrow_mut(), saved))
-        .unwrap_or_default();
+    let fds = OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), saved)).unwrap_or_default();
     (r, fds)
 }
 
@@ -40,9 +38,9 @@ pub(crate) fn import<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
 pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S::Ok, S::Error> {
     let index = OUTGOING.with(|o| -> Result<u32, String> {
         let mut o = o.borrow_mut();
-        let table = o
-            .as_mut()
-            .ok_or_else(|| "procshare handles can only be sent as Process arguments".to_string())?;
+        let table = o.as_mut().ok_or_else(|| {
+            "procshare handles can only be sent as Process arguments".to_string()
+        })?;
         if let Some(i) = table.iter().position(|t| t.as_raw_fd() == fd.as_raw_fd()) {
             return Ok(i as u32);
         }

@@ -96,10 +96,7 @@ static CHILD_COUNTER: AtomicU64 = AtomicU64::new(0);
 fn identity() -> Arc<Identity> {
     let current = IDENTITY.read().unwrap_or_else(|e| e.into_inner()).clone();
     current.unwrap_or_else(|| {
-        Arc::new(Identity {
-            name: "MainProcess".into(),
-            path: String::new(),
-        })
+        Arc::new(Identity { name: "MainProcess".into(), path: String::new() })
     })
 }
 
@@ -111,10 +108,7 @@ fn set_identity(name: String, path: String) {
 
 /// The current process (`multiprocessing.current_process()`).
 pub fn current_process() -> CurrentProcess {
-    CurrentProcess {
-        name: identity().name.clone(),
-        pid: proc::current_pid(),
-    }
+    CurrentProcess { name: identity().name.clone(), pid: proc::current_pid() }
 }
 
 /// A child process (`multiprocessing.Process`), started by [`Process::spawn`] or
@@ -164,24 +158,13 @@ impl ProcessBuilder {
         let n = CHILD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
         let me = identity();
         let parent = me.path.as_str();
-        let path = if parent.is_empty() {
-            n.to_string()
-        } else {
-            format!("{parent}:{n}")
-        };
-        let name = self
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("Process-{path}"));
+        let path = if parent.is_empty() { n.to_string() } else { format!("{parent}:{n}") };
+        let name = self.name.clone().unwrap_or_else(|| format!("Process-{path}"));
         let pid = match self.method {
             StartMethod::Spawn => spawn_exec(&name, &path, self.daemon, args, target)?,
             StartMethod::Fork => spawn_fork(&name, &path, self.daemon, args, target)?,
         };
-        Ok(Process {
-            pid,
-            name,
-            exit: None,
-        })
+        Ok(Process { pid, name, exit: None })
     }
 }
 
@@ -458,9 +441,7 @@ fn run_guarded(body: impl FnOnce() -> Result<()>) -> i32 {
 }
 
 fn boot_if_child() {
-    let Some(raw) = std::env::var_os(BOOT_ENV) else {
-        return;
-    };
+    let Some(raw) = std::env::var_os(BOOT_ENV) else { return };
     std::env::remove_var(BOOT_ENV);
     let code = run_guarded(|| {
         let raw: RawFd = raw

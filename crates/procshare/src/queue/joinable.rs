@@ -58,9 +58,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn new() -> Result<Self> {
-        Ok(JoinableQueue {
-            queue: Queue::with_ring(Ring::create(0)?)?,
-        })
+        Ok(JoinableQueue { queue: Queue::with_ring(Ring::create(0)?)? })
     }
 
     /// A joinable queue holding at most `maxsize` items.
@@ -71,9 +69,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn bounded(maxsize: usize) -> Result<Self> {
-        Ok(JoinableQueue {
-            queue: Queue::with_ring(Ring::create(maxsize)?)?,
-        })
+        Ok(JoinableQueue { queue: Queue::with_ring(Ring::create(maxsize)?)? })
     }
 
     /// Marks one item taken with `get` as processed. `Err(TaskDoneTooManyTimes)` if more calls

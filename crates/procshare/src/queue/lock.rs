@@ -70,9 +70,7 @@ impl OwnerLock {
     /// One attempt, no waiting.
     pub(crate) fn try_lock(&self) -> bool {
         // Acquire: pairs with the Release store in `unlock`.
-        self.owner
-            .compare_exchange(0, me(), Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        self.owner.compare_exchange(0, me(), Ordering::Acquire, Ordering::Relaxed).is_ok()
     }
 
     /// Takes the lock, waiting until `deadline` (absolute, `futex::now()` clock; `None` = forever).

@@ -177,11 +177,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let (region, closed) = <(Region, bool)>::deserialize(d)?;
         let ring = Ring::from_region(region).map_err(serde::de::Error::custom)?;
-        Ok(Queue {
-            ring,
-            closed: AtomicBool::new(closed),
-            _items: PhantomData,
-        })
+        Ok(Queue { ring, closed: AtomicBool::new(closed), _items: PhantomData })
     }
 }
 
@@ -213,11 +209,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     pub(crate) fn with_ring(ring: Ring) -> Result<Self> {
-        Ok(Queue {
-            ring,
-            closed: AtomicBool::new(false),
-            _items: PhantomData,
-        })
+        Ok(Queue { ring, closed: AtomicBool::new(false), _items: PhantomData })
     }
 
     pub(crate) fn ring(&self) -> &Ring {
@@ -316,13 +308,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.check_open()?;
         with_scratch(|s| {
             s.enc.clear();
-            match postcard::serialize_with_flavor(
-                item,
-                Capped {
-                    buf: &mut s.enc,
-                    cap: LARGE,
-                },
-            ) {
+            match postcard::serialize_with_flavor(item, Capped { buf: &mut s.enc, cap: LARGE }) {
                 Ok(()) => {}
                 Err(postcard::Error::SerializeBufferFull) => {
                     return self.put_large(item, &mut s.slots, deadline);
@@ -505,9 +491,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn get_one(&self, deadline: Option<Duration>) -> Result<T> {
         let mut item = None;
         with_scratch(|s| {
-            self.get_with(1, deadline, &mut s.dec, &mut |b| {
-                item = Some(codec::decode(b))
-            })
+            self.get_with(1, deadline, &mut s.dec, &mut |b| item = Some(codec::decode(b)))
         })?;
         item.unwrap_or(Err(Error::Empty))
     }

@@ -333,16 +333,9 @@ impl Ring {
         let ring = Ring { region };
         let h = ring.header();
         h.constants.maxsize.store(maxsize as u64, Ordering::Relaxed);
-        h.constants
-            .max_message
-            .store(DEFAULT_MAX_MESSAGE as u64, Ordering::Relaxed);
+        h.constants.max_message.store(DEFAULT_MAX_MESSAGE as u64, Ordering::Relaxed);
         // Segment 0 alone in the circle (its `next` is 0: itself, as the memfd starts zeroed).
-        let start = Pos {
-            seg: 0,
-            off: SEG_HDR,
-            seq: 0,
-        }
-        .pack();
+        let start = Pos { seg: 0, off: SEG_HDR, seq: 0 }.pack();
         h.prod.tail.store(start, Ordering::Relaxed);
         h.prod.cached_head.store(start, Ordering::Relaxed);
         h.cons.head.store(start, Ordering::Relaxed);
@@ -405,9 +398,7 @@ impl Ring {
             .checked_mul(SEG_SIZE)
             .and_then(|x| x.checked_add(SEGS_BASE + off))
             .filter(|&x| {
-                off <= SEG_SIZE
-                    && x.checked_add(n)
-                        .is_some_and(|e| e <= self.region.payload_len())
+                off <= SEG_SIZE && x.checked_add(n).is_some_and(|e| e <= self.region.payload_len())
             })
             .ok_or_else(|| corrupt("span out of range"))?;
         // SAFETY: start + n <= payload_len (checked above), so the range is inside the mapping.
@@ -645,11 +636,7 @@ impl Ring {
         rec.len.store(len as u64, Ordering::Relaxed);
         rec.state.store(WRITING, Ordering::Relaxed);
         // (these become visible with the Release store of the tail that covers them)
-        *tail = Pos {
-            seg,
-            off,
-            seq: (tail.seq + 1) & SEQ_MASK,
-        };
+        *tail = Pos { seg, off, seq: (tail.seq + 1) & SEQ_MASK };
         Ok(Some(slot))
     }
 
@@ -740,8 +727,7 @@ impl Ring {
                 result = Err(e);
             }
         }
-        p.lock
-            .unlock_then(|| self.put_signal().notify_after_fence());
+        p.lock.unlock_then(|| self.put_signal().notify_after_fence());
         result
     }
 
@@ -749,9 +735,7 @@ impl Ring {
     /// record visible to consumers. Call [`Ring::wake_getters`] after a batch.
     pub(crate) fn commit_put(&self, slot: PutSlot, data: &[u8]) -> Result<()> {
         if data.len() != slot.len {
-            return Err(Error::invalid(
-                "commit_put: length differs from the reservation",
-            ));
+            return Err(Error::invalid("commit_put: length differs from the reservation"));
         }
         let (mut seg, mut off) = (slot.seg, slot.off + REC_HDR);
         let mut rest = data;
@@ -775,18 +759,14 @@ impl Ring {
     /// Makes a slot whose payload has been written visible to consumers.
     pub(crate) fn commit_slot(&self, slot: &PutSlot) -> Result<()> {
         // Release: pairs with the consumer's Acquire load of `state`; the payload is complete.
-        self.rec(slot.seg, slot.off)?
-            .state
-            .store(COMMITTED, Ordering::Release);
+        self.rec(slot.seg, slot.off)?.state.store(COMMITTED, Ordering::Release);
         Ok(())
     }
 
     /// Gives a reserved slot up (its payload could not be written): consumers skip it.
     pub(crate) fn abandon_slot(&self, slot: &PutSlot) -> Result<()> {
         // Release: pairs with the consumer's Acquire load of `state`.
-        self.rec(slot.seg, slot.off)?
-            .state
-            .store(ABANDONED, Ordering::Release);
+        self.rec(slot.seg, slot.off)?.state.store(ABANDONED, Ordering::Release);
         Ok(())
     }
 
@@ -794,12 +774,7 @@ impl Ring {
     /// place, without an intermediate buffer). Its output is the number of reserved bytes left
     /// unwritten (0 when the item filled the slot exactly).
     pub(crate) fn slot_writer(&self, slot: &PutSlot) -> SlotWriter<'_> {
-        SlotWriter {
-            ring: self,
-            seg: slot.seg,
-            off: slot.off + REC_HDR,
-            left: slot.len,
-        }
+        SlotWriter { ring: self, seg: slot.seg, off: slot.off + REC_HDR, left: slot.len }
     }
 
     /// Whether a committed record sits at the head (a lock-free hint for waiters: another
@@ -868,10 +843,8 @@ impl Ring {
             Locked::Yes => true,
             Locked::Recovered => {
                 if c.log_valid.load(Ordering::Acquire) == 1 {
-                    c.head
-                        .store(c.log_head.load(Ordering::Relaxed), Ordering::Release);
-                    c.dead
-                        .store(c.log_dead.load(Ordering::Relaxed), Ordering::Release);
+                    c.head.store(c.log_head.load(Ordering::Relaxed), Ordering::Release);
+                    c.dead.store(c.log_dead.load(Ordering::Relaxed), Ordering::Release);
                     c.log_valid.store(0, Ordering::Release);
                 }
                 true
@@ -896,10 +869,7 @@ impl Ring {
         if !self.lock_consumer(lock_deadline) {
             return Ok(GetStatus::Busy);
         }
-        let mut guard = ConsGuard {
-            ring: self,
-            moved: false,
-        };
+        let mut guard = ConsGuard { ring: self, moved: false };
         let mut status = GetStatus::Empty;
         let mut taken = 0;
         let mut moved = false;
@@ -1027,11 +997,7 @@ impl Ring {
             off,
             len,
             contiguous,
-            end: Pos {
-                seg: es,
-                off: eo,
-                seq: (head.seq + 1) & SEQ_MASK,
-            },
+            end: Pos { seg: es, off: eo, seq: (head.seq + 1) & SEQ_MASK },
             skip,
         }))
     }
@@ -1112,10 +1078,7 @@ impl Ring {
                 return false;
             }
             let d = done.load(Ordering::Acquire);
-            if done
-                .compare_exchange(d, d + 1, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
+            if done.compare_exchange(d, d + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 if self.unfinished() == 0 {
                     self.join_signal().notify();
                 }
@@ -1199,10 +1162,7 @@ impl Drop for ConsGuard<'_> {
     fn drop(&mut self) {
         let ring = self.ring;
         if self.moved {
-            ring.header()
-                .cons
-                .lock
-                .unlock_then(|| ring.get_signal().notify_after_fence());
+            ring.header().cons.lock.unlock_then(|| ring.get_signal().notify_after_fence());
         } else {
             ring.header().cons.lock.unlock();
         }
@@ -1231,46 +1191,26 @@ mod tests {
 
     fn put(r: &Ring, data: &[u8]) {
         let mut slots = Vec::new();
-        assert_eq!(
-            r.start_put(&[data.len()], &mut slots, None).unwrap(),
-            PutStatus::Reserved
-        );
+        assert_eq!(r.start_put(&[data.len()], &mut slots, None).unwrap(), PutStatus::Reserved);
         r.commit_put(slots.pop().unwrap(), data).unwrap();
     }
 
     fn get(r: &Ring) -> Option<Vec<u8>> {
         let mut out = None;
-        r.try_get(1, true, None, &mut Vec::new(), &mut |b| {
-            out = Some(b.to_vec())
-        })
-        .unwrap();
+        r.try_get(1, true, None, &mut Vec::new(), &mut |b| out = Some(b.to_vec())).unwrap();
         out
     }
 
     #[test]
     fn pack_round_trip() {
-        let p = Pos {
-            seg: MAX_SEGS - 1,
-            off: SEG_SIZE,
-            seq: SEQ_MASK,
-        };
+        let p = Pos { seg: MAX_SEGS - 1, off: SEG_SIZE, seq: SEQ_MASK };
         assert_eq!(Pos::unpack(p.pack()), p);
     }
 
     #[test]
     fn sizes_across_segments_and_growth() {
         let r = Ring::create(0).unwrap();
-        let sizes = [
-            0,
-            1,
-            7,
-            8,
-            100,
-            SEG_SIZE - 1,
-            SEG_SIZE,
-            SEG_SIZE + 1,
-            3 * SEG_SIZE + 5,
-        ];
+        let sizes = [0, 1, 7, 8, 100, SEG_SIZE - 1, SEG_SIZE, SEG_SIZE + 1, 3 * SEG_SIZE + 5];
         for round in 0..3 {
             for &n in &sizes {
                 put(&r, &vec![(n % 251) as u8 ^ round; n]);
@@ -1288,11 +1228,7 @@ mod tests {
         }
         assert!(r.segments() > 40);
         while get(&r).is_some() {}
-        assert!(
-            r.segments() <= KEEP_SEGS + 1,
-            "{} segments left",
-            r.segments()
-        );
+        assert!(r.segments() <= KEEP_SEGS + 1, "{} segments left", r.segments());
         for _ in 0..40 {
             put(&r, &vec![2; SEG_SIZE]);
         }
@@ -1305,15 +1241,9 @@ mod tests {
     fn bounded_counts_items() {
         let r = Ring::create(2).unwrap();
         let mut slots = Vec::new();
-        assert_eq!(
-            r.start_put(&[1, 1, 1], &mut slots, None).unwrap(),
-            PutStatus::Reserved
-        );
+        assert_eq!(r.start_put(&[1, 1, 1], &mut slots, None).unwrap(), PutStatus::Reserved);
         assert_eq!(slots.len(), 2);
-        assert_eq!(
-            r.start_put(&[1], &mut slots, None).unwrap(),
-            PutStatus::Full
-        );
+        assert_eq!(r.start_put(&[1], &mut slots, None).unwrap(), PutStatus::Full);
     }
 
     #[test]
@@ -1324,15 +1254,11 @@ mod tests {
         let slot = slots.pop().unwrap();
         put(&r, b"next");
         assert!(matches!(
-            r.try_get(1, true, None, &mut Vec::new(), &mut |_| {})
-                .unwrap(),
+            r.try_get(1, true, None, &mut Vec::new(), &mut |_| {}).unwrap(),
             GetStatus::Pending(_)
         ));
         // Pretend the writer died: a pid that cannot exist.
-        r.rec(slot.seg, slot.off)
-            .unwrap()
-            .owner
-            .store(u32::MAX as u64, Ordering::Relaxed);
+        r.rec(slot.seg, slot.off).unwrap().owner.store(u32::MAX as u64, Ordering::Relaxed);
         assert_eq!(get(&r).unwrap(), b"next");
         assert_eq!(r.len(), 0);
     }

@@ -35,9 +35,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn new() -> Result<Self> {
-        Ok(SimpleQueue {
-            queue: Queue::new()?,
-        })
+        Ok(SimpleQueue { queue: Queue::new()? })
     }
 
     /// Puts `item` (serialized here: encoding errors are returned). Never blocks.

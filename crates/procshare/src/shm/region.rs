@@ -51,9 +51,7 @@ pub(crate) struct Region(Arc<Inner>);
 
 impl std::fmt::Debug for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Region")
-            .field("len", &self.payload_len())
-            .finish()
+        f.debug_struct("Region").field("len", &self.payload_len()).finish()
     }
 }
 
@@ -94,24 +92,16 @@ impl Region {
         let h = region.header();
         // Acquire: pairs with the Release in `create`.
         if h.state.load(Ordering::Acquire) != READY {
-            return Err(Error::invalid(
-                "shared region is not initialised (its creator died?)",
-            ));
+            return Err(Error::invalid("shared region is not initialised (its creator died?)"));
         }
         if h.magic.load(Ordering::Relaxed) != magic {
-            return Err(Error::invalid(
-                "shared region holds a different kind of object",
-            ));
+            return Err(Error::invalid("shared region holds a different kind of object"));
         }
         if h.version.load(Ordering::Relaxed) != VERSION {
-            return Err(Error::invalid(
-                "shared region was made by another procshare version",
-            ));
+            return Err(Error::invalid("shared region was made by another procshare version"));
         }
         if h.payload_len.load(Ordering::Relaxed) != (total - HEADER_LEN) as u64 {
-            return Err(Error::invalid(
-                "shared region size does not match its header",
-            ));
+            return Err(Error::invalid("shared region size does not match its header"));
         }
         Ok(region)
     }
@@ -143,9 +133,7 @@ impl Region {
         if self.0.magic == magic {
             Ok(self)
         } else {
-            Err(Error::invalid(
-                "shared region holds a different kind of object",
-            ))
+            Err(Error::invalid("shared region holds a different kind of object"))
         }
     }
 

@@ -16,11 +16,7 @@ pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 pub fn set_cloexec_raw(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: F_GETFD/F_SETFD take no pointers; a bad fd is reported as EBADF.
     let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    let new = if on {
-        flags | libc::FD_CLOEXEC
-    } else {
-        flags & !libc::FD_CLOEXEC
-    };
+    let new = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
     if new != flags {
         // SAFETY: as above.
         cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, new) })?;
@@ -57,7 +53,5 @@ pub fn is_open(fd: RawFd) -> bool {
 /// The number of open descriptors of this process (entries of `/proc/self/fd`).
 pub fn count_open() -> io::Result<usize> {
     // read_dir itself holds one descriptor while it runs.
-    Ok(std::fs::read_dir("/proc/self/fd")?
-        .count()
-        .saturating_sub(1))
+    Ok(std::fs::read_dir("/proc/self/fd")?.count().saturating_sub(1))
 }

@@ -104,8 +104,7 @@ pub fn is_alive(pid: u32, start: u64) -> bool {
 /// # References
 /// kill(2)
 pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     if pid <= 0 {
         return Err(io::ErrorKind::InvalidInput.into());
     }
@@ -184,11 +183,7 @@ pub unsafe fn fork() -> io::Result<Forked> {
     register_atfork();
     // SAFETY: the caller upholds fork's contract (see above).
     let r = cvt(unsafe { libc::fork() })?;
-    Ok(if r == 0 {
-        Forked::Child
-    } else {
-        Forked::Parent(r as u32)
-    })
+    Ok(if r == 0 { Forked::Child } else { Forked::Parent(r as u32) })
 }
 
 /// `_exit(code)`: ends the process without running atexit handlers or destructors.

@@ -82,10 +82,8 @@ pub fn send_record(
     if fds.len() > MAX_FDS || parts.len() > 8 {
         return Err(io::ErrorKind::InvalidInput.into());
     }
-    let mut iov: [libc::iovec; 8] = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; 8];
+    let mut iov: [libc::iovec; 8] =
+        [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 8];
     for (v, p) in iov.iter_mut().zip(parts) {
         v.iov_base = p.as_ptr() as *mut libc::c_void;
         v.iov_len = p.len();
@@ -150,10 +148,8 @@ pub fn recv_record(
     if bufs.len() > 8 {
         return Err(io::ErrorKind::InvalidInput.into());
     }
-    let mut iov: [libc::iovec; 8] = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; 8];
+    let mut iov: [libc::iovec; 8] =
+        [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 8];
     for (v, b) in iov.iter_mut().zip(bufs.iter_mut()) {
         v.iov_base = b.as_mut_ptr().cast();
         v.iov_len = b.len();
