@@ -51,6 +51,7 @@ pub use pipe::{connect, pipe, pipe_simplex, wait, Address, Connection, Listener}
 pub use process::{
     current_process, init, CurrentProcess, ExitCode, Process, ProcessBuilder, StartMethod,
 };
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use shm::value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
 pub use shm::{Item, ShareableList, SharedMemory, SharedMemoryManager};
 pub use sync::{

@@ -5,8 +5,8 @@ use procshare::thread_queue;
 use procshare::{
     connect, current_process, pipe, pipe_simplex, wait, Address, Array, ArrayGuard, Barrier,
     BoundedSemaphore, Condition, ConditionGuard, Connection, Error, Event, ExitCode, Item,
-    Listener, Lock, LockGuard, Process, RLock, Result, Semaphore, ShareableList, SharedMemory,
-    SharedMemoryManager, StartMethod, Value, ValueGuard,
+    JoinableQueue, Listener, Lock, LockGuard, Process, Queue, RLock, Result, Semaphore,
+    ShareableList, SharedMemory, SharedMemoryManager, SimpleQueue, StartMethod, Value, ValueGuard,
 };
 use std::time::Duration;
 
@@ -58,6 +58,7 @@ fn pipes_and_connections() {
     let _: Result<Vec<u8>> = a.recv_bytes();
     let _: Result<Vec<u8>> = a.recv_bytes_max(10);
     let mut buf = [0u8; 4];
+    b.send_bytes(b"y").unwrap();
     let _: Result<usize> = a.recv_bytes_into(&mut buf);
     let _: Result<bool> = a.poll(Some(Duration::ZERO));
     let _: bool = a.readable();
@@ -124,7 +125,14 @@ fn shared_memory() {
     let _: Result<()> = shm.unlink();
     assert_clone::<SharedMemory>();
 
-    let items = [Item::None, Item::Bool(true), Item::Int(1), Item::Float(1.5), Item::Str("s".into()), Item::Bytes(vec![1])];
+    let items = [
+        Item::None,
+        Item::Bool(true),
+        Item::Int(1),
+        Item::Float(1.5),
+        Item::Str("s".into()),
+        Item::Bytes(vec![1]),
+    ];
     let sl: ShareableList = ShareableList::new(&items).unwrap();
     let _: usize = sl.len();
     let _: Result<Item> = sl.get(0);
@@ -247,4 +255,42 @@ fn thread_queues() {
     let _: Option<usize> = d.maxlen();
     assert_send_sync_static::<thread_queue::Queue<u8>>();
     assert_send_sync_static::<thread_queue::Deque<u8>>();
+}
+
+#[test]
+fn process_queues() {
+    let q: Queue<String> = Queue::new().unwrap();
+    let b: Queue<String> = Queue::bounded(1).unwrap();
+    let _: Result<()> = q.put("a".into());
+    let _: Result<()> = b.put_timeout("a".into(), Duration::ZERO);
+    assert!(matches!(b.put_nowait("b".into()), Err(Error::Full)));
+    let _: Result<String> = q.get();
+    assert!(matches!(q.get_timeout(Duration::ZERO), Err(Error::Empty)));
+    assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+    let _: usize = q.qsize();
+    let _: bool = q.empty();
+    let _: bool = b.full();
+    let c = q.clone();
+    c.close();
+    assert!(c.put("x".into()).is_err());
+    q.put("still open".into()).unwrap();
+    assert_clone::<Queue<u8>>();
+    assert_send_sync_static::<Queue<u8>>();
+
+    let j: JoinableQueue<u8> = JoinableQueue::new().unwrap();
+    j.put(1).unwrap();
+    let _: u8 = j.get().unwrap();
+    let _: Result<()> = j.task_done();
+    assert!(matches!(j.task_done(), Err(Error::TaskDoneTooManyTimes)));
+    let _: Result<()> = j.join();
+    let _: Result<()> = j.join_timeout(Duration::ZERO);
+    let _ = JoinableQueue::<u8>::bounded(3).unwrap();
+    assert_clone::<JoinableQueue<u8>>();
+
+    let s: SimpleQueue<u8> = SimpleQueue::new().unwrap();
+    let _: Result<()> = s.put(1);
+    let _: Result<u8> = s.get();
+    let _: bool = s.empty();
+    s.close();
+    assert_clone::<SimpleQueue<u8>>();
 }

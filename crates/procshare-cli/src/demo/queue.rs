@@ -1,5 +1,73 @@
-//! Not built yet.
+//! The book's Queue program: one adder process puts 0..500 on a Queue, two getter processes
+//! take them and print each with their name; a summary line checks that nothing was lost or
+//! delivered twice. (The book wraps `print` in a Lock; the getters here print whole lines.)
 
+use procshare::{current_process, Process, Queue};
+
+const N: u32 = 500;
+const READERS: usize = 2;
+
+fn add_count(q: Queue<Option<u32>>) {
+    for i in 0..N {
+        if q.put(Some(i)).is_err() {
+            return;
+        }
+    }
+}
+
+fn get_count((q, results): (Queue<Option<u32>>, Queue<Vec<u32>>)) {
+    let name = current_process().name().to_string();
+    let mut got = Vec::new();
+    // `None` is the sentinel: one per reader, put after the adder has finished.
+    while let Ok(Some(i)) = q.get() {
+        println!("{i} {name}");
+        got.push(i);
+    }
+    let _ = results.put(got);
+}
+
+/// Runs the demo; `Ok` only if every number arrived exactly once.
 pub fn run() -> procshare::Result<()> {
+    let q: Queue<Option<u32>> = Queue::new()?;
+    let results: Queue<Vec<u32>> = Queue::new()?;
+    let mut adder = Process::builder().name("adder").spawn(q.clone(), add_count)?;
+    let mut readers = (0..READERS)
+        .map(|i| {
+            Process::builder()
+                .name(format!("reader-{}", i + 1))
+                .spawn((q.clone(), results.clone()), get_count)
+        })
+        .collect::<procshare::Result<Vec<_>>>()?;
+    adder.join()?;
+    for _ in 0..READERS {
+        q.put(None)?;
+    }
+    let mut all = Vec::new();
+    for _ in 0..READERS {
+        all.extend(results.get()?);
+    }
+    for r in &mut readers {
+        r.join()?;
+    }
+    let received = all.len();
+    all.sort_unstable();
+    all.dedup();
+    let twice = received - all.len();
+    let lost = N as usize - all.len();
+    let none = |n: usize| {
+        if n == 0 {
+            "none".to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    println!(
+        "{N} sent, {received} received by {READERS} readers, {} lost, {} twice",
+        none(lost),
+        none(twice)
+    );
+    if lost + twice > 0 {
+        return Err(procshare::Error::InvalidArgument("the queue lost or duplicated items".into()));
+    }
     Ok(())
 }

@@ -138,7 +138,6 @@ impl Region {
     }
 
     /// The mapping (for `discard`).
-    #[allow(dead_code)] // for queues giving memory back
     pub(crate) fn mapping(&self) -> &Mapping {
         &self.0.map
     }

@@ -1,0 +1,153 @@
+//! `JoinableQueue<T>` — a [`Queue`] that also counts unfinished tasks across processes.
+
+use super::queue::Queue;
+use super::ring::Ring;
+use crate::error::{Error, Result};
+use crate::sys::futex;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+const POLL: Duration = Duration::from_millis(50);
+
+/// Python's `multiprocessing.JoinableQueue`: every method of [`Queue`] (through `Deref`), plus
+/// [`task_done`](JoinableQueue::task_done) and [`join`](JoinableQueue::join).
+///
+/// The count of unfinished tasks lives in shared memory: items put (by any process) minus
+/// `task_done` calls (by any process). An item whose producer was killed before its `put`
+/// finished never counts; an item taken by a consumer that is then killed stays unfinished
+/// (nobody can call `task_done` for it), so `join` would wait for it — use `join_timeout`
+/// where consumers may die.
+///
+/// ```no_run
+/// use procshare::{JoinableQueue, Process};
+/// procshare::init();
+/// let q: JoinableQueue<u64> = JoinableQueue::new()?;
+/// let mut worker = Process::spawn(q.clone(), |q| {
+///     while let Ok(n) = q.get() {
+///         let _ = n * n;
+///         q.task_done().unwrap();
+///     }
+/// })?;
+/// for n in 0..100 {
+///     q.put(n)?;
+/// }
+/// q.join()?; // every item processed
+/// worker.kill()?;
+/// # Ok::<(), procshare::Error>(())
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T> std::ops::Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.queue
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// An unbounded joinable queue.
+    ///
+    /// ```
+    /// let q = procshare::JoinableQueue::<u8>::new()?;
+    /// q.join()?; // nothing unfinished
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn new() -> Result<Self> {
+        Ok(JoinableQueue { queue: Queue::with_ring(Ring::create(0)?)? })
+    }
+
+    /// A joinable queue holding at most `maxsize` items.
+    ///
+    /// ```
+    /// let q = procshare::JoinableQueue::<u8>::bounded(4)?;
+    /// assert_eq!(q.maxsize(), 4);
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn bounded(maxsize: usize) -> Result<Self> {
+        Ok(JoinableQueue { queue: Queue::with_ring(Ring::create(maxsize)?)? })
+    }
+
+    /// Marks one item taken with `get` as processed. `Err(TaskDoneTooManyTimes)` if more calls
+    /// were made than items put.
+    ///
+    /// ```
+    /// let q = procshare::JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// assert!(matches!(q.task_done(), Err(procshare::Error::TaskDoneTooManyTimes)));
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn task_done(&self) -> Result<()> {
+        if self.queue.ring().task_done() {
+            Ok(())
+        } else {
+            Err(Error::TaskDoneTooManyTimes)
+        }
+    }
+
+    /// Items put and not yet marked done (in any process).
+    ///
+    /// ```
+    /// let q = procshare::JoinableQueue::new()?;
+    /// q.put('x')?;
+    /// assert_eq!(q.unfinished_tasks(), 1);
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn unfinished_tasks(&self) -> usize {
+        self.queue.ring().unfinished() as usize
+    }
+
+    /// Waits until every item put has been marked done.
+    ///
+    /// ```
+    /// let q = procshare::JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn join(&self) -> Result<()> {
+        self.join_until(None)
+    }
+
+    /// Like [`JoinableQueue::join`], but `Err(Timeout)` after `t`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = procshare::JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// assert!(matches!(q.join_timeout(Duration::from_millis(10)), Err(procshare::Error::Timeout)));
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn join_timeout(&self, t: Duration) -> Result<()> {
+        self.join_until(futex::deadline(Some(t)))
+    }
+
+    fn join_until(&self, deadline: Option<Duration>) -> Result<()> {
+        let ring = self.queue.ring();
+        let signal = ring.join_signal();
+        loop {
+            if ring.unfinished() == 0 {
+                return Ok(());
+            }
+            let now = futex::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Error::Timeout);
+            }
+            let seen = signal.prepare();
+            if ring.unfinished() == 0 {
+                signal.cancel();
+                return Ok(());
+            }
+            let until = now + POLL;
+            signal.sleep(seen, deadline.map_or(until, |d| d.min(until)));
+        }
+    }
+}

@@ -1,0 +1,1292 @@
+//! The shared-memory ring behind every process queue: length-prefixed records in a circle of
+//! fixed-size segments inside one sparse memfd (a [`Region`]).
+//!
+//! ```text
+//! memfd (mapped whole in every process; sparse: only touched pages cost memory)
+//! +--------------+------------+-----------+-----------+----- ... ----------------------+
+//! | queue header | links      | segment 0 | segment 1 |  (up to MAX_SEGS, 64 GiB of     |
+//! | (< 4 KiB)    | u32 × 2^18 | 256 KiB   | 256 KiB   |   address space, never touched) |
+//! +--------------+------------+-----------+-----------+----- ... ----------------------+
+//!
+//! queue header (one cache line per group)
+//!   maxsize, max_message                   written once at creation
+//!   prod: OwnerLock, tail, bump, nsegs,    producer side (prod lock)
+//!         free_top, cached_head
+//!   cons: OwnerLock, head, dead, log{..},  consumer side (cons lock)
+//!         cached_tail
+//!   put_signal, getters                    "an item was committed" futex + sleepers
+//!   get_signal, putters                    "room was made" futex + sleepers
+//!   done, join_signal, join_waiters        JoinableQueue
+//!
+//! head, tail: AtomicU64 = { seg:20 | off/8:16 | seq:28 }   (seq counts records mod 2^28)
+//!
+//! links[s]: the segment after s in the circle (on the free stack: the one below, + 1)
+//! segment:  +-------------------+--------+------ ...  (records back to back, 8-aligned; the
+//!           | record            | record |            last one may run on into the next
+//!           +-------------------+--------+------ ...   segment of the circle)
+//! record:   +------------+-------------+-----------+---------+-------------------------+
+//!           | state: u32 |  pad: u32   | owner:u64 | len:u64 | pad | payload (len bytes, |
+//!           | WRITING /  |             | pid|start |         |     | continues into the  |
+//!           | COMMITTED  |             |           |         |     | next segment(s))    |
+//!           +------------+-------------+-----------+---------+-----+---------------------+
+//!           0            4             8           16        24    32
+//! ```
+//!
+//! Segments form a circle through their links. Going round from the head: the segments
+//! holding records (head .. tail), then free ones, then back to the head's segment. A producer
+//! that needs room moves its tail into the segment after its own unless that is the head's;
+//! then it inserts a segment into the circle instead (from the free stack, else a never-used
+//! one from `bump`). So an unbounded queue grows without blocking, and a record can be any size:
+//! a large one spans many segments, so no separate out-of-band heap is needed, and no new memfd
+//! (which could not reach processes that already hold the queue). When a get empties a queue
+//! whose circle has grown past `KEEP_SEGS`, that consumer takes the producer lock (`try_lock`)
+//! and trims: the free segments beyond `KEEP_SEGS - 1` leave the circle, their pages are
+//! punched out of the memfd (`MADV_REMOVE`, in every process at once) and they wait on the free
+//! stack. So a drained queue holds at most 4 MiB, whatever it held before.
+//!
+//! Each side keeps a copy of the other side's position on its own cache line (`cached_head`,
+//! `cached_tail`, written under its own lock) and re-reads the real one only when the copy says
+//! "no room" / "nothing there": a stale copy is always behind, hence conservative. Because links
+//! live apart from the data, a record whose segments have consecutive indices (the usual case:
+//! the circle grows by consecutive fresh segments) is one contiguous slice, decoded in place
+//! whatever its size; only records that cross the circle's seam are gathered into a buffer.
+//!
+//! **Put** (`start_put` / `commit_put`): under the producer lock, reserve the bytes at the tail
+//! (inserting segments if needed), write the record header with state WRITING and the owner's
+//! (pid, start time), then publish the new tail with **one** Release store and unlock. Copy the
+//! payload outside the lock, then store COMMITTED (Release). (`put_small`: items up to 2 KiB
+//! are copied and committed before the unlock, so unlock and wake share one fence.) **Get** (`start_get` /
+//! `finish_get`): under the consumer lock, read the record at the head; COMMITTED: copy it out
+//! and publish the new head with one Release store. WRITING by a live producer: wait. WRITING
+//! by a dead producer: skip it.
+//!
+//! Crash table (SIGKILL of the process doing the step; "lock" = that side's `OwnerLock`, whose
+//! next waiter takes it over within ~30 ms, see `lock.rs`):
+//! | killed between ...                          | leaves                         | repaired by       |
+//! |---------------------------------------------|--------------------------------|-------------------|
+//! | prod lock and segment insert                | nothing                        | lock takeover     |
+//! | `bump` store and linking the new segment    | one segment index never used   | nobody (64 GiB of |
+//! |                                             | (address space only)           | address space)    |
+//! | linking and publishing the tail             | a free segment in the circle   | nothing to repair |
+//! | record header writes and tail store         | bytes past the tail: invisible | overwritten       |
+//! | tail store and unlock                       | WRITING record, lock held      | takeover; then as |
+//! |                                             |                                | next row          |
+//! | unlock and COMMITTED (mid-copy)             | WRITING record, dead owner     | a consumer skips  |
+//! |                                             |                                | it (never read)   |
+//! | COMMITTED and waking getters                | sleepers not woken             | their 20 ms poll  |
+//! | cons lock and head store (mid-copy)         | head unchanged: item stays     | lock takeover;    |
+//! |                                             | queued, next consumer gets it  | nothing lost      |
+//! | head store and returning to the caller      | item gone with the consumer    | (documented)      |
+//! | skip: log valid and log cleared             | head/`dead` maybe half set     | takeover replays  |
+//! |                                             |                                | the log           |
+//! | `getters`/`putters += 1` and `-= 1`         | counter one too high           | nobody: a needless|
+//! |                                             |                                | wake syscall      |
+//! | trim: punching and the unlink store         | free segments read as zeros    | nothing to repair |
+//! | trim: unlink and the free-stack push        | unlinked segments lost         | nobody (address   |
+//! |                                             |                                | space only)       |
+//! | free-stack pop and linking the segment      | one segment lost               | same              |
+//!
+//! Everything read from the segment is checked (segment indices against `bump`, offsets against
+//! segment bounds, lengths against `max_message` and against the tail) before use; garbage gives
+//! `Err(Codec)`, never a panic or an out-of-bounds access.
+//!
+//! # Safety
+//! All shared memory is reached through one `Region` that stays mapped while this `Ring` lives.
+//! Atomics are placed at 8-aligned offsets checked to lie inside the mapping. Payload bytes are
+//! copied with `copy_nonoverlapping` between a private buffer and a range of the mapping that the
+//! protocol gives to this process alone (reserved and not yet committed, or committed and not yet
+//! released); a misbehaving peer writing there concurrently can garble the bytes we copy (they
+//! are then decoded and checked like any untrusted input) but cannot make us touch memory
+//! outside the mapping.
+#![allow(unsafe_code)]
+
+use super::lock::{self, Locked, OwnerLock};
+use crate::error::{Error, Result};
+use crate::shm::region::{Region, HEADER_LEN};
+use crate::sys::futex;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The region kind of a process queue.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PSQUEUE1");
+/// Bytes per segment.
+pub(crate) const SEG_SIZE: usize = 256 << 10;
+/// Where the first record of a segment starts (segments are pure data: their links live in a
+/// table of their own, so a record over consecutive segments is contiguous memory).
+const SEG_HDR: usize = 0;
+/// Segments the address space holds: 64 GiB.
+pub(crate) const MAX_SEGS: u32 = 1 << 18;
+/// Payload offset of the link table (`next` of each segment, u32).
+const LINKS_BASE: usize = 4096 - HEADER_LEN;
+/// Payload offset of segment 0: puts every segment on a page boundary of the memfd.
+const SEGS_BASE: usize = LINKS_BASE + MAX_SEGS as usize * 4;
+/// Record header bytes.
+pub(crate) const REC_HDR: usize = 32;
+/// A circle larger than this many segments gives consumed segments' memory back.
+const KEEP_SEGS: u32 = 16;
+const SEQ_BITS: u32 = 28;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+/// The most items a queue holds ("unbounded" means this many, like Python's SEM_VALUE_MAX).
+pub(crate) const MAX_ITEMS: usize = 1 << (SEQ_BITS - 1);
+/// Default and ceiling of the per-queue item size limit.
+pub(crate) const DEFAULT_MAX_MESSAGE: usize = 1 << 30;
+
+const WRITING: u32 = 0x5752_4954; // "WRIT"
+const COMMITTED: u32 = 0x434f_4d54; // "COMT"
+/// Given up by its (live) producer: consumers skip it like a dead producer's record.
+const ABANDONED: u32 = 0x4142_4e44; // "ABND"
+
+/// A sleeping place: a futex word bumped by `notify` and a count of sleepers, so `notify` makes
+/// no system call when nobody sleeps.
+#[repr(C)]
+pub(crate) struct Signal {
+    word: AtomicU32,
+    waiters: AtomicU32,
+}
+
+impl Signal {
+    /// Registers a sleeper; returns the word to pass to `sleep` after re-checking the condition.
+    pub(crate) fn prepare(&self) -> u32 {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        // SeqCst: the condition re-check that follows is ordered after the registration;
+        // partner of the fence in `notify`.
+        fence(Ordering::SeqCst);
+        self.word.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps until notified or `until` (absolute monotonic), then unregisters.
+    pub(crate) fn sleep(&self, seen: u32, until: Duration) {
+        let _ = futex::wait(&self.word, seen, Some(until));
+        self.cancel();
+    }
+
+    /// Unregisters without sleeping.
+    pub(crate) fn cancel(&self) {
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wakes every sleeper, if there are any.
+    pub(crate) fn notify(&self) {
+        // SeqCst: orders the caller's publishing store before reading `waiters`; partner of the
+        // fence in `prepare`.
+        fence(Ordering::SeqCst);
+        self.notify_after_fence();
+    }
+
+    /// [`Signal::notify`] for a caller that has just executed a SeqCst fence after its
+    /// publishing store.
+    pub(crate) fn notify_after_fence(&self) {
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            self.word.fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(&self.word);
+        }
+    }
+}
+
+#[repr(C, align(64))]
+struct Constants {
+    maxsize: AtomicU64,
+    max_message: AtomicU64,
+}
+
+#[repr(C, align(64))]
+struct ProdSide {
+    lock: OwnerLock,
+    /// Release-stored by the producer lock holder; Acquire-loaded by consumers.
+    tail: AtomicU64,
+    /// Next never-used segment index; Release partner of the Acquire in `seg_next`'s check.
+    bump: AtomicU32,
+    /// Segments in the circle (decides when a drained queue gives memory back).
+    nsegs: AtomicU32,
+    /// Stack of segments taken out of the circle by `trim` (index + 1; 0 = empty); each one's
+    /// link word holds the next one down (index + 1; 0 = bottom).
+    free_top: AtomicU32,
+    /// The head as last seen by a producer (a copy, so producers do not pull the consumers'
+    /// cache line on every put); only ever behind the real head, which is conservative.
+    cached_head: AtomicU64,
+}
+
+#[repr(C, align(64))]
+struct ConsSide {
+    lock: OwnerLock,
+    /// Release-stored by the consumer lock holder; Acquire-loaded by producers.
+    head: AtomicU64,
+    /// Records skipped because their producer died (mod nothing; JoinableQueue accounting).
+    dead: AtomicU64,
+    /// Redo log for a skip, which moves `head` and `dead` together.
+    log_valid: AtomicU64,
+    log_head: AtomicU64,
+    log_dead: AtomicU64,
+    /// The tail as last seen by a consumer (behind the real one: conservative).
+    cached_tail: AtomicU64,
+}
+
+#[repr(C, align(64))]
+struct Line<T>(T);
+
+#[repr(C, align(64))]
+struct JoinSide {
+    done: AtomicU64,
+    signal: Signal,
+}
+
+#[repr(C)]
+struct Header {
+    constants: Constants,
+    prod: ProdSide,
+    cons: ConsSide,
+    put_signal: Line<Signal>,
+    get_signal: Line<Signal>,
+    join: JoinSide,
+}
+
+#[repr(C)]
+struct RecHdr {
+    state: AtomicU32,
+    _pad: AtomicU32,
+    owner: AtomicU64,
+    len: AtomicU64,
+    _reserved: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pos {
+    seg: u32,
+    off: usize,
+    seq: u64,
+}
+
+impl Pos {
+    fn pack(self) -> u64 {
+        ((self.seg as u64) << 44) | (((self.off / 8) as u64) << SEQ_BITS) | (self.seq & SEQ_MASK)
+    }
+
+    fn unpack(v: u64) -> Pos {
+        Pos {
+            seg: (v >> 44) as u32,
+            off: ((v >> SEQ_BITS) & 0xffff) as usize * 8,
+            seq: v & SEQ_MASK,
+        }
+    }
+
+    fn same_place(self, other: Pos) -> bool {
+        self.seg == other.seg && self.off == other.off
+    }
+}
+
+fn round8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::Codec(format!("queue shared memory is corrupt ({what})"))
+}
+
+/// A reserved, not yet committed record.
+#[derive(Debug)]
+pub(crate) struct PutSlot {
+    seg: u32,
+    off: usize,
+    len: usize,
+}
+
+/// What `try_put` managed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PutStatus {
+    /// Everything asked for was reserved.
+    Reserved,
+    /// `maxsize` items are queued (or the address space is used up): nothing more fits.
+    Full,
+    /// The producer lock could not be had before the deadline.
+    Busy,
+}
+
+/// What `try_get` found once it had taken what it could.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum GetStatus {
+    /// Took at least one item.
+    Took,
+    /// Nothing committed at the head.
+    Empty,
+    /// The head record is being written by a live producer (pid|start).
+    Pending(u64),
+    /// The consumer lock could not be had before the deadline.
+    Busy,
+}
+
+/// A handle on a queue's shared memory; clones share it.
+#[derive(Clone, Debug)]
+pub(crate) struct Ring {
+    region: Region,
+}
+
+impl Ring {
+    /// A new queue holding at most `maxsize` items (0 = [`MAX_ITEMS`]).
+    pub(crate) fn create(maxsize: usize) -> Result<Ring> {
+        if maxsize > MAX_ITEMS {
+            return Err(Error::invalid(format!(
+                "maxsize {maxsize} is larger than the most a queue can hold ({MAX_ITEMS})"
+            )));
+        }
+        let len = SEGS_BASE + MAX_SEGS as usize * SEG_SIZE;
+        let region = Region::create(MAGIC, len, |_| {})?;
+        let ring = Ring { region };
+        let h = ring.header();
+        h.constants.maxsize.store(maxsize as u64, Ordering::Relaxed);
+        h.constants.max_message.store(DEFAULT_MAX_MESSAGE as u64, Ordering::Relaxed);
+        // Segment 0 alone in the circle (its `next` is 0: itself, as the memfd starts zeroed).
+        let start = Pos { seg: 0, off: SEG_HDR, seq: 0 }.pack();
+        h.prod.tail.store(start, Ordering::Relaxed);
+        h.prod.cached_head.store(start, Ordering::Relaxed);
+        h.cons.head.store(start, Ordering::Relaxed);
+        h.cons.cached_tail.store(start, Ordering::Relaxed);
+        h.prod.bump.store(1, Ordering::Relaxed);
+        h.prod.nsegs.store(1, Ordering::Release);
+        Ok(ring)
+    }
+
+    /// Wraps a region received from another process.
+    pub(crate) fn from_region(region: Region) -> Result<Ring> {
+        let region = region.expect(MAGIC)?;
+        if region.payload_len() < SEGS_BASE + SEG_SIZE {
+            return Err(corrupt("region too small"));
+        }
+        Ok(Ring { region })
+    }
+
+    /// The region, to serialize the handle.
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: offset 0 of the payload is 64-aligned and the payload is larger than a Header
+        // (checked at creation/open); Header is made of atomics, valid for any bit pattern.
+        unsafe { self.region.at::<Header>(0) }
+    }
+
+    /// Pointer to byte `off` of segment `seg`, for `n` bytes; checks the range.
+    fn seg_ptr(&self, seg: u32, off: usize, n: usize) -> Result<*mut u8> {
+        if seg >= MAX_SEGS {
+            return Err(corrupt("segment index out of range"));
+        }
+        let start = SEGS_BASE + seg as usize * SEG_SIZE;
+        if off.checked_add(n).map_or(true, |end| end > SEG_SIZE)
+            || start + SEG_SIZE > self.region.payload_len()
+        {
+            return Err(corrupt("offset out of range"));
+        }
+        // SAFETY: start + off + n <= payload_len (checked above), so the pointer stays inside
+        // the mapping.
+        Ok(unsafe { self.region.payload().add(start + off) })
+    }
+
+    fn next_word(&self, seg: u32) -> Result<&AtomicU32> {
+        if seg >= MAX_SEGS {
+            return Err(corrupt("segment index out of range"));
+        }
+        // SAFETY: the link table lies inside the payload (SEGS_BASE > LINKS_BASE + 4 * MAX_SEGS,
+        // checked at open), 4-aligned (LINKS_BASE + 64 is a page boundary); AtomicU32 is valid
+        // for any bit pattern.
+        Ok(unsafe { self.region.at::<AtomicU32>(LINKS_BASE + seg as usize * 4) })
+    }
+
+    /// Pointer to `n` bytes from byte `off` of segment `seg`, running on through the following
+    /// segments by index (for records whose segments are consecutive); checks the range.
+    fn span_ptr(&self, seg: u32, off: usize, n: usize) -> Result<*mut u8> {
+        let start = (seg as usize)
+            .checked_mul(SEG_SIZE)
+            .and_then(|x| x.checked_add(SEGS_BASE + off))
+            .filter(|&x| {
+                off <= SEG_SIZE && x.checked_add(n).is_some_and(|e| e <= self.region.payload_len())
+            })
+            .ok_or_else(|| corrupt("span out of range"))?;
+        // SAFETY: start + n <= payload_len (checked above), so the range is inside the mapping.
+        Ok(unsafe { self.region.payload().add(start) })
+    }
+
+    /// The segment after `seg` in the circle, checked to be one that was ever handed out.
+    fn seg_next(&self, seg: u32) -> Result<u32> {
+        // Acquire: pairs with the Release link store in `next_free`.
+        let n = self.next_word(seg)?.load(Ordering::Acquire);
+        if n >= self.header().prod.bump.load(Ordering::Acquire) {
+            return Err(corrupt("segment link out of range"));
+        }
+        Ok(n)
+    }
+
+    fn rec(&self, seg: u32, off: usize) -> Result<&RecHdr> {
+        if off % 8 != 0 {
+            return Err(corrupt("misaligned record"));
+        }
+        let p = self.seg_ptr(seg, off, REC_HDR)?;
+        // SAFETY: inside the mapping (checked), 8-aligned (segment start is page-aligned, `off`
+        // checked); RecHdr is all atomics.
+        Ok(unsafe { &*(p as *const RecHdr) })
+    }
+
+    fn max_message(&self) -> usize {
+        (self.header().constants.max_message.load(Ordering::Relaxed) as usize)
+            .min(DEFAULT_MAX_MESSAGE)
+    }
+
+    /// The item limit: `maxsize`, or [`MAX_ITEMS`] when unbounded.
+    pub(crate) fn maxsize(&self) -> usize {
+        match self.header().constants.maxsize.load(Ordering::Relaxed) as usize {
+            0 => MAX_ITEMS,
+            m => m.min(MAX_ITEMS),
+        }
+    }
+
+    /// Whether the queue was created with `maxsize` 0.
+    pub(crate) fn unbounded(&self) -> bool {
+        self.header().constants.maxsize.load(Ordering::Relaxed) == 0
+    }
+
+    /// The largest item (encoded bytes) the queue carries.
+    pub(crate) fn item_limit(&self) -> usize {
+        self.max_message()
+    }
+
+    fn positions(&self) -> (Pos, Pos) {
+        let h = self.header();
+        let head = Pos::unpack(h.cons.head.load(Ordering::Acquire));
+        let tail = Pos::unpack(h.prod.tail.load(Ordering::Acquire));
+        (head, tail)
+    }
+
+    /// Items queued (reserved by a producer and not yet taken or skipped).
+    pub(crate) fn len(&self) -> usize {
+        let (head, tail) = self.positions();
+        (tail.seq.wrapping_sub(head.seq) & SEQ_MASK) as usize
+    }
+
+    /// Segments in the circle (tests).
+    #[cfg(test)]
+    pub(crate) fn segments(&self) -> u32 {
+        self.header().prod.nsegs.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn put_signal(&self) -> &Signal {
+        &self.header().put_signal.0
+    }
+
+    pub(crate) fn get_signal(&self) -> &Signal {
+        &self.header().get_signal.0
+    }
+
+    pub(crate) fn join_signal(&self) -> &Signal {
+        &self.header().join.signal
+    }
+
+    // ---- producer side ----------------------------------------------------------------------
+
+    /// The segment the tail moves into after `seg`: the next in the circle unless that is the
+    /// head's, else a fresh one inserted after `seg`. `None`: address space used up.
+    fn next_free(&self, seg: u32, head_seg: &mut u32) -> Result<Option<u32>> {
+        let n = self.seg_next(seg)?;
+        if n != *head_seg {
+            return Ok(Some(n));
+        }
+        // The cached head may be stale: look at the real one before growing.
+        *head_seg = self.refresh_head().seg;
+        if n != *head_seg {
+            return Ok(Some(n));
+        }
+        let p = &self.header().prod;
+        let fresh = match self.pop_free()? {
+            Some(f) => f,
+            None => {
+                let fresh = p.bump.load(Ordering::Relaxed);
+                if fresh >= MAX_SEGS {
+                    return Ok(None);
+                }
+                // Release (partner: Acquire in `seg_next`). Before the link, so that a crash
+                // between the two wastes an index instead of handing the same one out twice.
+                p.bump.store(fresh + 1, Ordering::Release);
+                fresh
+            }
+        };
+        self.next_word(fresh)?.store(n, Ordering::Relaxed);
+        // Release: the fresh segment's own link is visible to whoever follows this one.
+        self.next_word(seg)?.store(fresh, Ordering::Release);
+        p.nsegs.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(fresh))
+    }
+
+    /// The consumers' head, re-read (producer lock held) and remembered in `cached_head`.
+    fn refresh_head(&self) -> Pos {
+        let h = self.header();
+        // Acquire: pairs with the consumers' Release head store; the space behind it is free.
+        let head = h.cons.head.load(Ordering::Acquire);
+        h.prod.cached_head.store(head, Ordering::Relaxed);
+        Pos::unpack(head)
+    }
+
+    /// Takes a segment off the free stack (producer lock held). A crash after the pop and
+    /// before the caller links it loses that segment's address space (its memory was given
+    /// back when it was pushed).
+    fn pop_free(&self) -> Result<Option<u32>> {
+        let p = &self.header().prod;
+        let top = p.free_top.load(Ordering::Relaxed);
+        if top == 0 {
+            return Ok(None);
+        }
+        let f = top - 1;
+        if f >= p.bump.load(Ordering::Relaxed) {
+            return Err(corrupt("free segment index out of range"));
+        }
+        let below = self.next_word(f)?.load(Ordering::Relaxed);
+        if below > p.bump.load(Ordering::Relaxed) {
+            return Err(corrupt("free segment link out of range"));
+        }
+        p.free_top.store(below, Ordering::Relaxed);
+        Ok(Some(f))
+    }
+
+    /// Gives a drained queue's memory back: the free segments after the tail beyond the first
+    /// `KEEP_SEGS - 1` leave the circle, their pages are punched out of the memfd, and they wait on the
+    /// free stack for the next growth. Runs under the producer lock (taken with `try_lock` by a
+    /// consumer that just emptied a large queue); consumers never look past the tail, so they
+    /// are not disturbed.
+    ///
+    /// Crash table: before the unlink store, nothing changed but memory was returned (pages
+    /// read back as zeros; the segments were free). Between the unlink and the push, the
+    /// unlinked segments are lost to the address space (not to memory).
+    fn trim_locked(&self) -> Result<()> {
+        let h = self.header();
+        let tail = Pos::unpack(h.prod.tail.load(Ordering::Relaxed));
+        // Acquire: the consumers' Release head store; everything before the head is free.
+        let head = Pos::unpack(h.cons.head.load(Ordering::Acquire));
+        h.prod.cached_head.store(head.pack(), Ordering::Relaxed);
+        // Keep a few free segments after the tail (a circle of KEEP_SEGS when drained), so a
+        // queue that keeps filling and draining a little does not fault pages in again and
+        // again.
+        let mut keep_last = tail.seg;
+        for _ in 1..KEEP_SEGS {
+            let n = self.seg_next(keep_last)?;
+            if n == head.seg || n == tail.seg {
+                return Ok(());
+            }
+            keep_last = n;
+        }
+        let keep2 = keep_last;
+        let first = self.seg_next(keep2)?;
+        let mut list = Vec::new();
+        let mut s = first;
+        while s != head.seg {
+            if list.len() as u32 >= MAX_SEGS || s == tail.seg {
+                return Err(corrupt("segment circle"));
+            }
+            list.push(s);
+            s = self.seg_next(s)?;
+        }
+        if list.is_empty() {
+            return Ok(());
+        }
+        for &s in &list {
+            let map_off = HEADER_LEN + SEGS_BASE + s as usize * SEG_SIZE;
+            let _ = self.region.mapping().discard(map_off, SEG_SIZE);
+        }
+        // Release: partner of the Acquire link loads in `seg_next`. The one store that takes
+        // them out of the circle.
+        self.next_word(keep2)?.store(head.seg, Ordering::Release);
+        h.prod.nsegs.fetch_sub(list.len() as u32, Ordering::Relaxed);
+        let mut below = h.prod.free_top.load(Ordering::Relaxed);
+        for &s in list.iter().rev() {
+            self.next_word(s)?.store(below, Ordering::Relaxed);
+            below = s + 1;
+        }
+        h.prod.free_top.store(below, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reserves one record of `len` payload bytes at `tail` (moved past it). `None`: no space.
+    fn reserve_one(
+        &self,
+        tail: &mut Pos,
+        head_seg: &mut u32,
+        len: usize,
+    ) -> Result<Option<PutSlot>> {
+        let (mut seg, mut off) = (tail.seg, tail.off);
+        if SEG_SIZE - off < REC_HDR {
+            let Some(s) = self.next_free(seg, head_seg)? else {
+                return Ok(None);
+            };
+            seg = s;
+            off = SEG_HDR;
+        }
+        let slot = PutSlot { seg, off, len };
+        let mut remaining = REC_HDR + round8(len);
+        loop {
+            let room = SEG_SIZE - off;
+            if remaining <= room {
+                off += remaining;
+                break;
+            }
+            remaining -= room;
+            let Some(s) = self.next_free(seg, head_seg)? else {
+                return Ok(None);
+            };
+            seg = s;
+            off = SEG_HDR;
+        }
+        let rec = self.rec(slot.seg, slot.off)?;
+        rec.owner.store(lock::me(), Ordering::Relaxed);
+        rec.len.store(len as u64, Ordering::Relaxed);
+        rec.state.store(WRITING, Ordering::Relaxed);
+        // (these become visible with the Release store of the tail that covers them)
+        *tail = Pos { seg, off, seq: (tail.seq + 1) & SEQ_MASK };
+        Ok(Some(slot))
+    }
+
+    /// `start_put`: reserves records for the payload lengths in `lens` (all or as many as the
+    /// bound allows, at least one unless Full/Busy), appending their slots to `slots`.
+    /// `lock_deadline` bounds the wait for the producer lock.
+    pub(crate) fn start_put(
+        &self,
+        lens: &[usize],
+        slots: &mut Vec<PutSlot>,
+        lock_deadline: Option<Duration>,
+    ) -> Result<PutStatus> {
+        let limit = self.max_message();
+        if let Some(&big) = lens.iter().find(|&&l| l > limit) {
+            return Err(Error::MessageTooLarge { size: big, limit });
+        }
+        let p = &self.header().prod;
+        if p.lock.lock(lock_deadline) == Locked::TimedOut {
+            return Ok(PutStatus::Busy);
+        }
+        let result = self.reserve_locked(lens, slots);
+        p.lock.unlock();
+        result
+    }
+
+    fn reserve_locked(&self, lens: &[usize], slots: &mut Vec<PutSlot>) -> Result<PutStatus> {
+        let h = self.header();
+        // We hold the producer lock: nobody else writes the tail.
+        let mut tail = Pos::unpack(h.prod.tail.load(Ordering::Relaxed));
+        if tail.off > SEG_SIZE {
+            return Err(corrupt("tail offset"));
+        }
+        // The cached head (written under this lock, so ordered by it); refreshed when it says
+        // there is no room.
+        let mut head = Pos::unpack(h.prod.cached_head.load(Ordering::Relaxed));
+        let queued = |head: Pos| (tail.seq.wrapping_sub(head.seq) & SEQ_MASK) as usize;
+        let mut room = self.maxsize().saturating_sub(queued(head));
+        if room < lens.len() {
+            head = self.refresh_head();
+            room = self.maxsize().saturating_sub(queued(head));
+        }
+        let mut head_seg = head.seg;
+        let before = slots.len();
+        let mut status = PutStatus::Reserved;
+        for (i, &len) in lens.iter().enumerate() {
+            if i >= room {
+                status = PutStatus::Full;
+                break;
+            }
+            match self.reserve_one(&mut tail, &mut head_seg, len) {
+                Ok(Some(slot)) => slots.push(slot),
+                Ok(None) => {
+                    status = PutStatus::Full;
+                    break;
+                }
+                Err(e) if slots.len() == before => return Err(e),
+                Err(_) => break,
+            }
+        }
+        if slots.len() > before {
+            // Release: publishes the record headers written above; partner of the Acquire tail
+            // loads of consumers. The single store that makes the reservation real.
+            h.prod.tail.store(tail.pack(), Ordering::Release);
+            if status == PutStatus::Full {
+                // Partial batch: the caller puts the rest later.
+                status = PutStatus::Reserved;
+            }
+        }
+        Ok(status)
+    }
+
+    /// A whole put of a small item under the producer lock: reserve, copy, commit, unlock and
+    /// wake getters with a single fence. `slots` is scratch space.
+    pub(crate) fn put_small(
+        &self,
+        data: &[u8],
+        slots: &mut Vec<PutSlot>,
+        lock_deadline: Option<Duration>,
+    ) -> Result<PutStatus> {
+        let p = &self.header().prod;
+        if p.lock.lock(lock_deadline) == Locked::TimedOut {
+            return Ok(PutStatus::Busy);
+        }
+        slots.clear();
+        let mut result = self.reserve_locked(&[data.len()], slots);
+        if let (Ok(PutStatus::Reserved), Some(slot)) = (&result, slots.pop()) {
+            if let Err(e) = self.commit_put(slot, data) {
+                result = Err(e);
+            }
+        }
+        p.lock.unlock_then(|| self.put_signal().notify_after_fence());
+        result
+    }
+
+    /// `commit_put`: copies `data` (exactly the reserved length) into the slot and makes the
+    /// record visible to consumers. Call [`Ring::wake_getters`] after a batch.
+    pub(crate) fn commit_put(&self, slot: PutSlot, data: &[u8]) -> Result<()> {
+        if data.len() != slot.len {
+            return Err(Error::invalid("commit_put: length differs from the reservation"));
+        }
+        let (mut seg, mut off) = (slot.seg, slot.off + REC_HDR);
+        let mut rest = data;
+        while !rest.is_empty() {
+            if off == SEG_SIZE {
+                seg = self.seg_next(seg)?;
+                off = SEG_HDR;
+            }
+            let n = rest.len().min(SEG_SIZE - off);
+            let dst = self.seg_ptr(seg, off, n)?;
+            // SAFETY: `dst..dst+n` is inside the mapping (checked by seg_ptr) and inside our
+            // reservation, which no other process reads or writes before COMMITTED; `rest` is a
+            // private buffer, so the ranges do not overlap.
+            unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), dst, n) };
+            rest = &rest[n..];
+            off += n;
+        }
+        self.commit_slot(&slot)
+    }
+
+    /// Makes a slot whose payload has been written visible to consumers.
+    pub(crate) fn commit_slot(&self, slot: &PutSlot) -> Result<()> {
+        // Release: pairs with the consumer's Acquire load of `state`; the payload is complete.
+        self.rec(slot.seg, slot.off)?.state.store(COMMITTED, Ordering::Release);
+        Ok(())
+    }
+
+    /// Gives a reserved slot up (its payload could not be written): consumers skip it.
+    pub(crate) fn abandon_slot(&self, slot: &PutSlot) -> Result<()> {
+        // Release: pairs with the consumer's Acquire load of `state`.
+        self.rec(slot.seg, slot.off)?.state.store(ABANDONED, Ordering::Release);
+        Ok(())
+    }
+
+    /// A postcard output writing straight into a reserved slot (large items are serialized in
+    /// place, without an intermediate buffer). Its output is the number of reserved bytes left
+    /// unwritten (0 when the item filled the slot exactly).
+    pub(crate) fn slot_writer(&self, slot: &PutSlot) -> SlotWriter<'_> {
+        SlotWriter { ring: self, seg: slot.seg, off: slot.off + REC_HDR, left: slot.len }
+    }
+
+    /// Whether a committed record sits at the head (a lock-free hint for waiters: another
+    /// consumer may take it first). Garbage answers true, so the caller looks closer.
+    pub(crate) fn head_ready(&self) -> bool {
+        let (head, tail) = self.positions();
+        if head.same_place(tail) {
+            return false;
+        }
+        let (mut seg, mut off) = (head.seg, head.off);
+        if off > SEG_SIZE {
+            return true;
+        }
+        if SEG_SIZE - off < REC_HDR {
+            match self.seg_next(seg) {
+                Ok(s) => seg = s,
+                Err(_) => return true,
+            }
+            off = SEG_HDR;
+        }
+        match self.rec(seg, off) {
+            // Acquire: pairs with the Release COMMITTED store.
+            Ok(rec) => rec.state.load(Ordering::Acquire) != WRITING,
+            Err(_) => true,
+        }
+    }
+
+    /// Skips records of dead producers at the head (producers call it when the queue has been
+    /// full for a while, so a dead producer's slot does not hold the bound forever).
+    pub(crate) fn reap(&self) -> Result<()> {
+        if !self.lock_consumer(Some(futex::now() + Duration::from_millis(10))) {
+            return Ok(());
+        }
+        let mut moved = false;
+        let result = loop {
+            match self.start_get(true) {
+                Ok(Head::Record(g)) if g.skip => {
+                    moved = true;
+                    if let Err(e) = self.finish_get(g, &mut Vec::new(), &mut |_| {}) {
+                        break Err(e);
+                    }
+                }
+                Ok(_) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.header().cons.lock.unlock();
+        if moved {
+            self.get_signal().notify();
+        }
+        result
+    }
+
+    /// Wakes consumers sleeping for an item (no system call when none sleeps).
+    pub(crate) fn wake_getters(&self) {
+        self.put_signal().notify();
+    }
+
+    // ---- consumer side ----------------------------------------------------------------------
+
+    /// Takes the consumer lock, replaying a dead holder's unfinished skip.
+    fn lock_consumer(&self, deadline: Option<Duration>) -> bool {
+        let c = &self.header().cons;
+        match c.lock.lock(deadline) {
+            Locked::TimedOut => false,
+            Locked::Yes => true,
+            Locked::Recovered => {
+                if c.log_valid.load(Ordering::Acquire) == 1 {
+                    c.head.store(c.log_head.load(Ordering::Relaxed), Ordering::Release);
+                    c.dead.store(c.log_dead.load(Ordering::Relaxed), Ordering::Release);
+                    c.log_valid.store(0, Ordering::Release);
+                }
+                true
+            }
+        }
+    }
+
+    /// `start_get` + `finish_get` for up to `max` items (at least 1): hands each payload to
+    /// `sink` (borrowed from shared memory when it lies in one segment, so small items are
+    /// decoded without a copy) before releasing it. Records of dead producers at the head are
+    /// skipped when `reap` is set (else reported as `Pending`, so callers only read `/proc`
+    /// after a record has been pending a while). If `sink` panics the consumer lock is released
+    /// and the item stays queued.
+    pub(crate) fn try_get(
+        &self,
+        max: usize,
+        reap: bool,
+        lock_deadline: Option<Duration>,
+        scratch: &mut Vec<u8>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<GetStatus> {
+        if !self.lock_consumer(lock_deadline) {
+            return Ok(GetStatus::Busy);
+        }
+        let mut guard = ConsGuard { ring: self, moved: false };
+        let mut status = GetStatus::Empty;
+        let mut taken = 0;
+        let mut moved = false;
+        let result = loop {
+            if taken >= max.max(1) {
+                break Ok(());
+            }
+            match self.start_get(reap) {
+                Ok(Head::Empty) => break Ok(()),
+                Ok(Head::Pending(owner)) => {
+                    if status == GetStatus::Empty {
+                        status = GetStatus::Pending(owner);
+                    }
+                    break Ok(());
+                }
+                Ok(Head::Record(rec)) => {
+                    let skipped = rec.skip;
+                    if let Err(e) = self.finish_get(rec, scratch, sink) {
+                        break Err(e);
+                    }
+                    moved = true;
+                    guard.moved = true;
+                    if !skipped {
+                        taken += 1;
+                        status = GetStatus::Took;
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        drop(guard);
+        if moved {
+            self.maybe_trim();
+        }
+        result.map(|()| status)
+    }
+
+    /// After a get: if that emptied a queue whose circle has grown, give memory back.
+    fn maybe_trim(&self) {
+        let h = self.header();
+        // Our own cache line first: the producers' is only read when we seem to have drained.
+        let head = Pos::unpack(h.cons.head.load(Ordering::Relaxed));
+        let cached_tail = Pos::unpack(h.cons.cached_tail.load(Ordering::Relaxed));
+        if !head.same_place(cached_tail) || h.prod.nsegs.load(Ordering::Relaxed) <= KEEP_SEGS {
+            return;
+        }
+        let (head, tail) = self.positions();
+        if !head.same_place(tail) || !h.prod.lock.try_lock() {
+            return;
+        }
+        // Errors mean garbage in the circle: the next put or get reports it.
+        let _ = self.trim_locked();
+        h.prod.lock.unlock();
+    }
+
+    /// Looks at the record at the head (consumer lock held).
+    fn start_get(&self, reap: bool) -> Result<Head> {
+        let h = self.header();
+        let head = Pos::unpack(h.cons.head.load(Ordering::Relaxed));
+        // The cached tail (written under this lock); re-read only when we have caught up.
+        let mut tail = Pos::unpack(h.cons.cached_tail.load(Ordering::Relaxed));
+        if head.same_place(tail) {
+            // Acquire: pairs with the producer's Release tail store; headers before it are
+            // written.
+            let t = h.prod.tail.load(Ordering::Acquire);
+            h.cons.cached_tail.store(t, Ordering::Relaxed);
+            tail = Pos::unpack(t);
+            if head.same_place(tail) {
+                return Ok(Head::Empty);
+            }
+        }
+        if head.off > SEG_SIZE {
+            return Err(corrupt("head offset"));
+        }
+        let (mut seg, mut off) = (head.seg, head.off);
+        if SEG_SIZE - off < REC_HDR {
+            if seg == tail.seg {
+                return Err(corrupt("tail inside a segment's unusable end"));
+            }
+            seg = self.seg_next(seg)?;
+            off = SEG_HDR;
+        }
+        let rec = self.rec(seg, off)?;
+        // Acquire: pairs with the Release COMMITTED store in `commit_put`.
+        let state = rec.state.load(Ordering::Acquire);
+        let owner = rec.owner.load(Ordering::Relaxed);
+        let len = rec.len.load(Ordering::Relaxed);
+        let skip = match state {
+            COMMITTED => false,
+            ABANDONED => true,
+            WRITING if reap && lock::owner_is_dead(owner) => true,
+            WRITING => return Ok(Head::Pending(owner)),
+            _ => return Err(corrupt("record state")),
+        };
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= self.max_message())
+            .ok_or_else(|| corrupt("record length"))?;
+        // Find the record's end, never walking past the tail.
+        let mut remaining = REC_HDR + round8(len);
+        let (mut es, mut eo) = (seg, off);
+        let mut steps = 0u32;
+        let mut contiguous = true;
+        loop {
+            let room = SEG_SIZE - eo;
+            if remaining <= room {
+                eo += remaining;
+                break;
+            }
+            if es == tail.seg || steps > MAX_SEGS {
+                return Err(corrupt("record runs past the tail"));
+            }
+            remaining -= room;
+            let n = self.seg_next(es)?;
+            contiguous &= n == es + 1;
+            es = n;
+            eo = SEG_HDR;
+            steps += 1;
+        }
+        if es == tail.seg && eo > tail.off {
+            return Err(corrupt("record runs past the tail"));
+        }
+        Ok(Head::Record(GetSlot {
+            seg,
+            off,
+            len,
+            contiguous,
+            end: Pos { seg: es, off: eo, seq: (head.seq + 1) & SEQ_MASK },
+            skip,
+        }))
+    }
+
+    /// Hands the record to `sink` (unless skipped) and publishes the new head (consumer lock
+    /// held).
+    fn finish_get(&self, g: GetSlot, buf: &mut Vec<u8>, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
+        if !g.skip {
+            let off = g.off + REC_HDR;
+            if g.contiguous {
+                let src = self.span_ptr(g.seg, off, g.len)?;
+                // SAFETY: `src..src+len` is inside the mapping (checked by span_ptr) and inside a
+                // committed record, which no process writes until the head moves past it (after
+                // `sink` returns); u8 has no invalid values.
+                sink(unsafe { std::slice::from_raw_parts(src, g.len) });
+            } else {
+                buf.clear();
+                buf.reserve(g.len);
+                let (mut seg, mut off) = (g.seg, off);
+                while buf.len() < g.len {
+                    if off == SEG_SIZE {
+                        seg = self.seg_next(seg)?;
+                        off = SEG_HDR;
+                    }
+                    let n = (g.len - buf.len()).min(SEG_SIZE - off);
+                    let src = self.seg_ptr(seg, off, n)?;
+                    // SAFETY: `src..src+n` is inside the mapping (checked) and inside a committed
+                    // record that no producer writes until the head moves past it; `buf` has
+                    // capacity for `n` more bytes, initialised by the copy before set_len.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr().add(buf.len()), n);
+                        buf.set_len(buf.len() + n);
+                    }
+                    off += n;
+                }
+                sink(buf);
+                if buf.capacity() > 8 << 20 {
+                    *buf = Vec::new();
+                }
+            }
+        }
+        let h = self.header();
+        let c = &h.cons;
+        if g.skip {
+            let dead = c.dead.load(Ordering::Relaxed) + 1;
+            c.log_head.store(g.end.pack(), Ordering::Relaxed);
+            c.log_dead.store(dead, Ordering::Relaxed);
+            // Release: the log is complete before it is marked valid (partner: Acquire in
+            // `lock_consumer`'s replay).
+            c.log_valid.store(1, Ordering::Release);
+            c.head.store(g.end.pack(), Ordering::Release);
+            c.dead.store(dead, Ordering::Release);
+            c.log_valid.store(0, Ordering::Release);
+            self.join_signal().notify();
+        } else {
+            // Release: pairs with the producers' Acquire head load; we are done with the bytes.
+            c.head.store(g.end.pack(), Ordering::Release);
+        }
+        Ok(())
+    }
+
+    // ---- JoinableQueue accounting -----------------------------------------------------------
+
+    /// Items put and neither marked done nor skipped (mod 2^28, like `seq`).
+    pub(crate) fn unfinished(&self) -> u64 {
+        let h = self.header();
+        let done = h.join.done.load(Ordering::Acquire);
+        let dead = h.cons.dead.load(Ordering::Acquire);
+        let tail = Pos::unpack(h.prod.tail.load(Ordering::Acquire));
+        tail.seq.wrapping_sub(done.wrapping_add(dead)) & SEQ_MASK
+    }
+
+    /// `task_done`: false if nothing is unfinished.
+    pub(crate) fn task_done(&self) -> bool {
+        let done = &self.header().join.done;
+        loop {
+            if self.unfinished() == 0 {
+                return false;
+            }
+            let d = done.load(Ordering::Acquire);
+            if done.compare_exchange(d, d + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                if self.unfinished() == 0 {
+                    self.join_signal().notify();
+                }
+                return true;
+            }
+        }
+    }
+
+    /// Scribbles over the whole header and segment 0 (tests of garbage handling).
+    #[cfg(test)]
+    pub(crate) fn scribble(&self, seed: u64) {
+        let mut x = seed | 1;
+        let ranges = [0..LINKS_BASE + 4096, SEGS_BASE..SEGS_BASE + 4096];
+        for off in ranges.into_iter().flatten().step_by(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // SAFETY: test only; inside the mapping, 8-aligned.
+            unsafe { (self.region.payload().add(off) as *mut u64).write_volatile(x) };
+        }
+    }
+}
+
+/// See [`Ring::slot_writer`].
+pub(crate) struct SlotWriter<'a> {
+    ring: &'a Ring,
+    seg: u32,
+    off: usize,
+    left: usize,
+}
+
+impl postcard::ser_flavors::Flavor for SlotWriter<'_> {
+    type Output = usize;
+
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.try_extend(&[b])
+    }
+
+    fn try_extend(&mut self, mut data: &[u8]) -> postcard::Result<()> {
+        // More bytes than the first (counting) pass produced: refuse, the caller abandons.
+        if data.len() > self.left {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        while !data.is_empty() {
+            if self.off == SEG_SIZE {
+                self.seg = self
+                    .ring
+                    .seg_next(self.seg)
+                    .map_err(|_| postcard::Error::SerializeBufferFull)?;
+                self.off = SEG_HDR;
+            }
+            let n = data.len().min(SEG_SIZE - self.off);
+            let dst = self
+                .ring
+                .seg_ptr(self.seg, self.off, n)
+                .map_err(|_| postcard::Error::SerializeBufferFull)?;
+            // SAFETY: `dst..dst+n` is inside the mapping (checked by seg_ptr) and inside our
+            // reservation (`left` bounds it), which nobody else touches before COMMITTED;
+            // `data` is the serializer's own buffer, so the ranges do not overlap.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, n) };
+            data = &data[n..];
+            self.off += n;
+            self.left -= n;
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.left)
+    }
+}
+
+/// Releases the consumer lock, also when a `sink` panics; wakes blocked putters if the head
+/// moved (with the one fence the unlock needs).
+struct ConsGuard<'a> {
+    ring: &'a Ring,
+    moved: bool,
+}
+
+impl Drop for ConsGuard<'_> {
+    fn drop(&mut self) {
+        let ring = self.ring;
+        if self.moved {
+            ring.header().cons.lock.unlock_then(|| ring.get_signal().notify_after_fence());
+        } else {
+            ring.header().cons.lock.unlock();
+        }
+    }
+}
+
+enum Head {
+    Empty,
+    Pending(u64),
+    Record(GetSlot),
+}
+
+struct GetSlot {
+    /// The record's segments follow each other in memory: one slice holds it.
+    contiguous: bool,
+    seg: u32,
+    off: usize,
+    len: usize,
+    end: Pos,
+    skip: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(r: &Ring, data: &[u8]) {
+        let mut slots = Vec::new();
+        assert_eq!(r.start_put(&[data.len()], &mut slots, None).unwrap(), PutStatus::Reserved);
+        r.commit_put(slots.pop().unwrap(), data).unwrap();
+    }
+
+    fn get(r: &Ring) -> Option<Vec<u8>> {
+        let mut out = None;
+        r.try_get(1, true, None, &mut Vec::new(), &mut |b| out = Some(b.to_vec())).unwrap();
+        out
+    }
+
+    #[test]
+    fn pack_round_trip() {
+        let p = Pos { seg: MAX_SEGS - 1, off: SEG_SIZE, seq: SEQ_MASK };
+        assert_eq!(Pos::unpack(p.pack()), p);
+    }
+
+    #[test]
+    fn sizes_across_segments_and_growth() {
+        let r = Ring::create(0).unwrap();
+        let sizes = [0, 1, 7, 8, 100, SEG_SIZE - 1, SEG_SIZE, SEG_SIZE + 1, 3 * SEG_SIZE + 5];
+        for round in 0..3 {
+            for &n in &sizes {
+                put(&r, &vec![(n % 251) as u8 ^ round; n]);
+            }
+            assert_eq!(r.len(), sizes.len());
+            for &n in &sizes {
+                assert_eq!(get(&r).unwrap(), vec![(n % 251) as u8 ^ round; n]);
+            }
+            assert!(get(&r).is_none());
+        }
+        assert!(r.segments() > 1);
+        // Drained: a large circle gives its memory back and shrinks.
+        for _ in 0..40 {
+            put(&r, &vec![1; SEG_SIZE]);
+        }
+        assert!(r.segments() > 40);
+        while get(&r).is_some() {}
+        assert!(r.segments() <= KEEP_SEGS + 1, "{} segments left", r.segments());
+        for _ in 0..40 {
+            put(&r, &vec![2; SEG_SIZE]);
+        }
+        while let Some(b) = get(&r) {
+            assert_eq!(b, vec![2; SEG_SIZE]);
+        }
+    }
+
+    #[test]
+    fn bounded_counts_items() {
+        let r = Ring::create(2).unwrap();
+        let mut slots = Vec::new();
+        assert_eq!(r.start_put(&[1, 1, 1], &mut slots, None).unwrap(), PutStatus::Reserved);
+        assert_eq!(slots.len(), 2);
+        assert_eq!(r.start_put(&[1], &mut slots, None).unwrap(), PutStatus::Full);
+    }
+
+    #[test]
+    fn dead_writer_is_skipped_and_live_one_waited_for() {
+        let r = Ring::create(0).unwrap();
+        let mut slots = Vec::new();
+        r.start_put(&[4], &mut slots, None).unwrap();
+        let slot = slots.pop().unwrap();
+        put(&r, b"next");
+        assert!(matches!(
+            r.try_get(1, true, None, &mut Vec::new(), &mut |_| {}).unwrap(),
+            GetStatus::Pending(_)
+        ));
+        // Pretend the writer died: a pid that cannot exist.
+        r.rec(slot.seg, slot.off).unwrap().owner.store(u32::MAX as u64, Ordering::Relaxed);
+        assert_eq!(get(&r).unwrap(), b"next");
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn dead_lock_holder_is_replaced() {
+        let r = Ring::create(0).unwrap();
+        r.header().prod.lock.force_owner(u32::MAX as u64);
+        put(&r, b"x");
+        assert_eq!(get(&r).unwrap(), b"x");
+        assert_eq!(r.header().prod.lock.owner(), 0);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for seed in 1..200u64 {
+            let r = Ring::create(0).unwrap();
+            put(&r, b"hello");
+            r.scribble(seed);
+            if seed % 2 == 0 {
+                // Free locks, so the garbage records and positions get parsed.
+                r.header().prod.lock.force_owner(0);
+                r.header().cons.lock.force_owner(0);
+            }
+            let _ = r.try_get(4, true, Some(futex::now()), &mut Vec::new(), &mut |_| {});
+            let mut slots = Vec::new();
+            let _ = r.start_put(&[10], &mut slots, Some(futex::now()));
+            let _ = r.len();
+        }
+    }
+}
