@@ -5,11 +5,14 @@
 //! (crossbeam-channel between threads, an OS pipe with one write per message, parking_lot,
 //! memcpy) and, with `--python`, CPython's `multiprocessing` measured by a script run now.
 
-use procshare::{pipe, pipe_simplex, thread_queue, Connection, Lock, Process, RawArray};
+use procshare::{
+    pipe, pipe_simplex, thread_queue, Connection, Event, Lock, Process, Queue, RawArray,
+};
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Options of `procshare bench`.
@@ -226,6 +229,115 @@ fn memcpy_rate(dur: Duration) -> f64 {
     n as f64 * BLOCK as f64 / elapsed
 }
 
+// ---- process queues --------------------------------------------------------------------
+
+type Item = Arc<Vec<u8>>;
+
+/// Puts `size`-byte items until `stop` is set (an `Arc` so the producer pays no copy of its
+/// own: the one copy is into the ring).
+fn queue_producer((q, stop, size): (Queue<Item>, Event, usize)) {
+    let item = Arc::new(vec![7u8; size]);
+    while !stop.is_set() {
+        for _ in 0..64 {
+            if q.put_timeout(item.clone(), Duration::from_millis(10)).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Items/s from one producer process to this process through a bounded procshare Queue.
+fn queue_rate(size: usize, dur: Duration) -> f64 {
+    let q = Queue::<Item>::bounded(1024).expect("queue");
+    let stop = Event::new().expect("event");
+    let mut child = Process::spawn((q.clone(), stop.clone(), size), queue_producer).expect("spawn");
+    q.get().expect("get");
+    let (n, elapsed) = count_for(dur, || {
+        q.get().expect("get");
+    });
+    stop.set();
+    while q.get_timeout(Duration::from_millis(50)).is_ok() {}
+    let _ = child.join();
+    n as f64 / elapsed
+}
+
+fn queue_consumer((q, stop, report): (Queue<Item>, Event, Connection)) {
+    let mut n = 0u64;
+    while !stop.is_set() {
+        if q.get_timeout(Duration::from_millis(10)).is_ok() {
+            n += 1;
+        }
+    }
+    let _ = report.send(&n);
+}
+
+/// Items/s with 2 producer and 2 consumer processes on one Queue.
+fn queue_2x2_rate(dur: Duration) -> f64 {
+    let q = Queue::<Item>::bounded(1024).expect("queue");
+    let stop_producers = Event::new().expect("event");
+    let stop_consumers = Event::new().expect("event");
+    let (results, report) = pipe().expect("pipe");
+    let mut kids = Vec::new();
+    for _ in 0..2 {
+        kids.push(
+            Process::spawn(
+                (q.clone(), stop_consumers.clone(), report.try_clone().expect("clone")),
+                queue_consumer,
+            )
+            .expect("spawn"),
+        );
+        kids.push(
+            Process::spawn((q.clone(), stop_producers.clone(), 64usize), queue_producer)
+                .expect("spawn"),
+        );
+    }
+    std::thread::sleep(dur);
+    stop_consumers.set();
+    let total: u64 = (0..2).map(|_| results.recv::<u64>().unwrap_or(0)).sum();
+    stop_producers.set();
+    while q.get_timeout(Duration::from_millis(50)).is_ok() {}
+    for k in &mut kids {
+        let _ = k.join();
+    }
+    total as f64 / dur.as_secs_f64()
+}
+
+fn queue_echo((inbox, outbox): (Queue<u64>, Queue<u64>)) {
+    while let Ok(v) = inbox.get() {
+        if v == u64::MAX || outbox.put(v).is_err() {
+            break;
+        }
+    }
+}
+
+/// Median round trip through two queues and a child process, in µs.
+fn queue_rtt(dur: Duration) -> f64 {
+    let (ping, pong) = (Queue::<u64>::new().expect("queue"), Queue::<u64>::new().expect("queue"));
+    let mut child = Process::spawn((ping.clone(), pong.clone()), queue_echo).expect("spawn");
+    let rtt = sample_rtts(dur, || {
+        ping.put(1).expect("put");
+        pong.get().expect("get");
+    });
+    let _ = ping.put(u64::MAX);
+    let _ = child.join();
+    rtt
+}
+
+/// The in-process ceiling: crossbeam's bounded channel between two threads, same items.
+fn crossbeam_items_rate(size: usize, dur: Duration) -> f64 {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(1024);
+    let producer = std::thread::spawn(move || {
+        let item = vec![7u8; size];
+        while tx.send(item.clone()).is_ok() {}
+    });
+    let (n, elapsed) = count_for(dur, || {
+        std::hint::black_box(rx.recv().expect("recv"));
+    });
+    drop(rx);
+    let _ = producer.join();
+    n as f64 / elapsed
+}
+
 // ---- locks -----------------------------------------------------------------------------
 
 type LockArgs = (Lock, RawArray<u64>, u64, u64);
@@ -373,6 +485,28 @@ def queue_rate():
     except Exception: pass
     p.join(); return n / e
 
+def qconsumer(q, stop, total):
+    n = 0
+    while not stop.is_set():
+        try:
+            q.get(timeout=0.01); n += 1
+        except Exception: pass
+    with total.get_lock(): total.value += n
+
+def queue_2x2():
+    q, stop_p, stop_c, total = mp.Queue(1024), mp.Event(), mp.Event(), mp.Value('q', 0)
+    ps = [mp.Process(target=qsender, args=(q, stop_p)) for _ in range(2)]
+    cs = [mp.Process(target=qconsumer, args=(q, stop_c, total)) for _ in range(2)]
+    for p in ps + cs: p.start()
+    time.sleep(DUR); stop_c.set()
+    for c in cs: c.join()
+    stop_p.set()
+    try:
+        while True: q.get(timeout=0.2)
+    except Exception: pass
+    for p in ps: p.join()
+    return total.value / DUR
+
 def locker(lock, arr, me, dur):
     end = time.perf_counter() + dur
     while time.perf_counter() < end:
@@ -405,7 +539,8 @@ def tq_rate():
 
 if __name__ == '__main__':
     print(json.dumps({'pipe_64': pipe_rate(64), 'pipe_1m': pipe_rate(1 << 20) * (1 << 20),
-                      'queue_64': queue_rate(), 'lock': lock_rate(), 'thread_queue': tq_rate()}))
+                      'queue_64': queue_rate(), 'queue_2x2': queue_2x2(), 'lock': lock_rate(),
+                      'thread_queue': tq_rate()}))
 "#;
 
 fn python(dur: Duration) -> Option<serde_json::Value> {
@@ -462,6 +597,20 @@ pub fn run(args: Args) -> procshare::Result<()> {
     say(row("pipe ping-pong 8 B (median RTT)", "µs", "OS pipe pair", rtt, false));
     let mib = compare(&plan, &mut |d| pipe_rate(1 << 20, d) * (1 << 20) as f64, &mut memcpy_rate);
     say(row("pipe 1 MiB, 1 process -> 1", "B/s", "memcpy (1 thread)", mib, true));
+    let q64 = compare(&plan, &mut |d| queue_rate(64, d), &mut |d| crossbeam_items_rate(64, d));
+    say(row("Queue 64 B, 1 process -> 1", "msg/s", "crossbeam bounded, 2 threads", q64, true));
+    let q2x2 = compare(&plan, &mut queue_2x2_rate, &mut |d| crossbeam_items_rate(64, d));
+    say(row(
+        "Queue 64 B, 2 -> 2 processes",
+        "msg/s",
+        "crossbeam bounded, 1 -> 1 threads",
+        q2x2,
+        true,
+    ));
+    let qrtt = compare(&plan, &mut queue_rtt, &mut pipe_rtt);
+    say(row("Queue ping-pong (median RTT)", "µs", "procshare pipe ping-pong", qrtt, false));
+    let qmib = compare(&plan, &mut |d| queue_rate(1 << 20, d) * (1 << 20) as f64, &mut memcpy_rate);
+    say(row("Queue 1 MiB, 1 process -> 1", "B/s", "memcpy (1 thread)", qmib, true));
     let lock = compare(&plan, &mut lock_rate, &mut parking_lot_rate);
     say(row("Lock, 2 processes contending", "ops/s", "parking_lot, 2 threads", lock, true));
     let tq = compare(&plan, &mut thread_queue_rate, &mut crossbeam_rate);

@@ -1,8 +1,8 @@
 //! The book's Queue program: one adder process puts 0..500 on a Queue, two getter processes
 //! take them and print each with their name; a summary line checks that nothing was lost or
-//! delivered twice. (The book wraps `print` in a Lock; the getters here print whole lines.)
+//! delivered twice. As in the book, a shared `Lock` is held around each get and print.
 
-use procshare::{current_process, Process, Queue};
+use procshare::{current_process, Lock, Process, Queue};
 
 const N: u32 = 500;
 const READERS: usize = 2;
@@ -15,11 +15,14 @@ fn add_count(q: Queue<Option<u32>>) {
     }
 }
 
-fn get_count((q, results): (Queue<Option<u32>>, Queue<Vec<u32>>)) {
+fn get_count((q, lock, results): (Queue<Option<u32>>, Lock, Queue<Vec<u32>>)) {
     let name = current_process().name().to_string();
     let mut got = Vec::new();
-    // `None` is the sentinel: one per reader, put after the adder has finished.
-    while let Ok(Some(i)) = q.get() {
+    loop {
+        // The book: `with l: print(q.get(), current_process().name)`.
+        let _held = lock.lock().expect("lock");
+        // `None` is the sentinel: one per reader, put after the adder has finished.
+        let Ok(Some(i)) = q.get() else { break };
         println!("{i} {name}");
         got.push(i);
     }
@@ -28,14 +31,16 @@ fn get_count((q, results): (Queue<Option<u32>>, Queue<Vec<u32>>)) {
 
 /// Runs the demo; `Ok` only if every number arrived exactly once.
 pub fn run() -> procshare::Result<()> {
+    println!("== demo queue: 1 adder, 2 getters on a Queue, a Lock around each get and print");
     let q: Queue<Option<u32>> = Queue::new()?;
     let results: Queue<Vec<u32>> = Queue::new()?;
+    let lock = Lock::new()?;
     let mut adder = Process::builder().name("adder").spawn(q.clone(), add_count)?;
     let mut readers = (0..READERS)
         .map(|i| {
             Process::builder()
                 .name(format!("reader-{}", i + 1))
-                .spawn((q.clone(), results.clone()), get_count)
+                .spawn((q.clone(), lock.clone(), results.clone()), get_count)
         })
         .collect::<procshare::Result<Vec<_>>>()?;
     adder.join()?;

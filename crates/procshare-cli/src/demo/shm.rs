@@ -1,15 +1,24 @@
-//! `procshare demo shm`: a `ShareableList` and a `SharedMemory` shared by several processes.
+//! `procshare demo shm`: a `ShareableList`, a `SharedMemory` and an `Array` shared by several
+//! processes.
 //!
-//! Each worker gets both as `Process` arguments (their descriptors travel with them), fills its
-//! own quarter of the segment and its own slots of the list, and the parent adds it all up. A
-//! `SharedMemoryManager` unlinks both at the end (and the tracker would, had anything crashed).
+//! Each worker gets them as `Process` arguments (their descriptors travel with them), fills its
+//! own quarter of the segment and its own slots of the list, and adds into every cell of the
+//! array under the array's own lock; the parent adds it all up. A `SharedMemoryManager` unlinks
+//! the named segments at the end (and the tracker would, had anything crashed).
 
-use procshare::{Item, Process, ShareableList, SharedMemory, SharedMemoryManager};
+use procshare::{Array, Item, Process, ShareableList, SharedMemory, SharedMemoryManager};
 
 const WORKERS: usize = 4;
 const CHUNK: usize = 1024;
 
-fn worker((sl, shm, k): (ShareableList, SharedMemory, usize)) {
+fn worker((sl, shm, hist, k): (ShareableList, SharedMemory, Array<u64>, usize)) {
+    // Everyone adds into every cell: only exact under the array's lock.
+    for _ in 0..1000 {
+        let mut cells = hist.lock();
+        for (i, c) in cells.iter_mut().enumerate() {
+            *c += (k * i) as u64 + 1;
+        }
+    }
     // Fill our chunk of raw shared memory with our id, and count what we wrote.
     let chunk = vec![k as u8 + 1; CHUNK];
     if shm.write(k * CHUNK, &chunk).is_err() {
@@ -27,7 +36,9 @@ fn worker((sl, shm, k): (ShareableList, SharedMemory, usize)) {
 
 /// Runs the demo.
 pub fn run() -> procshare::Result<()> {
+    println!("== demo shm: {WORKERS} processes share a SharedMemory, a ShareableList and an Array");
     let smm = SharedMemoryManager::new()?;
+    let hist = Array::<u64>::new(8)?;
     let shm = smm.shared_memory(WORKERS * CHUNK)?;
     let mut items = vec![Item::Str("shm demo".into())];
     items.extend((0..WORKERS).map(|_| Item::Int(0)));
@@ -44,7 +55,7 @@ pub fn run() -> procshare::Result<()> {
 
     let mut procs = Vec::new();
     for k in 0..WORKERS {
-        procs.push(Process::spawn((sl.clone(), shm.clone(), k), worker)?);
+        procs.push(Process::spawn((sl.clone(), shm.clone(), hist.clone(), k), worker)?);
     }
     for p in &mut procs {
         let code = p.join()?;
@@ -72,6 +83,16 @@ pub fn run() -> procshare::Result<()> {
         }
     }
     smm.shutdown()?;
+    let cells = hist.to_vec();
+    let expected: Vec<u64> =
+        (0..cells.len()).map(|i| (0..WORKERS).map(|k| 1000 * ((k * i) as u64 + 1)).sum()).collect();
+    println!(
+        "  Array<u64> cells after {WORKERS} x 1000 locked updates: {cells:?} ({})",
+        if cells == expected { "exact" } else { "WRONG" }
+    );
+    if cells != expected {
+        return Err(procshare::Error::InvalidArgument("the Array lost updates".into()));
+    }
     println!(
         "shm demo: {WORKERS} processes filled {filled}/{WORKERS} chunks ({counted} bytes) and a shared list; \
          sum 1/n^2 over {} terms = {sum:.6} (pi^2/6 = {:.6}); segments unlinked",
