@@ -228,10 +228,9 @@ impl Process {
 
     /// Waits for the child to end and returns its exit code.
     pub fn join(&mut self) -> Result<ExitCode> {
-        match self.try_reap(false)? {
-            Some(code) => Ok(code),
-            None => Err(Error::Io(std::io::ErrorKind::Other.into())),
-        }
+        // A blocking waitpid only returns once the child has ended.
+        self.try_reap(false)?
+            .ok_or_else(|| Error::Io(std::io::Error::other("waitpid returned without a status")))
     }
 
     /// Waits at most `timeout` for the child to end: `Ok(None)` if it still runs.
