@@ -7,6 +7,7 @@
 
 use procshare::{
     pipe, pipe_simplex, thread_queue, Connection, Event, Lock, Process, Queue, RawArray,
+    StartMethod,
 };
 use serde::Serialize;
 use std::io::{Read, Write};
@@ -353,6 +354,16 @@ fn crossbeam_items_rate(size: usize, dur: Duration) -> f64 {
     n as f64 / elapsed
 }
 
+// ---- processes -------------------------------------------------------------------------
+
+/// Median time to start a process and join it, in µs (`Spawn` or `Fork`).
+fn spawn_cost(method: StartMethod, dur: Duration) -> f64 {
+    sample_rtts(dur.min(Duration::from_millis(500)), || {
+        let mut p = Process::builder().start_method(method).spawn((), |()| {}).expect("spawn");
+        p.join().expect("join");
+    })
+}
+
 // ---- locks -----------------------------------------------------------------------------
 
 type LockArgs = (Lock, RawArray<u64>, u64, u64);
@@ -535,6 +546,34 @@ def lock_rate():
     for p in ps: p.join()
     return arr[0] / DUR
 
+def ff_rate():
+    try:
+        from faster_fifo import Queue as FFQueue
+    except ImportError:
+        return None
+    q, stop = FFQueue(1 << 20), mp.Event()
+    p = mp.Process(target=qsender, args=(q, stop)); p.start()
+    q.get(); n = 0; t = time.perf_counter()
+    while True:
+        for _ in range(64): q.get()
+        n += 64
+        if time.perf_counter() - t >= DUR: break
+    e = time.perf_counter() - t; stop.set()
+    try:
+        while True: q.get(timeout=0.2)
+    except Exception: pass
+    p.join(); return n / e
+
+def noop(): pass
+
+def spawn_cost():
+    ctx = mp.get_context('spawn')
+    ts = []
+    for _ in range(5):
+        t = time.perf_counter(); p = ctx.Process(target=noop); p.start(); p.join()
+        ts.append(time.perf_counter() - t)
+    ts.sort(); return ts[len(ts) // 2] * 1e6
+
 def tq_rate():
     q = queue.Queue(1024); stop = False
     def prod():
@@ -555,7 +594,7 @@ def tq_rate():
 if __name__ == '__main__':
     print(json.dumps({'pipe_64': pipe_rate(64), 'pipe_1m': pipe_rate(1 << 20) * (1 << 20),
                       'queue_64': queue_rate(), 'queue_2x2': queue_2x2(), 'lock': lock_rate(),
-                      'thread_queue': tq_rate()}))
+                      'thread_queue': tq_rate(), 'faster_fifo': ff_rate(), 'spawn_us': spawn_cost()}))
 "#;
 
 fn python(dur: Duration) -> Option<serde_json::Value> {
@@ -626,6 +665,10 @@ pub fn run(args: Args) -> procshare::Result<()> {
     say(row("Queue ping-pong (median RTT)", "µs", "procshare pipe ping-pong", qrtt, false));
     let qmib = compare(&plan, &mut |d| queue_rate(1 << 20, d) * (1 << 20) as f64, &mut memcpy_rate);
     say(row("Queue 1 MiB, 1 process -> 1", "B/s", "memcpy (1 thread)", qmib, true));
+    let spawn = compare(&plan, &mut |d| spawn_cost(StartMethod::Spawn, d), &mut |d| {
+        spawn_cost(StartMethod::Fork, d)
+    });
+    say(row("Process spawn + join (median)", "µs", "procshare fork + join", spawn, false));
     let lock = compare(&plan, &mut lock_rate, &mut parking_lot_rate);
     say(row("Lock, 2 processes contending", "ops/s", "parking_lot, 2 threads", lock, true));
     let tq = compare(&plan, &mut thread_queue_rate, &mut crossbeam_rate);
@@ -655,6 +698,22 @@ pub fn run(args: Args) -> procshare::Result<()> {
                     "Python mp.Queue",
                     (q64.0, get("queue_64")),
                     true,
+                ));
+                if let Some(ff) = py.get("faster_fifo").and_then(|v| v.as_f64()) {
+                    say(row(
+                        "Queue 64 B, 1 process -> 1",
+                        "msg/s",
+                        "Python faster_fifo",
+                        (q64.0, ff),
+                        true,
+                    ));
+                }
+                say(row(
+                    "Process spawn + join (median)",
+                    "µs",
+                    "Python spawn Process + join",
+                    (spawn.0, get("spawn_us")),
+                    false,
                 ));
                 say(row(
                     "Queue 64 B, 2 -> 2 processes",
