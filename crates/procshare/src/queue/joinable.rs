@@ -3,6 +3,7 @@
 use super::queue::Queue;
 use super::ring::Ring;
 use crate::error::{Error, Result};
+use crate::sync::wait;
 use crate::sys::futex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -141,13 +142,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
             if deadline.is_some_and(|d| now >= d) {
                 return Err(Error::Timeout);
             }
-            let seen = signal.prepare();
-            if ring.unfinished() == 0 {
-                signal.cancel();
-                return Ok(());
-            }
-            let until = now + POLL;
-            signal.sleep(seen, deadline.map_or(until, |d| d.min(until)));
+            // Sleep in slices: a consumer that dies skipping a record may not wake us.
+            signal.wait_until(wait::slice(deadline, POLL), |_| ring.unfinished() == 0);
         }
     }
 }

@@ -4,6 +4,7 @@ use super::ring::{GetStatus, PutSlot, PutStatus, Ring, MAX_ITEMS};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::shm::region::Region;
+use crate::sync::wait;
 use crate::sys::futex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -411,14 +412,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
                 continue;
             }
-            let signal = self.ring.get_signal();
-            let seen = signal.prepare();
-            if has_room() {
-                signal.cancel();
-                continue;
-            }
-            let until = now + POLL;
-            signal.sleep(seen, deadline.map_or(until, |d| d.min(until)));
+            // Sleep in slices: the consumer that should make room may die.
+            self.ring.get_signal().wait_until(wait::slice(deadline, POLL), |_| has_room());
         }
     }
 
@@ -534,14 +529,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }
                 continue;
             }
-            let signal = self.ring.put_signal();
-            let seen = signal.prepare();
-            if self.ring.head_ready() && pending.is_none() {
-                signal.cancel();
-                continue;
-            }
-            let until = now + POLL;
-            signal.sleep(seen, deadline.map_or(until, |d| d.min(until)));
+            // Sleep in slices: the producer of a pending record may die (then we skip it).
+            self.ring
+                .put_signal()
+                .wait_until(wait::slice(deadline, POLL), |_| self.ring.head_ready());
         }
     }
 

@@ -10,13 +10,14 @@
 //!
 //! queue header (one cache line per group)
 //!   maxsize, max_message                   written once at creation
-//!   prod: OwnerLock, tail, bump, nsegs,    producer side (prod lock)
-//!         free_top, cached_head
-//!   cons: OwnerLock, head, dead, log{..},  consumer side (cons lock)
+//!   prod: RawLock, tail, bump, nsegs,      producer side (prod lock: sync::raw::RawLock,
+//!         free_top, cached_head              16 bytes)
+//!   cons: RawLock, head, dead, log{..},    consumer side (cons lock)
 //!         cached_tail
-//!   put_signal, getters                    "an item was committed" futex + sleepers
-//!   get_signal, putters                    "room was made" futex + sleepers
-//!   done, join_signal, join_waiters        JoinableQueue
+//!   put_signal: WaitWord                   "an item was committed" (sync::wait::WaitWord:
+//!                                            sequence word + sleepers, 8 bytes)
+//!   get_signal: WaitWord                   "room was made"
+//!   done, join_signal: WaitWord            JoinableQueue
 //!
 //! head, tail: AtomicU64 = { seg:20 | off/8:16 | seq:28 }   (seq counts records mod 2^28)
 //!
@@ -55,13 +56,19 @@
 //! (inserting segments if needed), write the record header with state WRITING and the owner's
 //! (pid, start time), then publish the new tail with **one** Release store and unlock. Copy the
 //! payload outside the lock, then store COMMITTED (Release). (`put_small`: items up to 2 KiB
-//! are copied and committed before the unlock, so unlock and wake share one fence.) **Get** (`start_get` /
+//! are copied and committed before the unlock.) **Get** (`start_get` /
 //! `finish_get`): under the consumer lock, read the record at the head; COMMITTED: copy it out
 //! and publish the new head with one Release store. WRITING by a live producer: wait. WRITING
 //! by a dead producer: skip it.
 //!
-//! Crash table (SIGKILL of the process doing the step; "lock" = that side's `OwnerLock`, whose
-//! next waiter takes it over within ~30 ms, see `lock.rs`):
+//! The two locks are the crate's one process lock word, `sync::raw::RawLock` (its owner is a
+//! thread id and start time; a waiter takes over from a dead holder after ~10..60 ms and is
+//! told `owner_died`), and the three signals its one waiting mechanism, `sync::wait::WaitWord`
+//! (used as a sequence word: `bump_wake_all` after publishing, waiters test the ring itself).
+//! Record ownership (`RecHdr::owner`) is a separate, per-process concern: see `record_owner`.
+//!
+//! Crash table (SIGKILL of the process doing the step; "lock" = that side's `RawLock`, see
+//! `sync/raw.rs` for the lock word's own crash table):
 //! | killed between ...                          | leaves                         | repaired by       |
 //! |---------------------------------------------|--------------------------------|-------------------|
 //! | prod lock and segment insert                | nothing                        | lock takeover     |
@@ -77,9 +84,10 @@
 //! | cons lock and head store (mid-copy)         | head unchanged: item stays     | lock takeover;    |
 //! |                                             | queued, next consumer gets it  | nothing lost      |
 //! | head store and returning to the caller      | item gone with the consumer    | (documented)      |
-//! | skip: log valid and log cleared             | head/`dead` maybe half set     | takeover replays  |
-//! |                                             |                                | the log           |
-//! | `getters`/`putters += 1` and `-= 1`         | counter one too high           | nobody: a needless|
+//! | skip: log valid and log cleared             | head/`dead` maybe half set     | the taker told    |
+//! |                                             |                                | `owner_died`      |
+//! |                                             |                                | replays the log   |
+//! | a signal's `sleepers += 1` and `-= 1`       | counter one too high           | nobody: a needless|
 //! |                                             |                                | wake syscall      |
 //! | trim: punching and the unlink store         | free segments read as zeros    | nothing to repair |
 //! | trim: unlink and the free-stack push        | unlinked segments lost         | nobody (address   |
@@ -100,11 +108,12 @@
 //! outside the mapping.
 #![allow(unsafe_code)]
 
-use super::lock::{self, Locked, OwnerLock};
 use crate::error::{Error, Result};
 use crate::shm::region::{Region, HEADER_LEN};
-use crate::sys::futex;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::sync::raw::RawLock;
+use crate::sync::wait::WaitWord;
+use crate::sys::{futex, owner, proc};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The region kind of a process queue.
@@ -136,50 +145,23 @@ const COMMITTED: u32 = 0x434f_4d54; // "COMT"
 /// Given up by its (live) producer: consumers skip it like a dead producer's record.
 const ABANDONED: u32 = 0x4142_4e44; // "ABND"
 
-/// A sleeping place: a futex word bumped by `notify` and a count of sleepers, so `notify` makes
-/// no system call when nobody sleeps.
-#[repr(C)]
-pub(crate) struct Signal {
-    word: AtomicU32,
-    waiters: AtomicU32,
+/// The record owner value of this process: `{ pid:32 | start time mod 2^32 :32 }` (never 0).
+///
+/// Records belong to a process, not to a lock: a record is reserved under the producer lock and
+/// written after it is released, so its writer is named here, in the record header.
+fn record_owner() -> u64 {
+    ((proc::current_pid() as u64) << 32) | (proc::current_start_time() & 0xffff_ffff)
 }
 
-impl Signal {
-    /// Registers a sleeper; returns the word to pass to `sleep` after re-checking the condition.
-    pub(crate) fn prepare(&self) -> u32 {
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        // SeqCst: the condition re-check that follows is ordered after the registration;
-        // partner of the fence in `notify`.
-        fence(Ordering::SeqCst);
-        self.word.load(Ordering::SeqCst)
-    }
-
-    /// Sleeps until notified or `until` (absolute monotonic), then unregisters.
-    pub(crate) fn sleep(&self, seen: u32, until: Duration) {
-        let _ = futex::wait(&self.word, seen, Some(until));
-        self.cancel();
-    }
-
-    /// Unregisters without sleeping.
-    pub(crate) fn cancel(&self) {
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// Wakes every sleeper, if there are any.
-    pub(crate) fn notify(&self) {
-        // SeqCst: orders the caller's publishing store before reading `waiters`; partner of the
-        // fence in `prepare`.
-        fence(Ordering::SeqCst);
-        self.notify_after_fence();
-    }
-
-    /// [`Signal::notify`] for a caller that has just executed a SeqCst fence after its
-    /// publishing store.
-    pub(crate) fn notify_after_fence(&self) {
-        if self.waiters.load(Ordering::Relaxed) > 0 {
-            self.word.fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(&self.word);
-        }
+/// Whether the process named by a record owner value is known to be gone: the liveness check
+/// of the lock word (`sys::owner`; a zombie is gone, and an unreadable `/proc` means "alive",
+/// since skipping a live writer's record would lose its item).
+fn record_owner_is_dead(owner_value: u64) -> bool {
+    let pid = (owner_value >> 32) as u32;
+    match owner::thread_start_time(pid) {
+        Ok(None) => true,
+        Ok(Some(start)) => (start & 0xffff_ffff) != (owner_value & 0xffff_ffff),
+        Err(_) => false,
     }
 }
 
@@ -191,7 +173,7 @@ struct Constants {
 
 #[repr(C, align(64))]
 struct ProdSide {
-    lock: OwnerLock,
+    lock: RawLock,
     /// Release-stored by the producer lock holder; Acquire-loaded by consumers.
     tail: AtomicU64,
     /// Next never-used segment index; Release partner of the Acquire in `seg_next`'s check.
@@ -208,7 +190,7 @@ struct ProdSide {
 
 #[repr(C, align(64))]
 struct ConsSide {
-    lock: OwnerLock,
+    lock: RawLock,
     /// Release-stored by the consumer lock holder; Acquire-loaded by producers.
     head: AtomicU64,
     /// Records skipped because their producer died (mod nothing; JoinableQueue accounting).
@@ -227,7 +209,7 @@ struct Line<T>(T);
 #[repr(C, align(64))]
 struct JoinSide {
     done: AtomicU64,
-    signal: Signal,
+    signal: WaitWord,
 }
 
 #[repr(C)]
@@ -235,8 +217,8 @@ struct Header {
     constants: Constants,
     prod: ProdSide,
     cons: ConsSide,
-    put_signal: Line<Signal>,
-    get_signal: Line<Signal>,
+    put_signal: Line<WaitWord>,
+    get_signal: Line<WaitWord>,
     join: JoinSide,
 }
 
@@ -467,15 +449,15 @@ impl Ring {
         self.header().prod.nsegs.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn put_signal(&self) -> &Signal {
+    pub(crate) fn put_signal(&self) -> &WaitWord {
         &self.header().put_signal.0
     }
 
-    pub(crate) fn get_signal(&self) -> &Signal {
+    pub(crate) fn get_signal(&self) -> &WaitWord {
         &self.header().get_signal.0
     }
 
-    pub(crate) fn join_signal(&self) -> &Signal {
+    pub(crate) fn join_signal(&self) -> &WaitWord {
         &self.header().join.signal
     }
 
@@ -632,7 +614,7 @@ impl Ring {
             off = SEG_HDR;
         }
         let rec = self.rec(slot.seg, slot.off)?;
-        rec.owner.store(lock::me(), Ordering::Relaxed);
+        rec.owner.store(record_owner(), Ordering::Relaxed);
         rec.len.store(len as u64, Ordering::Relaxed);
         rec.state.store(WRITING, Ordering::Relaxed);
         // (these become visible with the Release store of the tail that covers them)
@@ -654,7 +636,7 @@ impl Ring {
             return Err(Error::MessageTooLarge { size: big, limit });
         }
         let p = &self.header().prod;
-        if p.lock.lock(lock_deadline) == Locked::TimedOut {
+        if p.lock.lock(lock_deadline).is_none() {
             return Ok(PutStatus::Busy);
         }
         let result = self.reserve_locked(lens, slots);
@@ -709,7 +691,7 @@ impl Ring {
     }
 
     /// A whole put of a small item under the producer lock: reserve, copy, commit, unlock and
-    /// wake getters with a single fence. `slots` is scratch space.
+    /// wake getters. `slots` is scratch space.
     pub(crate) fn put_small(
         &self,
         data: &[u8],
@@ -717,7 +699,7 @@ impl Ring {
         lock_deadline: Option<Duration>,
     ) -> Result<PutStatus> {
         let p = &self.header().prod;
-        if p.lock.lock(lock_deadline) == Locked::TimedOut {
+        if p.lock.lock(lock_deadline).is_none() {
             return Ok(PutStatus::Busy);
         }
         slots.clear();
@@ -727,7 +709,8 @@ impl Ring {
                 result = Err(e);
             }
         }
-        p.lock.unlock_then(|| self.put_signal().notify_after_fence());
+        p.lock.unlock();
+        self.put_signal().bump_wake_all();
         result
     }
 
@@ -823,14 +806,14 @@ impl Ring {
         };
         self.header().cons.lock.unlock();
         if moved {
-            self.get_signal().notify();
+            self.get_signal().bump_wake_all();
         }
         result
     }
 
     /// Wakes consumers sleeping for an item (no system call when none sleeps).
     pub(crate) fn wake_getters(&self) {
-        self.put_signal().notify();
+        self.put_signal().bump_wake_all();
     }
 
     // ---- consumer side ----------------------------------------------------------------------
@@ -839,9 +822,10 @@ impl Ring {
     fn lock_consumer(&self, deadline: Option<Duration>) -> bool {
         let c = &self.header().cons;
         match c.lock.lock(deadline) {
-            Locked::TimedOut => false,
-            Locked::Yes => true,
-            Locked::Recovered => {
+            None => false,
+            Some(a) if !a.owner_died => true,
+            Some(_) => {
+                // The previous holder died holding the lock, maybe half way through a skip.
                 if c.log_valid.load(Ordering::Acquire) == 1 {
                     c.head.store(c.log_head.load(Ordering::Relaxed), Ordering::Release);
                     c.dead.store(c.log_dead.load(Ordering::Relaxed), Ordering::Release);
@@ -917,7 +901,7 @@ impl Ring {
             return;
         }
         let (head, tail) = self.positions();
-        if !head.same_place(tail) || !h.prod.lock.try_lock() {
+        if !head.same_place(tail) || h.prod.lock.try_lock(false).is_none() {
             return;
         }
         // Errors mean garbage in the circle: the next put or get reports it.
@@ -960,7 +944,7 @@ impl Ring {
         let skip = match state {
             COMMITTED => false,
             ABANDONED => true,
-            WRITING if reap && lock::owner_is_dead(owner) => true,
+            WRITING if reap && record_owner_is_dead(owner) => true,
             WRITING => return Ok(Head::Pending(owner)),
             _ => return Err(corrupt("record state")),
         };
@@ -1051,7 +1035,7 @@ impl Ring {
             c.head.store(g.end.pack(), Ordering::Release);
             c.dead.store(dead, Ordering::Release);
             c.log_valid.store(0, Ordering::Release);
-            self.join_signal().notify();
+            self.join_signal().bump_wake_all();
         } else {
             // Release: pairs with the producers' Acquire head load; we are done with the bytes.
             c.head.store(g.end.pack(), Ordering::Release);
@@ -1080,7 +1064,7 @@ impl Ring {
             let d = done.load(Ordering::Acquire);
             if done.compare_exchange(d, d + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 if self.unfinished() == 0 {
-                    self.join_signal().notify();
+                    self.join_signal().bump_wake_all();
                 }
                 return true;
             }
@@ -1152,7 +1136,7 @@ impl postcard::ser_flavors::Flavor for SlotWriter<'_> {
 }
 
 /// Releases the consumer lock, also when a `sink` panics; wakes blocked putters if the head
-/// moved (with the one fence the unlock needs).
+/// moved.
 struct ConsGuard<'a> {
     ring: &'a Ring,
     moved: bool,
@@ -1161,10 +1145,9 @@ struct ConsGuard<'a> {
 impl Drop for ConsGuard<'_> {
     fn drop(&mut self) {
         let ring = self.ring;
+        ring.header().cons.lock.unlock();
         if self.moved {
-            ring.header().cons.lock.unlock_then(|| ring.get_signal().notify_after_fence());
-        } else {
-            ring.header().cons.lock.unlock();
+            ring.get_signal().bump_wake_all();
         }
     }
 }
@@ -1266,10 +1249,41 @@ mod tests {
     #[test]
     fn dead_lock_holder_is_replaced() {
         let r = Ring::create(0).unwrap();
-        r.header().prod.lock.force_owner(u32::MAX as u64);
+        // A thread that takes both locks and exits holding them (its tid is then gone).
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(r.header().prod.lock.lock(None).is_some());
+                assert!(r.header().cons.lock.lock(None).is_some());
+            });
+        });
         put(&r, b"x");
         assert_eq!(get(&r).unwrap(), b"x");
-        assert_eq!(r.header().prod.lock.owner(), 0);
+        assert!(!r.header().prod.lock.is_locked());
+        assert!(!r.header().cons.lock.is_locked());
+    }
+
+    #[test]
+    fn dead_skipper_log_is_replayed() {
+        let r = Ring::create(0).unwrap();
+        put(&r, b"a");
+        let c = &r.header().cons;
+        let (head, dead) = (c.head.load(Ordering::Relaxed), c.dead.load(Ordering::Relaxed));
+        // A consumer thread died half way through a skip: log written, head not yet moved.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(c.lock.lock(None).is_some());
+                // (Its `start_get` had refreshed the cached tail, as a real skip does.)
+                let end = Pos::unpack(r.header().prod.tail.load(Ordering::Relaxed));
+                c.cached_tail.store(end.pack(), Ordering::Relaxed);
+                c.log_head.store(end.pack(), Ordering::Relaxed);
+                c.log_dead.store(dead + 1, Ordering::Relaxed);
+                c.log_valid.store(1, Ordering::Release);
+            });
+        });
+        assert!(get(&r).is_none(), "the replayed skip moved the head past the record");
+        assert_ne!(c.head.load(Ordering::Relaxed), head);
+        assert_eq!(c.dead.load(Ordering::Relaxed), dead + 1);
+        assert_eq!(c.log_valid.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -1280,8 +1294,8 @@ mod tests {
             r.scribble(seed);
             if seed % 2 == 0 {
                 // Free locks, so the garbage records and positions get parsed.
-                r.header().prod.lock.force_owner(0);
-                r.header().cons.lock.force_owner(0);
+                r.header().prod.lock.unlock();
+                r.header().cons.lock.unlock();
             }
             let _ = r.try_get(4, true, Some(futex::now()), &mut Vec::new(), &mut |_| {});
             let mut slots = Vec::new();

@@ -18,7 +18,8 @@
 //!   dead holder and says so in `Acquired::owner_died`), `try_lock(check_owner)`, `unlock()`.
 //! * `wait::WaitWord` — 8 bytes, all-zero = idle: a futex word plus a sleeper count;
 //!   `wait_until(deadline, |word| ready)` and `wake(n)` / `wake_all()` after changing the word
-//!   (no syscall when nobody sleeps). Wait in slices (`wait::slice(deadline, CHECK_EVERY)`)
+//!   (no syscall when nobody sleeps), or `bump_wake_all()` when the condition lives outside the
+//!   word (the queue's ring: no read-modify-write when nobody sleeps). Wait in slices (`wait::slice(deadline, CHECK_EVERY)`)
 //!   wherever a peer that should wake you may die, and check that peer between slices.
 //!
 //! Every handle is `Send + Sync + Clone` (a clone is another handle on the same object) and can

@@ -90,6 +90,20 @@ impl WaitWord {
     pub(crate) fn wake_all(&self) {
         self.wake(u32::MAX);
     }
+
+    /// For a user whose condition lives outside the word (the queue's "an item was committed"):
+    /// the word is then only a sequence number. If anyone sleeps, bumps it and wakes them all;
+    /// else does nothing (no read-modify-write, no system call). Call after publishing the
+    /// change; waiters test the outside condition in their `wait_until` predicate.
+    pub(crate) fn bump_wake_all(&self) {
+        // Pairs with the fence in `wait_until` (see `sleepers`).
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) > 0 {
+            // Release: a sleeper that sees the new value also sees the change.
+            self.word.fetch_add(1, Ordering::Release);
+            futex::wake(&self.word, u32::MAX);
+        }
+    }
 }
 
 /// The deadline of the next sleep when a waiter must also look for dead peers every `check`:
