@@ -430,24 +430,21 @@ fn parking_lot_rate(dur: Duration) -> f64 {
 // ---- thread queues ---------------------------------------------------------------------
 
 fn thread_queue_rate(dur: Duration) -> f64 {
-    let q = std::sync::Arc::new(thread_queue::Queue::<u64>::bounded(1024));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let q = Arc::new(thread_queue::Queue::<u64>::bounded(1024));
     let producer = {
-        let (q, stop) = (q.clone(), stop.clone());
+        let q = q.clone();
         std::thread::spawn(move || {
             let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if q.put_timeout(i, Duration::from_millis(10)).is_ok() {
-                    i += 1;
-                }
+            // Blocking puts, as crossbeam's `send` below; shutdown ends them.
+            while q.put(i).is_ok() {
+                i += 1;
             }
         })
     };
     let (n, elapsed) = count_for(dur, || {
         q.get().expect("get");
     });
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    while q.get_timeout(Duration::from_millis(20)).is_ok() {}
+    q.shutdown(true);
     let _ = producer.join();
     n as f64 / elapsed
 }
