@@ -494,8 +494,8 @@ def qsender(q, stop):
         try: q.put(m, timeout=0.01)
         except Exception: pass
 
-def queue_rate():
-    q, stop = mp.Queue(1024), mp.Event()
+def queue_rate(q):
+    stop = mp.Event()
     p = mp.Process(target=qsender, args=(q, stop)); p.start()
     q.get(); n = 0; t = time.perf_counter()
     while True:
@@ -548,18 +548,7 @@ def ff_rate():
         from faster_fifo import Queue as FFQueue
     except ImportError:
         return None
-    q, stop = FFQueue(1 << 20), mp.Event()
-    p = mp.Process(target=qsender, args=(q, stop)); p.start()
-    q.get(); n = 0; t = time.perf_counter()
-    while True:
-        for _ in range(64): q.get()
-        n += 64
-        if time.perf_counter() - t >= DUR: break
-    e = time.perf_counter() - t; stop.set()
-    try:
-        while True: q.get(timeout=0.2)
-    except Exception: pass
-    p.join(); return n / e
+    return queue_rate(FFQueue(1 << 20))
 
 def noop(): pass
 
@@ -590,7 +579,7 @@ def tq_rate():
 
 if __name__ == '__main__':
     print(json.dumps({'pipe_64': pipe_rate(64), 'pipe_1m': pipe_rate(1 << 20) * (1 << 20),
-                      'queue_64': queue_rate(), 'queue_2x2': queue_2x2(), 'lock': lock_rate(),
+                      'queue_64': queue_rate(mp.Queue(1024)), 'queue_2x2': queue_2x2(), 'lock': lock_rate(),
                       'thread_queue': tq_rate(), 'faster_fifo': ff_rate(), 'spawn_us': spawn_cost()}))
 "#;
 
