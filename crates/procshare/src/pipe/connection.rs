@@ -435,7 +435,7 @@ impl Connection {
                     &mut fresh
                 }
             };
-            let got = socket::recv_record(self.fd.as_fd(), &mut [&mut scratch[..]], false, false)?;
+            let got = recv_spinning(self.fd.as_fd(), scratch)?;
             if got.full_len == 0 {
                 return Err(Error::Eof);
             }
@@ -489,6 +489,21 @@ impl Connection {
         }
     }
 }
+
+/// Receives one record, first polling without blocking for a few microseconds: a reader that
+/// goes to sleep on every message pays a wake-up per message, which costs more than the message
+/// when the writer is just behind.
+fn recv_spinning(fd: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<socket::Received> {
+    for _ in 0..SPIN_TRIES {
+        match socket::recv_record(fd, &mut [&mut scratch[..]], false, true) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+            other => return other,
+        }
+    }
+    socket::recv_record(fd, &mut [&mut scratch[..]], false, false)
+}
+
+const SPIN_TRIES: usize = 16;
 
 /// The kernel cannot take this record whole (send buffer cap, or no memory for one big skb):
 /// the message goes out of band instead.
