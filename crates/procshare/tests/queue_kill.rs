@@ -4,43 +4,15 @@
 
 use procshare::{Connection, Process, Queue};
 use rand::Rng;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Bytes(Vec<u8>);
-
-impl Serialize for Bytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Bytes(serde::Deserialize::deserialize(d).map(|b: BytesVisit| b.0)?))
-    }
-}
-
-struct BytesVisit(Vec<u8>);
-impl<'de> Deserialize<'de> for BytesVisit {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = BytesVisit;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<BytesVisit, E> {
-                Ok(BytesVisit(v.to_vec()))
-            }
-        }
-        d.deserialize_bytes(V)
-    }
-}
+/// A byte buffer that serializes as one byte string (one memcpy), not as a sequence of u8.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Bytes(#[serde(with = "serde_bytes")] Vec<u8>);
 
 #[derive(Serialize, Deserialize)]
 enum Msg {

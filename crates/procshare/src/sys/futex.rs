@@ -88,8 +88,3 @@ pub fn wake(word: &AtomicU32, n: u32) -> usize {
     let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
     r.max(0) as usize
 }
-
-/// Wakes every waiter on `word`.
-pub fn wake_all(word: &AtomicU32) -> usize {
-    wake(word, i32::MAX as u32)
-}

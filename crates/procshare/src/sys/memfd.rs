@@ -114,23 +114,3 @@ pub fn read_exact_at(fd: BorrowedFd<'_>, mut buf: &mut [u8], mut offset: u64) ->
     }
     Ok(())
 }
-
-/// `fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len)`: gives the pages of a
-/// range back to the system; they read as zeros afterwards.
-///
-/// # References
-/// fallocate(2)
-pub fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
-    // SAFETY: no pointers.
-    retry(|| {
-        cvt(unsafe {
-            libc::fallocate(
-                fd.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                offset as libc::off_t,
-                len as libc::off_t,
-            )
-        })
-    })
-    .map(drop)
-}

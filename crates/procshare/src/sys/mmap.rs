@@ -29,15 +29,7 @@ impl Mapping {
     /// # References
     /// mmap(2)
     pub fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
-        Self::map_with(fd, len, libc::PROT_READ | libc::PROT_WRITE)
-    }
-
-    /// Like [`Mapping::map`] but read-only (for sealed files).
-    pub fn map_readonly(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
-        Self::map_with(fd, len, libc::PROT_READ)
-    }
-
-    fn map_with(fd: BorrowedFd<'_>, len: usize, prot: libc::c_int) -> io::Result<Mapping> {
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
         if len == 0 {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
@@ -62,11 +54,6 @@ impl Mapping {
     /// The mapped length in bytes.
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    /// Always false: mappings are never empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// `madvise(addr, len, MADV_REMOVE)`: frees the backing pages of a page-aligned range of a

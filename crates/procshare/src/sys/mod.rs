@@ -8,8 +8,6 @@
 //! Each `unsafe` block here calls libc with pointers derived from live Rust references or
 //! owned file descriptors, and with lengths taken from the same slices; each block says which.
 #![allow(unsafe_code)]
-// A complete small syscall layer: not every wrapper has a caller in every build stage.
-#![allow(dead_code)]
 
 pub mod fd;
 pub mod futex;

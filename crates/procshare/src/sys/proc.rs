@@ -77,21 +77,10 @@ pub fn current_tid() -> u32 {
 }
 
 /// The start time of process `pid` (field 22 of `/proc/PID/stat`), or `None` if there is no such
-/// process (or it is a zombie being reaped).
+/// process, it is a zombie, or `/proc` cannot tell (see [`super::owner::thread_start_time`],
+/// the one parser, for callers that must tell "dead" from "unknown").
 pub fn start_time(pid: u32) -> Option<u64> {
-    if pid == 0 || pid > i32::MAX as u32 {
-        return None;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces or ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    // `rest` starts at field 3 (state); starttime is field 22.
-    fields.nth(18)?.parse().ok()
+    super::owner::thread_start_time(pid).ok().flatten()
 }
 
 /// Whether the process `(pid, start_time)` still runs (a zombie counts as dead).
