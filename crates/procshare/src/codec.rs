@@ -1,4 +1,5 @@
-//! The two serde formats procshare speaks.
+//! The two serde formats procshare speaks, public so that sibling crates (`procshare-redis`,
+//! `procshare-py`) encode items exactly as the local queues do.
 //!
 //! * **native** — postcard: compact, allocation-free to write, and data-only to read. Used
 //!   between Rust processes (`send`/`recv`, queues, process arguments). Decoding hostile bytes
@@ -11,22 +12,53 @@ use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// How a queue's items are encoded; stored with a named queue and fixed at creation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// procshare's native codec (postcard): the fastest, between Rust processes.
+    #[default]
+    Native,
+    /// Python pickles (written with protocol <= 5, read data-only), shared with Python peers.
+    Pickle,
+}
+
+impl Format {
+    /// Appends the encoding of `value` in this format to `buf`.
+    pub fn encode_into<T: Serialize + ?Sized>(self, value: &T, buf: &mut Vec<u8>) -> Result<()> {
+        match self {
+            Format::Native => encode_into(value, buf),
+            Format::Pickle => {
+                buf.extend_from_slice(&pickle_encode(value)?);
+                Ok(())
+            }
+        }
+    }
+
+    /// Decodes one value in this format that fills `bytes` exactly.
+    pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T> {
+        match self {
+            Format::Native => decode(bytes),
+            Format::Pickle => pickle_decode(bytes),
+        }
+    }
+}
+
 /// Appends the native encoding of `value` to `buf`.
-pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<()> {
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<()> {
     let taken = std::mem::take(buf);
     *buf = postcard::to_extend(value, taken).map_err(|e| Error::Codec(e.to_string()))?;
     Ok(())
 }
 
 /// The native encoding of `value`.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     encode_into(value, &mut buf)?;
     Ok(buf)
 }
 
 /// Decodes one native-encoded value that fills `bytes` exactly.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let (value, rest) =
         postcard::take_from_bytes(bytes).map_err(|e| Error::Codec(e.to_string()))?;
     if !rest.is_empty() {
@@ -36,7 +68,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 }
 
 /// Pickles `value` (protocol 3, readable by any Python 3).
-pub(crate) fn pickle_encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+pub fn pickle_encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     /// serde-pickle wants a sized value; this forwards to an unsized one.
     struct Sized<'a, T: ?std::marker::Sized>(&'a T);
     impl<T: Serialize + ?std::marker::Sized> Serialize for Sized<'_, T> {
@@ -49,7 +81,7 @@ pub(crate) fn pickle_encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>>
 }
 
 /// Unpickles data-only pickles (no `find_class`, no reduce).
-pub(crate) fn pickle_decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub fn pickle_decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_pickle::from_slice(bytes, serde_pickle::DeOptions::new().decode_strings())
         .map_err(|e| Error::Codec(e.to_string()))
 }

@@ -36,7 +36,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-mod codec;
+pub mod codec;
 mod error;
 pub mod pipe;
 pub mod process;
@@ -46,6 +46,7 @@ pub mod sync;
 mod sys;
 pub mod thread_queue;
 
+pub use codec::Format;
 pub use error::{Error, Result};
 pub use pipe::{connect, pipe, pipe_simplex, wait, Address, Connection, Listener};
 pub use process::{
