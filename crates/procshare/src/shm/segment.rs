@@ -189,13 +189,18 @@ impl SharedMemory {
 
     fn make(name: &str, size: usize, persistent: bool) -> Result<SharedMemory> {
         let fd = tracker::create(name, size, persistent)?;
+        let ino = sys_shm::stat(fd.as_fd())?.ino;
         Self::from_fd(name.to_owned(), fd).inspect_err(|_| {
-            let _ = sys_shm::unlink(name);
+            let _ = tracker::unlink(name, ino);
         })
     }
 
     /// Opens the existing segment `name` (one made here or by Python); `Err(NotFound)` if there
     /// is none. Its size is the creator's.
+    ///
+    /// Only a regular file owned by this user is opened, and a symlink is never followed:
+    /// anything else at the name (a FIFO, another user's file) is an `Err` naming the path, as
+    /// is a registry (`/dev/shm/procshare-<uid>`) that is not this user's.
     ///
     /// ```
     /// let a = procshare::SharedMemory::create(10)?;
@@ -217,6 +222,13 @@ impl SharedMemory {
     /// Maps an open segment.
     fn from_fd(name: String, fd: OwnedFd) -> Result<SharedMemory> {
         let st = sys_shm::stat(fd.as_fd())?;
+        // A descriptor from a peer may be anything (a pipe, a socket, a directory): only a
+        // regular file is a segment with a size to map.
+        if !st.is_file() {
+            return Err(Error::invalid(format!(
+                "{name:?} is not a shared-memory segment (not a regular file)"
+            )));
+        }
         let size = usize::try_from(st.size).map_err(|_| Error::invalid("segment too large"))?;
         let map = if size == 0 { None } else { Some(Mapping::map(fd.as_fd(), size)?) };
         Ok(SharedMemory(Arc::new(Inner { name, size, ino: st.ino, map, fd })))

@@ -4,12 +4,16 @@
 //! # How
 //!
 //! ```text
-//! /dev/shm/procshare-<uid>/                 the registry, mode 0700, removed when empty
-//!   <name>/                                 one directory per segment procshare created
+//! /dev/shm/procshare-<euid>/                the registry: a directory (not a symlink) owned
+//!                                           by this user, mode 0700 — checked on every use;
+//!                                           never removed, even when empty
+//!   <name>/                                 one directory per segment procshare created (0700)
 //!     meta                                  "procshare-shm 1 <ino> <size> <pid> <start> <unix secs>
 //!                                            <persistent> <temporary name>"
+//!     meta.tmp.<random>                     the next meta, renamed over it
 //!     t.<pid>.<start>.<seq>                 one token per process using the segment,
 //!                                           held under flock(LOCK_EX) by that process
+//! /dev/shm/procshare-tmp.<pid>.<random>     a segment being created, before it gets its name
 //! ```
 //!
 //! * A process that creates or opens a segment (by name or by receiving it as a `Process`
@@ -39,6 +43,30 @@
 //! * Persistent segments (`SharedMemory::create_persistent`) get a `meta` with the flag set and
 //!   no tokens: nobody unlinks them but an explicit `unlink`.
 //!
+//! # Other users
+//!
+//! `/dev/shm` is writable by everyone, so another user can plant anything at any name there:
+//! the registry root before we make it, a symlink, a FIFO, a file at a name we are about to use.
+//!
+//! * Every path is opened relative to a directory descriptor (`/dev/shm`, then the root, then
+//!   the segment's directory; `sys/dir.rs`) with `O_NOFOLLOW` (`O_DIRECTORY` for directories)
+//!   and `O_NONBLOCK`, so nothing is followed and no FIFO makes an open wait; what a name is, is
+//!   decided by `fstat`/`fstatat` of what was opened.
+//! * The root is checked on every use — `create`, `open`, `attach`, `unlink`, each sweep, so
+//!   `procshare shm ls/clean` too: a directory, owned by our euid, mode 0700. Anything else is
+//!   an `Err` naming it and how to fix it (remove it), never a silent fallback. Within our 0700
+//!   root only we (or root) can add anything; entries that are not directories of ours are
+//!   skipped.
+//! * The root is never removed when empty: that left a window for another user to make it, and
+//!   raced with our own `create`s. An empty 0700 directory in a tmpfs costs nothing.
+//! * Only regular files we own are ever deleted, by inode (`remove_if`), in the registry and in
+//!   `/dev/shm` alike; a symlink's target never. `/dev/shm` is sticky, so another user cannot
+//!   swap a file of ours for theirs between our `fstatat` and `unlinkat`.
+//! * Temporary names carry 128 random bits and are made with `O_CREAT | O_EXCL`; a taken name
+//!   (by chance, or planted) is simply retried with another.
+//! * A segment is opened by name only if it is a regular file we own (`open_segment`): another
+//!   user's file, even one we may write, could be read and changed by them under us.
+//!
 //! # Crash table (SIGKILL of a process between steps; "sweep" = any later sweeper)
 //!
 //! `create` holds the directory lock throughout, so a sweeper that gets the lock and finds
@@ -47,8 +75,9 @@
 //! | step of `create`                                   | left behind                          | repaired by |
 //! |----------------------------------------------------|--------------------------------------|-------------|
 //! | after `mkdir <name>`, before `meta`                | empty dir                            | sweep removes the dir |
-//! | after `meta` ("creating", temp name T), before `shm_open(T)` | dir                        | sweep removes the dir |
-//! | after `shm_open(T)`/`ftruncate`, before `link(T, name)` | segment T                       | sweep unlinks T (a procshare-only name) |
+//! | writing `meta.tmp.R`, before its `rename`          | dir with a stray `meta.tmp.R`        | sweep or the next `create` of the name deletes it with the dir's files |
+//! | after `meta` ("creating", temp name T), before `open(T, O_EXCL)` | dir                    | sweep removes the dir (T, if anyone's, is not ours: kept) |
+//! | after `open(T)`/`ftruncate`, before `link(T, name)` | segment T                           | sweep unlinks T (a procshare-only name, a regular file of ours) |
 //! | after `link`, before `meta` gets the inode         | T and name, same inode               | sweep sees name == T, unlinks both |
 //! | after `meta` (inode), before `unlink(T)` / token   | name (and T), no live token          | sweep unlinks both |
 //! | after the token                                    | registered segment                   | reaper / sweep once every token is free |
@@ -59,12 +88,12 @@
 //! recorded), so a segment someone else made under that name meanwhile is never touched.
 
 use crate::error::{Error, Result};
+use crate::sys::dir::{Dir, Stat};
 use crate::sys::{memfd, proc, shm as sys_shm};
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
@@ -72,108 +101,214 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const REAPER_ENV: &str = "PROCSHARE_SHM_REAPER";
 const META: &str = "meta";
-const META_TMP: &str = "meta.tmp";
+/// `meta` is rewritten as `meta.tmp.<random>` then renamed over.
+const META_TMP_PREFIX: &str = "meta.tmp.";
 const TOKEN_PREFIX: &str = "t.";
 const META_MAGIC: &str = "procshare-shm";
-/// Segments are made under a temporary name `procshare-tmp.<pid>.<seq>`, then linked to theirs.
+/// Segments are made under a temporary name `procshare-tmp.<pid>.<128 random bits>`, then
+/// linked to theirs. The random part keeps another user from planting a file or FIFO there.
 const TMP_PREFIX: &str = "procshare-tmp.";
-/// Bounds the retries when a sweeper removes a directory under our feet.
+/// The registry root and its directories: this user's alone.
+const DIR_MODE: u32 = 0o700;
+/// Bounds the retries when a sweeper removes a directory under our feet, or a random name
+/// collides.
 const RETRIES: usize = 100;
 
-fn root() -> PathBuf {
-    PathBuf::from(format!("/dev/shm/procshare-{}", sys_shm::uid()))
+fn root_name() -> String {
+    format!("procshare-{}", sys_shm::euid())
 }
 
-/// Creates the registry directory (0700) if needed and checks it is ours.
-fn ensure_root() -> Result<PathBuf> {
-    let root = root();
-    for _ in 0..RETRIES {
-        match fs::DirBuilder::new().mode(0o700).create(&root) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e.into()),
-        }
-        match check_owner(&root) {
-            // A sweeper removed the (empty) registry between our mkdir and the check.
-            Err(Error::Io(e)) if e.kind() == io::ErrorKind::NotFound => continue,
-            other => return other.map(|()| root),
-        }
-    }
-    Err(Error::invalid("the shared-memory registry kept changing; try again"))
+fn root_path() -> PathBuf {
+    Path::new(sys_shm::SHM_DIR).join(root_name())
 }
 
-fn check_owner(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let m = fs::symlink_metadata(dir)?;
-    if !m.is_dir() || m.uid() != sys_shm::uid() {
-        return Err(Error::invalid(format!(
-            "{} is not a directory owned by this user; remove it",
-            dir.display()
-        )));
+/// The `Err` for a path procshare will not use because it is not this user's: says what is wrong
+/// with it and how to fix it.
+fn refuse(path: &Path, why: &str, fix: &str) -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{} {why}; procshare refuses to use it ({fix})", path.display()),
+    ))
+}
+
+fn refuse_root(why: &str) -> Error {
+    let root = root_path();
+    let fix = format!(
+        "another user may have made it to read or take over this user's shared memory; check \
+         who, then remove it — `rm -r {}`, as root if it is another user's — and try again",
+        root.display()
+    );
+    refuse(&root, why, &fix)
+}
+
+/// A regular file of this user's: the only kind of file the tracker reads, maps or deletes.
+fn ours_file(s: &Stat) -> bool {
+    s.is_file() && s.uid == sys_shm::euid()
+}
+
+/// Removes `dir/name` if it is still the regular file of ours with inode `ino`.
+fn remove_if(dir: &Dir, name: &str, ino: u64) -> bool {
+    dir.stat_at(name).is_ok_and(|s| ours_file(&s) && s.ino == ino) && dir.remove_file(name).is_ok()
+}
+
+/// The inode of the segment now called `name`, if it is a regular file of ours: anything else
+/// there (another user's file, a FIFO, a symlink) is not a segment this user made.
+fn our_segment(shm: &Dir, name: &str) -> Option<u64> {
+    shm.stat_at(name).ok().filter(ours_file).map(|s| s.ino)
+}
+
+/// 128 random bits in hex, for names another user must not be able to guess.
+fn random_hex() -> Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::getrandom(&mut b).map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// `/dev/shm` and this user's registry root in it, both open by descriptor and checked: every
+/// later name is resolved relative to them, so nothing can be swapped in between.
+struct Registry {
+    shm: Dir,
+    /// `None`: there is no registry (yet).
+    root: Option<Dir>,
+}
+
+impl Registry {
+    /// Opens the registry, making it first with `create`. The root must be a directory (not a
+    /// symlink), owned by this user, mode 0700 — else a clear `Err` naming it, never a silent
+    /// skip: another user who made it first could otherwise see and steer this user's segments.
+    fn open(create: bool) -> Result<Registry> {
+        let shm = sys_shm::dir()?;
+        let name = root_name();
+        for _ in 0..RETRIES {
+            let mut made = false;
+            if create {
+                match shm.create_dir(&name, DIR_MODE) {
+                    Ok(()) => made = true,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let root = match shm.open_dir(&name) {
+                Ok(d) => d,
+                // An older procshare removes the root when it empties; make it again.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    return Ok(Registry { shm, root: None })
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                    return Err(refuse_root(
+                        "is not a directory (a symlink or another kind of file)",
+                    ))
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                    return Err(refuse_root("cannot be opened by this user"))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let st = root.stat()?;
+            let me = sys_shm::euid();
+            if st.uid != me {
+                return Err(refuse_root(&format!(
+                    "is owned by uid {}, not by this user (uid {me})",
+                    st.uid
+                )));
+            }
+            if st.perms() != DIR_MODE {
+                if !made {
+                    return Err(refuse_root(&format!(
+                        "has mode {:o}, not {DIR_MODE:o}, so other users can reach into it",
+                        st.perms()
+                    )));
+                }
+                // Ours, just made: only the umask took bits.
+                root.set_mode(DIR_MODE)?;
+            }
+            return Ok(Registry { shm, root: Some(root) });
+        }
+        Err(Error::invalid("the shared-memory registry kept changing; try again"))
     }
-    Ok(())
 }
 
 /// A segment's registry directory, locked (`flock` on the directory itself).
 struct DirLock {
-    file: File,
-    dir: PathBuf,
+    dir: Dir,
+    name: String,
+    /// The directory's inode: only this very directory is ever removed under `name`.
+    ino: u64,
 }
 
 impl DirLock {
-    /// Locks `dir` if it exists; `Ok(None)` if it does not (or was removed while we waited).
-    fn existing(dir: PathBuf) -> Result<Option<DirLock>> {
-        let file = match File::open(&dir) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+    /// Locks the registry directory `name` if there is one of ours; `Ok(None)` if not (or it
+    /// was removed while we waited). A symlink or anything not a directory of ours is never
+    /// followed nor used.
+    fn existing(reg: &Registry, name: &str) -> Result<Option<DirLock>> {
+        let Some(root) = &reg.root else { return Ok(None) };
+        let dir = match root.open_dir(name) {
+            Ok(d) => d,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR | libc::EACCES)
+                ) =>
+            {
+                return Ok(None)
+            }
             Err(e) => return Err(e.into()),
         };
-        sys_shm::lock(file.as_fd())?;
-        // A sweeper may have removed it while we waited for the lock.
-        if sys_shm::stat(file.as_fd())?.nlink == 0 {
+        let st = dir.stat()?;
+        if !st.is_dir() || st.uid != sys_shm::euid() {
             return Ok(None);
         }
-        Ok(Some(DirLock { file, dir }))
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
+        sys_shm::lock(dir.as_fd())?;
+        // A sweeper may have removed it while we waited for the lock.
+        if dir.stat()?.nlink == 0 {
+            return Ok(None);
+        }
+        Ok(Some(DirLock { dir, name: name.to_owned(), ino: st.ino }))
     }
 
     fn read_meta(&self) -> Option<Meta> {
+        let fd = self.dir.open_file(META, libc::O_RDONLY, 0).ok()?;
+        if !sys_shm::stat(fd.as_fd()).is_ok_and(|s| ours_file(&s)) {
+            return None;
+        }
         let mut text = String::new();
-        File::open(self.path(META)).ok()?.take(4096).read_to_string(&mut text).ok()?;
+        File::from(fd).take(4096).read_to_string(&mut text).ok()?;
         Meta::parse(&text)
     }
 
     fn write_meta(&self, meta: &Meta) -> Result<()> {
-        let tmp = self.path(META_TMP);
-        let mut f =
-            OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(meta.render().as_bytes())?;
-        fs::rename(&tmp, self.path(META))?;
+        // A fresh name each time (O_EXCL): whatever a crash or anyone left can be neither
+        // followed nor truncated; `rename` then replaces the entry `meta`, never a target.
+        let tmp = format!("{META_TMP_PREFIX}{}", random_hex()?);
+        let fd = self.dir.open_file(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)?;
+        let written = File::from(fd).write_all(meta.render().as_bytes());
+        if let Err(e) = written
+            .map_err(Error::from)
+            .and_then(|()| self.dir.rename(&tmp, META).map_err(Error::from))
+        {
+            let _ = self.dir.remove_file(&tmp);
+            return Err(e);
+        }
         Ok(())
     }
 
-    fn tokens(&self) -> Vec<PathBuf> {
-        let Ok(rd) = fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        rd.filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(TOKEN_PREFIX))
-            .map(|e| e.path())
-            .collect()
+    fn names(&self) -> Vec<String> {
+        let Ok(names) = self.dir.entries() else { return Vec::new() };
+        names.into_iter().filter_map(|n| n.into_string().ok()).collect()
     }
 
     /// Counts live tokens; with `reap`, deletes the dead ones.
     fn live_tokens(&self, reap: bool) -> usize {
         let mut alive = 0;
-        for t in self.tokens() {
-            let Ok(f) = File::open(&t) else { continue };
-            match sys_shm::try_lock(f.as_fd()) {
+        for t in self.names().into_iter().filter(|n| n.starts_with(TOKEN_PREFIX)) {
+            let Ok(fd) = self.dir.open_file(&t, libc::O_RDONLY, 0) else { continue };
+            // Not a regular file of ours: not a token any process of ours holds.
+            let Some(st) = sys_shm::stat(fd.as_fd()).ok().filter(ours_file) else { continue };
+            match sys_shm::try_lock(fd.as_fd()) {
                 Ok(true) => {
                     if reap {
-                        let _ = fs::remove_file(&t);
+                        remove_if(&self.dir, &t, st.ino);
                     }
                 }
                 _ => alive += 1,
@@ -182,28 +317,27 @@ impl DirLock {
         alive
     }
 
-    /// Removes every file and the directory itself (we hold the lock, so nobody is adding).
-    fn remove(self) {
-        if let Ok(rd) = fs::read_dir(&self.dir) {
-            for e in rd.flatten() {
-                let _ = fs::remove_file(e.path());
+    /// Removes every regular file of ours in the directory (tokens, meta, leftovers) — never
+    /// anything else, whatever it is.
+    fn clear(&self) {
+        for n in self.names() {
+            if let Ok(st) = self.dir.stat_at(&n) {
+                remove_if(&self.dir, &n, st.ino);
             }
         }
-        let _ = fs::remove_dir(&self.dir);
-        if let Some(parent) = self.dir.parent() {
-            // Fails harmlessly while other segments are registered.
-            let _ = fs::remove_dir(parent);
-        }
-        drop(self.file);
     }
 
-    /// Removes the tokens and meta of a previous incarnation of the name.
-    fn clear(&self) {
-        if let Ok(rd) = fs::read_dir(&self.dir) {
-            for e in rd.flatten() {
-                let _ = fs::remove_file(e.path());
+    /// Clears the directory and removes it (we hold the lock, so nobody is adding). Something
+    /// that is not ours left in it keeps it (and `ls` shows a stale entry); the root stays:
+    /// removing it when empty would let another user make it before our next `create`.
+    fn remove(self, reg: &Registry) {
+        self.clear();
+        if let Some(root) = &reg.root {
+            if root.stat_at(&self.name).is_ok_and(|s| s.is_dir() && s.ino == self.ino) {
+                let _ = root.remove_dir(&self.name);
             }
         }
+        drop(self.dir);
     }
 }
 
@@ -264,8 +398,10 @@ fn now_secs() -> u64 {
 /// This process's tokens, by segment name (and the inode of the segment they stand for).
 struct Token {
     ino: u64,
-    path: PathBuf,
-    _file: File,
+    /// The token's file name in the segment's directory, and its inode.
+    file: String,
+    file_ino: u64,
+    _fd: OwnedFd,
 }
 
 static TOKENS: Mutex<Option<HashMap<String, Token>>> = Mutex::new(None);
@@ -282,27 +418,28 @@ fn ensure_token(lock: &DirLock, name: &str, ino: u64) -> Result<()> {
     if with_tokens(|t| t.get(name).is_some_and(|tok| tok.ino == ino)) {
         return Ok(());
     }
-    let file_name = format!(
+    let file = format!(
         "{TOKEN_PREFIX}{}.{}.{}",
         proc::current_pid(),
         proc::current_start_time(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
-    let path = lock.path(&file_name);
-    let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-    if !sys_shm::try_lock(file.as_fd())? {
-        let _ = fs::remove_file(&path);
+    let fd = lock.dir.open_file(&file, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)?;
+    let file_ino = sys_shm::stat(fd.as_fd())?.ino;
+    if !sys_shm::try_lock(fd.as_fd())? {
+        remove_if(&lock.dir, &file, file_ino);
         return Err(Error::invalid("could not lock a fresh shared-memory token"));
     }
-    let old = with_tokens(|t| t.insert(name.to_owned(), Token { ino, path, _file: file }));
+    let old = with_tokens(|t| t.insert(name.to_owned(), Token { ino, file, file_ino, _fd: fd }));
     if let Some(old) = old {
-        let _ = fs::remove_file(&old.path);
+        remove_if(&lock.dir, &old.file, old.file_ino);
     }
     Ok(())
 }
 
-/// Forgets this process's token for `name` (after an unlink).
-fn drop_token(name: &str, ino: u64) {
+/// Forgets this process's token for `name` (after an unlink), deleting it from `lock`'s
+/// directory if given.
+fn drop_token(lock: Option<&DirLock>, name: &str, ino: u64) {
     let old = with_tokens(|t| {
         if t.get(name).is_some_and(|tok| tok.ino == ino) {
             t.remove(name)
@@ -310,8 +447,8 @@ fn drop_token(name: &str, ino: u64) {
             None
         }
     });
-    if let Some(old) = old {
-        let _ = fs::remove_file(&old.path);
+    if let (Some(old), Some(lock)) = (old, lock) {
+        remove_if(&lock.dir, &old.file, old.file_ino);
     }
 }
 
@@ -389,65 +526,50 @@ struct Swept {
     dead: bool,
 }
 
-/// The inode of the segment now called `name`, if any.
-fn current_ino(name: &str) -> Option<u64> {
-    let fd = sys_shm::open(name, libc::O_RDONLY, 0).ok()?;
-    sys_shm::stat(fd.as_fd()).ok().map(|s| s.ino)
-}
-
 /// Sweeps one locked registry directory.
-fn sweep_dir(lock: DirLock, name: &str, dry_run: bool) -> Swept {
+fn sweep_dir(reg: &Registry, lock: DirLock, name: &str, dry_run: bool) -> Swept {
     let meta = lock.read_meta();
     let alive = lock.live_tokens(!dry_run);
     if let Some(m) = meta.as_ref().filter(|m| m.ino == 0) {
         // A creation that never finished (its creator held this lock throughout, so it died):
         // the name is ours only if it was linked to our temporary segment.
-        let tmp_ino = current_ino(&m.tmp);
-        let ours = tmp_ino.is_some() && current_ino(name) == tmp_ino;
+        let tmp_ino = our_segment(&reg.shm, &m.tmp);
+        let ours = tmp_ino.is_some() && our_segment(&reg.shm, name) == tmp_ino;
         if !dry_run {
-            if ours {
-                let _ = sys_shm::unlink(name);
+            if let Some(ino) = tmp_ino {
+                if ours {
+                    remove_if(&reg.shm, name, ino);
+                }
+                remove_if(&reg.shm, &m.tmp, ino);
             }
-            let _ = sys_shm::unlink(&m.tmp);
-            lock.remove();
+            lock.remove(reg);
         }
         return Swept { name: name.to_owned(), meta, alive, exists: ours, dead: ours };
     }
-    let ours = meta.as_ref().is_some_and(|m| current_ino(name) == Some(m.ino));
+    let ours = meta.as_ref().is_some_and(|m| our_segment(&reg.shm, name) == Some(m.ino));
     let dead = alive == 0 && !meta.as_ref().is_some_and(|m| m.persistent && ours);
     if dead && !dry_run {
-        if ours {
-            let _ = sys_shm::unlink(name);
-        }
         if let Some(m) = &meta {
-            let _ = sys_shm::unlink(&m.tmp);
+            if ours {
+                remove_if(&reg.shm, name, m.ino);
+            }
+            remove_if(&reg.shm, &m.tmp, m.ino);
         }
-        lock.remove();
+        lock.remove(reg);
     }
     Swept { name: name.to_owned(), meta, alive, exists: ours, dead: dead && ours }
 }
 
 fn sweep_all(dry_run: bool) -> Result<Vec<Swept>> {
-    let root = root();
-    let rd = match fs::read_dir(&root) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    match check_owner(&root) {
-        // Another sweeper removed the empty registry meanwhile: nothing to sweep.
-        Err(Error::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        other => other?,
-    }
+    let reg = Registry::open(false)?;
+    let Some(root) = &reg.root else { return Ok(Vec::new()) };
     let mut out = Vec::new();
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(lock) = DirLock::existing(e.path())? {
-            out.push(sweep_dir(lock, &name, dry_run));
+    for name in root.entries()? {
+        // Names procshare makes are UTF-8; anything else is not an entry of ours.
+        let Ok(name) = name.into_string() else { continue };
+        if let Some(lock) = DirLock::existing(&reg, &name)? {
+            out.push(sweep_dir(&reg, lock, &name, dry_run));
         }
-    }
-    if !dry_run {
-        let _ = fs::remove_dir(&root);
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -460,20 +582,40 @@ fn sweep_all(dry_run: bool) -> Result<Vec<Swept>> {
 /// belongs to a creation that died half-way.
 pub(crate) fn create(name: &str, size: usize, persistent: bool) -> Result<OwnedFd> {
     for _ in 0..RETRIES {
-        let root = ensure_root()?;
-        let dir = root.join(name);
-        let made = match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        let reg = Registry::open(true)?;
+        let Some(root) = &reg.root else { continue };
+        let made = match root.create_dir(name, DIR_MODE) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // root swept away
+            // An older procshare removed the (empty) root meanwhile.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e.into()),
         };
-        let Some(lock) = DirLock::existing(dir)? else { continue };
-        if current_ino(name).is_some() {
-            if made {
-                lock.remove();
+        let Some(lock) = DirLock::existing(&reg, name)? else {
+            if !made && root.stat_at(name).is_ok_and(|s| !s.is_dir() || s.uid != sys_shm::euid()) {
+                return Err(refuse(
+                    &root_path().join(name),
+                    "is not a directory of this user's",
+                    "remove it and try again",
+                ));
             }
-            return Err(Error::AlreadyExists(name.to_owned()));
+            continue; // swept away meanwhile
+        };
+        if made {
+            // Only ours, whatever the umask.
+            lock.dir.set_mode(DIR_MODE)?;
+        }
+        match reg.shm.stat_at(name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            taken => {
+                if made {
+                    lock.remove(&reg);
+                }
+                return Err(match taken {
+                    Ok(_) => Error::AlreadyExists(name.to_owned()),
+                    Err(e) => e.into(),
+                });
+            }
         }
         // Whatever is left here describes an earlier segment of this name, gone now.
         lock.clear();
@@ -484,24 +626,34 @@ pub(crate) fn create(name: &str, size: usize, persistent: bool) -> Result<OwnedF
             start: proc::current_start_time(),
             created: now_secs(),
             persistent,
-            tmp: format!(
-                "{TMP_PREFIX}{}.{}",
-                proc::current_pid(),
-                SEQ.fetch_add(1, Ordering::Relaxed)
-            ),
+            tmp: String::new(),
         };
         let made_fd = (|| -> Result<OwnedFd> {
-            lock.write_meta(&meta)?;
-            let fd = sys_shm::open(&meta.tmp, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600)?;
+            let mut fd = None;
+            for _ in 0..RETRIES {
+                meta.tmp = format!("{TMP_PREFIX}{}.{}", proc::current_pid(), random_hex()?);
+                lock.write_meta(&meta)?;
+                let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
+                match reg.shm.open_file(&meta.tmp, flags, 0o600) {
+                    Ok(f) => {
+                        fd = Some(f);
+                        break;
+                    }
+                    // Taken (by chance or by someone): another random name.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let fd = fd.ok_or_else(|| Error::invalid("no free temporary shared-memory name"))?;
             memfd::set_len(fd.as_fd(), size as u64)?;
             let ino = sys_shm::stat(fd.as_fd())?.ino;
-            sys_shm::link(&meta.tmp, name).map_err(|e| match e.kind() {
+            reg.shm.link(&meta.tmp, name).map_err(|e| match e.kind() {
                 io::ErrorKind::AlreadyExists => Error::AlreadyExists(name.to_owned()),
                 _ => e.into(),
             })?;
             meta.ino = ino;
             lock.write_meta(&meta)?;
-            let _ = sys_shm::unlink(&meta.tmp);
+            remove_if(&reg.shm, &meta.tmp, ino);
             if !persistent {
                 ensure_token(&lock, name, ino)?;
             }
@@ -510,12 +662,11 @@ pub(crate) fn create(name: &str, size: usize, persistent: bool) -> Result<OwnedF
         let fd = match made_fd {
             Ok(fd) => fd,
             Err(e) => {
-                let tmp_ino = current_ino(&meta.tmp);
-                if tmp_ino.is_some() && current_ino(name) == tmp_ino {
-                    let _ = sys_shm::unlink(name);
+                if let Some(tmp_ino) = our_segment(&reg.shm, &meta.tmp) {
+                    remove_if(&reg.shm, name, tmp_ino);
+                    remove_if(&reg.shm, &meta.tmp, tmp_ino);
                 }
-                let _ = sys_shm::unlink(&meta.tmp);
-                lock.remove();
+                lock.remove(&reg);
                 return Err(e);
             }
         };
@@ -528,19 +679,51 @@ pub(crate) fn create(name: &str, size: usize, persistent: bool) -> Result<OwnedF
     Err(Error::invalid("the shared-memory registry kept changing; try again"))
 }
 
-/// Opens segment `name` read-write; registers this process as a user if procshare made it.
-pub(crate) fn open(name: &str) -> Result<OwnedFd> {
-    let dir = root().join(name);
-    let lock = DirLock::existing(dir)?;
-    let fd = match sys_shm::open(name, libc::O_RDWR, 0) {
+/// Opens `/dev/shm/<name>` read-write if it is a segment this user can trust: a regular file
+/// (not a FIFO, device or directory), reached without following a symlink, owned by this user
+/// (another user's file could be read and rewritten by them under us).
+fn open_segment(shm: &Dir, name: &str) -> Result<OwnedFd> {
+    let path = Path::new(sys_shm::SHM_DIR).join(name);
+    let fd = match shm.open_file(name, libc::O_RDWR, 0) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            if let Some(lock) = lock {
-                sweep_dir(lock, name, false);
-            }
-            return Err(Error::NotFound(name.to_owned()));
+            return Err(Error::NotFound(name.to_owned()))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refuse(&path, "is a symbolic link", "it is not a segment; remove it"))
+        }
+        Err(e) => {
+            return Err(Error::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display()))))
+        }
+    };
+    let st = sys_shm::stat(fd.as_fd())?;
+    if !st.is_file() {
+        return Err(refuse(&path, "is not a regular file", "it is not a segment; remove it"));
+    }
+    let me = sys_shm::euid();
+    if st.uid != me {
+        return Err(refuse(
+            &path,
+            &format!("is owned by uid {}, not by this user (uid {me})", st.uid),
+            "its owner could read and change it under you; use a segment of your own",
+        ));
+    }
+    Ok(fd)
+}
+
+/// Opens segment `name` read-write; registers this process as a user if procshare made it.
+pub(crate) fn open(name: &str) -> Result<OwnedFd> {
+    let reg = Registry::open(false)?;
+    let lock = DirLock::existing(&reg, name)?;
+    let fd = match open_segment(&reg.shm, name) {
+        Ok(fd) => fd,
+        Err(Error::NotFound(n)) => {
+            if let Some(lock) = lock {
+                sweep_dir(&reg, lock, name, false);
+            }
+            return Err(Error::NotFound(n));
+        }
+        Err(e) => return Err(e),
     };
     if let Some(lock) = lock {
         let ino = sys_shm::stat(fd.as_fd())?.ino;
@@ -568,7 +751,8 @@ pub(crate) fn attach(name: &str, ino: u64) -> Result<()> {
     if with_tokens(|t| t.get(name).is_some_and(|tok| tok.ino == ino)) {
         return Ok(());
     }
-    match DirLock::existing(root().join(name))? {
+    let reg = Registry::open(false)?;
+    match DirLock::existing(&reg, name)? {
         Some(lock) => register_locked(lock, name, ino),
         None => Ok(()),
     }
@@ -576,19 +760,20 @@ pub(crate) fn attach(name: &str, ino: u64) -> Result<()> {
 
 /// `shm_unlink(name)` if `name` still names the segment with inode `ino`, and forgets it.
 pub(crate) fn unlink(name: &str, ino: u64) -> Result<()> {
-    let lock = DirLock::existing(root().join(name))?;
-    if current_ino(name) != Some(ino) {
+    let reg = Registry::open(false)?;
+    let lock = DirLock::existing(&reg, name)?;
+    if our_segment(&reg.shm, name) != Some(ino) {
         return Err(Error::NotFound(name.to_owned()));
     }
-    sys_shm::unlink(name).map_err(|e| match e.raw_os_error() {
+    reg.shm.remove_file(name).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOENT) => Error::NotFound(name.to_owned()),
         _ => e.into(),
     })?;
-    drop_token(name, ino);
+    drop_token(lock.as_ref(), name, ino);
     if let Some(lock) = lock {
         match lock.read_meta() {
             Some(m) if m.ino != ino => {}
-            _ => lock.remove(),
+            _ => lock.remove(&reg),
         }
     }
     Ok(())
@@ -681,5 +866,96 @@ mod tests {
         assert_eq!(Meta::parse("garbage"), None);
         assert_eq!(Meta::parse("procshare-shm 1 7 100 42 9 5 2 procshare-tmp.1.1"), None);
         assert_eq!(Meta::parse("procshare-shm 1 7 100 42 9 5 1 ../x"), None);
+    }
+
+    #[test]
+    fn temp_names_are_random() {
+        let (a, b) = (random_hex().unwrap(), random_hex().unwrap());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    /// A scratch `/dev/shm` + registry under /tmp, so these tests touch no real registry.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(tag: &str) -> (Scratch, Registry) {
+            let base = std::env::temp_dir()
+                .join(format!("procshare-tracker-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(base.join("root")).unwrap();
+            let reg = Registry {
+                shm: Dir::open(&base).unwrap(),
+                root: Some(Dir::open(&base.join("root")).unwrap()),
+            };
+            (Scratch(base), reg)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn mkfifo(path: &Path) {
+        // The crate root denies unsafe code, so no libc::mkfifo here.
+        let ok = std::process::Command::new("mkfifo").arg(path).status().unwrap().success();
+        assert!(ok, "mkfifo {}", path.display());
+    }
+
+    #[test]
+    fn removal_deletes_only_our_regular_files() {
+        let (s, reg) = Scratch::new("rm");
+        let seg = s.0.join("root/seg");
+        std::fs::create_dir(&seg).unwrap();
+        let precious = s.0.join("precious");
+        std::fs::write(&precious, b"keep").unwrap();
+        std::fs::write(seg.join("t.1.2.3"), b"").unwrap();
+        std::os::unix::fs::symlink(&precious, seg.join("meta")).unwrap();
+        std::os::unix::fs::symlink(&s.0, seg.join("t.dir")).unwrap();
+        mkfifo(&seg.join("t.fifo"));
+        // A symlink where a segment directory belongs is never locked, swept or followed.
+        std::os::unix::fs::symlink(&s.0, s.0.join("root/link")).unwrap();
+        assert!(DirLock::existing(&reg, "link").unwrap().is_none());
+
+        let lock = DirLock::existing(&reg, "seg").unwrap().unwrap();
+        assert_eq!(lock.read_meta(), None, "meta through a symlink is not read");
+        assert_eq!(lock.live_tokens(true), 0);
+        lock.remove(&reg);
+        assert_eq!(std::fs::read(&precious).unwrap(), b"keep");
+        assert!(!seg.join("t.1.2.3").exists(), "our regular token is removed");
+        assert!(std::fs::symlink_metadata(seg.join("meta")).unwrap().is_symlink());
+        assert!(std::fs::symlink_metadata(seg.join("t.fifo")).is_ok());
+        assert!(s.0.join("root/link").exists());
+    }
+
+    #[test]
+    fn a_fifo_at_a_segment_name_does_not_hang_a_sweep() {
+        let (s, reg) = Scratch::new("fifo");
+        std::fs::create_dir(s.0.join("root/psm_f")).unwrap();
+        mkfifo(&s.0.join("psm_f"));
+        mkfifo(&s.0.join("procshare-tmp.1.x"));
+        let ino =
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(s.0.join("psm_f")).unwrap());
+        for meta_ino in [ino, 0] {
+            let lock = DirLock::existing(&reg, "psm_f").unwrap().unwrap();
+            let meta = Meta {
+                ino: meta_ino,
+                size: 8,
+                pid: 1,
+                start: 1,
+                created: 0,
+                persistent: false,
+                tmp: "procshare-tmp.1.x".into(),
+            };
+            lock.write_meta(&meta).unwrap();
+            let swept = sweep_dir(&reg, lock, "psm_f", true);
+            assert!(!swept.exists && !swept.dead, "a FIFO is not our segment");
+        }
+        let lock = DirLock::existing(&reg, "psm_f").unwrap().unwrap();
+        sweep_dir(&reg, lock, "psm_f", false);
+        assert!(s.0.join("psm_f").exists() && s.0.join("procshare-tmp.1.x").exists());
+        assert!(!s.0.join("root/psm_f").exists(), "the stale entry is dropped");
     }
 }
