@@ -349,3 +349,34 @@ fn fifo_at_a_stale_entry_does_not_hang_sweeps() {
     use std::os::unix::fs::FileTypeExt;
     assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
 }
+
+fn victim_whose_root_opens_up(uid: u32) {
+    become_user(uid);
+    let shm = SharedMemory::create(8).unwrap();
+    let root = registry(uid);
+    // Opened to others while a segment is registered (by a stray chmod, or a hostile process
+    // of the same user): every path that uses the root must stop using it.
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_refuses_root(shm.unlink(), uid, "unlink in a registry open to others");
+    assert_refuses_root(SharedMemory::open(shm.name()), uid, "open in a registry open to others");
+    // A child receiving the segment registers through the root too (attach): it must fail.
+    let mut child = Process::spawn(shm.clone(), |_s: SharedMemory| {}).unwrap();
+    assert_ne!(child.join().unwrap(), 0, "attach went through a registry open to others");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
+    shm.unlink().unwrap();
+    // The empty root stays, so another user cannot make it before our next create.
+    let m = std::fs::symlink_metadata(&root).unwrap();
+    assert!(m.is_dir() && m.permissions().mode() & 0o777 == 0o700);
+}
+
+/// The root is checked on `unlink` and `attach` too, and is kept when it empties (an older
+/// procshare removed it, leaving the name free for another user to take).
+#[test]
+fn root_is_checked_on_every_path_and_kept_when_empty() {
+    if !is_root() {
+        return;
+    }
+    let uid = 54329;
+    let _clean = Cleanup(vec![registry(uid)]);
+    assert_eq!(run_victim(uid, victim_whose_root_opens_up), 0);
+}
