@@ -98,16 +98,18 @@ impl AsFd for Dir {
 }
 
 impl Dir {
-    /// `open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)`: `ELOOP` or
-    /// `ENOTDIR` if the last component is a symlink or not a directory.
+    /// `open(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC)`: a trusted starting
+    /// point such as `/dev/shm`, which follows symlinks (some systems make `/dev/shm` one to
+    /// `/run/shm`); every name below it is then opened without following.
     ///
     /// # References
     /// open(2)
     pub fn open(path: &Path) -> io::Result<Dir> {
         let c = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let flags = DIR_FLAGS & !libc::O_NOFOLLOW;
         // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-        let fd = retry(|| cvt(unsafe { libc::open(c.as_ptr(), DIR_FLAGS) }))?;
+        let fd = retry(|| cvt(unsafe { libc::open(c.as_ptr(), flags) }))?;
         // SAFETY: the kernel just returned this descriptor to us alone.
         Ok(Dir(unsafe { OwnedFd::from_raw_fd(fd) }))
     }

@@ -16,7 +16,8 @@ pub use super::dir::{euid, stat};
 /// Where Linux keeps named segments.
 pub const SHM_DIR: &str = "/dev/shm";
 
-/// `open("/dev/shm", O_DIRECTORY | O_NOFOLLOW | ...)`: the directory segment names live in.
+/// `open("/dev/shm", O_DIRECTORY | ...)`: the directory segment names live in (a trusted
+/// system path, so a symlink to it, as some systems have, is followed).
 pub fn dir() -> io::Result<Dir> {
     Dir::open(std::path::Path::new(SHM_DIR))
 }
