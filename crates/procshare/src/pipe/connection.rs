@@ -11,8 +11,13 @@
 //! A payload too big for one record is written into a fresh memfd, sealed (no more writes,
 //! no size change) and its descriptor rides in a one-record message. The receiver checks the
 //! seals and the size before reading, so a hostile peer can neither change the data while it
-//! is read nor make us read past its end. The leading kind byte also makes every record at
-//! least one byte long, so a zero-length read always means the peer is gone.
+//! is read nor make us read past its end. The leading kind byte also makes every record we
+//! write at least one byte long (an empty message is the record `[0u8]`), so a zero-length
+//! read is end-of-file or a record from a hostile or foreign writer; `zero_length_is_eof`
+//! tells them apart exactly, and the latter is `Err(Codec)` with the connection still usable.
+//!
+//! A message a receive refused (`MessageTooLarge`) after taking it off the socket is kept in
+//! a stash shared by the handle's clones in this process, not by the handle alone.
 //!
 //! Crash table: a writer killed before its `sendmsg` leaves nothing (its memfd dies with it);
 //! after, a whole message. A reader killed after `recvmsg` takes that message with it.
@@ -57,17 +62,37 @@ thread_local! {
 enum Pending {
     Inline(Vec<u8>),
     OutOfBand(OwnedFd, usize),
-    /// A stream frame whose header was read; its payload is still in the socket.
-    Frame(usize),
 }
 
 impl Pending {
     fn len(&self) -> usize {
         match self {
             Pending::Inline(v) => v.len(),
-            Pending::OutOfBand(_, n) | Pending::Frame(n) => *n,
+            Pending::OutOfBand(_, n) => *n,
         }
     }
+}
+
+/// What this process knows about the socket beyond what is still in it: the message a refused
+/// receive took off it. It lives with the socket, shared by every [`Connection::try_clone`] in
+/// this process, so a refused message stays readable by all of them (a handle passed to
+/// another process starts with its own, empty, stash).
+#[derive(Debug, Default)]
+struct Stash {
+    has_pending: AtomicBool,
+    pending: parking_lot::Mutex<Option<Pending>>,
+}
+
+/// Where the reader of a byte stream stands.
+#[derive(Debug, Default, Clone, Copy)]
+enum ReadState {
+    /// At a frame boundary.
+    #[default]
+    Idle,
+    /// A frame's header was read (and its payload refused as too large); the payload is next.
+    Header(usize),
+    /// A read failed mid-frame: where the next frame starts is unknown.
+    Broken,
 }
 
 /// One end of a pipe (`multiprocessing.connection.Connection`).
@@ -89,16 +114,20 @@ pub struct Connection {
     readable: bool,
     writable: bool,
     max_message_size: AtomicUsize,
-    has_pending: AtomicBool,
-    pending: parking_lot::Mutex<Option<Pending>>,
+    stash: Arc<Stash>,
     /// `Some` for a byte-stream connection (`Listener`/`connect`): CPython framing, and locks
     /// (shared by this handle's clones) so frames of concurrent threads never interleave.
     stream: Option<Arc<StreamLocks>>,
 }
 
+/// A byte stream has no record boundaries: readers (and writers) of one socket must take turns,
+/// and a frame header one of them read is state of the socket, not of a handle — so both live
+/// here, shared by every clone in this process. Two *processes* reading one stream socket
+/// would split frames between them whatever we did; a stream `Connection` passed to a child
+/// must be used by one process at a time (the child, typically).
 #[derive(Debug, Default)]
 struct StreamLocks {
-    read: parking_lot::Mutex<()>,
+    read: parking_lot::Mutex<ReadState>,
     write: parking_lot::Mutex<()>,
 }
 
@@ -169,8 +198,7 @@ impl Connection {
             readable,
             writable,
             max_message_size: AtomicUsize::new(DEFAULT_MAX_MESSAGE_SIZE),
-            has_pending: AtomicBool::new(false),
-            pending: parking_lot::Mutex::new(None),
+            stash: Arc::default(),
             stream: None,
         }
     }
@@ -209,6 +237,7 @@ impl Connection {
     /// child processes. Messages still go to exactly one reader.
     pub fn try_clone(&self) -> Result<Connection> {
         let mut c = Connection::new(self.fd.try_clone()?, self.readable, self.writable);
+        c.stash = self.stash.clone();
         c.stream = self.stream.clone();
         c.set_max_message_size(self.max_message_size());
         Ok(c)
@@ -340,8 +369,9 @@ impl Connection {
     /// `MessageTooLarge` and stays readable (unlike Python, where the connection becomes
     /// unusable).
     ///
-    /// With several readers on one end, the longer message stays readable by *this handle*
-    /// when another reader raced us to the message we looked at.
+    /// With several readers on one end, the longer message stays readable by this handle and
+    /// its clones in this process (not by other processes) when another reader raced us to the
+    /// message we looked at.
     pub fn recv_bytes_max(&self, maxlength: usize) -> Result<Vec<u8>> {
         self.with_message(maxlength, |b| Ok(b.to_vec()))
     }
@@ -362,7 +392,7 @@ impl Connection {
     /// end-of-file; never consumes anything.
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         self.check_readable()?;
-        if self.has_pending.load(Ordering::Acquire) {
+        if self.has_pending() {
             return Ok(true);
         }
         let deadline = crate::sys::futex::deadline(timeout);
@@ -371,7 +401,7 @@ impl Connection {
     }
 
     pub(crate) fn has_pending(&self) -> bool {
-        self.has_pending.load(Ordering::Acquire)
+        self.stash.has_pending.load(Ordering::Acquire)
     }
 
     /// Receives one message of at most `max` bytes (and at most `max_message_size`) and hands
@@ -379,42 +409,25 @@ impl Connection {
     fn with_message<R>(&self, max: usize, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
         self.check_readable()?;
         let limit = max.min(self.max_message_size());
-        if self.has_pending.load(Ordering::Acquire) {
-            let mut slot = self.pending.lock();
+        if let Some(locks) = &self.stream {
+            let payload = self.recv_frame(locks, limit)?;
+            return f(&payload);
+        }
+        if self.has_pending() {
+            let mut slot = self.stash.pending.lock();
             if let Some(p) = slot.take() {
                 if p.len() > limit {
                     let size = p.len();
                     *slot = Some(p);
                     return Err(Error::MessageTooLarge { size, limit });
                 }
-                self.has_pending.store(false, Ordering::Release);
+                self.stash.has_pending.store(false, Ordering::Release);
                 drop(slot);
                 return match p {
                     Pending::Inline(v) => f(&v),
                     Pending::OutOfBand(fd, n) => f(&read_out_of_band(fd.as_fd(), n)?),
-                    Pending::Frame(n) => {
-                        let payload = {
-                            let _r = self.stream.as_ref().map(|l| l.read.lock());
-                            stream::recv_payload(self.fd.as_fd(), n)?
-                        };
-                        f(&payload)
-                    }
                 };
             }
-        }
-        if let Some(locks) = &self.stream {
-            let payload = {
-                let _r = locks.read.lock();
-                let size = stream::recv_header(self.fd.as_fd())?.ok_or(Error::Eof)?;
-                let size = usize::try_from(size).unwrap_or(usize::MAX);
-                if size > limit {
-                    // Keep the header's word: the payload stays readable by a later receive.
-                    self.stash(Pending::Frame(size));
-                    return Err(Error::MessageTooLarge { size, limit });
-                }
-                stream::recv_payload(self.fd.as_fd(), size)?
-            };
-            return f(&payload);
         }
         if max != usize::MAX {
             // Look before taking, so a refused message stays in the socket.
@@ -437,7 +450,15 @@ impl Connection {
             };
             let got = recv_spinning(self.fd.as_fd(), scratch)?;
             if got.full_len == 0 {
-                return Err(Error::Eof);
+                if !got.fds.is_empty() || got.fds_truncated {
+                    return Err(corrupt("peer sent descriptors in an empty record"));
+                }
+                if zero_length_is_eof(self.fd.as_fd())? {
+                    return Err(Error::Eof);
+                }
+                return Err(corrupt(
+                    "peer sent a zero-length record, which no procshare sender writes",
+                ));
             }
             if got.full_len > got.len {
                 return Err(corrupt(format!(
@@ -469,8 +490,48 @@ impl Connection {
     }
 
     fn stash(&self, p: Pending) {
-        *self.pending.lock() = Some(p);
-        self.has_pending.store(true, Ordering::Release);
+        *self.stash.pending.lock() = Some(p);
+        self.stash.has_pending.store(true, Ordering::Release);
+    }
+
+    /// Receives one stream frame's payload. The reader state is checked and changed under the
+    /// read lock, so a header one reader took (and refused) is seen by every other.
+    fn recv_frame(&self, locks: &StreamLocks, limit: usize) -> Result<Vec<u8>> {
+        let mut state = locks.read.lock();
+        let size = match *state {
+            ReadState::Header(n) => n,
+            ReadState::Broken => {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "stream connection broken mid-message by an earlier error",
+                )))
+            }
+            ReadState::Idle => match stream::recv_header(self.fd.as_fd()) {
+                Ok(Some(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+                Ok(None) => return Err(Error::Eof),
+                Err(e) => {
+                    *state = ReadState::Broken;
+                    return Err(e);
+                }
+            },
+        };
+        if size > limit {
+            // Keep the header's word: the payload stays readable by a later receive.
+            *state = ReadState::Header(size);
+            self.stash.has_pending.store(true, Ordering::Release);
+            return Err(Error::MessageTooLarge { size, limit });
+        }
+        self.stash.has_pending.store(false, Ordering::Release);
+        match stream::recv_payload(self.fd.as_fd(), size) {
+            Ok(v) => {
+                *state = ReadState::Idle;
+                Ok(v)
+            }
+            Err(e) => {
+                *state = ReadState::Broken;
+                Err(e)
+            }
+        }
     }
 
     /// The size of the next message without taking it; `None` at end-of-file.
@@ -487,6 +548,31 @@ impl Connection {
             }
             _ => Ok(Some(0)), // malformed: let the real receive report it
         }
+    }
+}
+
+/// `recvmsg` gave no bytes: end-of-file, or a zero-length record (which no procshare sender
+/// writes: every record starts with its kind byte, but a hostile or foreign peer can send one,
+/// and it must not pass for end-of-file while the peer is alive and more messages may follow).
+///
+/// Exact: end-of-file needs the peer's side shut (`POLLRDHUP`, which never clears), so without
+/// it the zero was a record. With it no record can arrive any more; if one is still queued the
+/// zero was a record too. Queued records are seen by peeking with `SO_PASSCRED` on for that
+/// moment: the kernel then attaches credentials to every record, even an empty one, and to no
+/// end-of-file. Only the rare zero-byte path pays for this.
+fn zero_length_is_eof(fd: BorrowedFd<'_>) -> Result<bool> {
+    let r = poll::poll(&[(fd, poll::POLLRDHUP)], Some(crate::sys::futex::now()))?;
+    if r[0] & (poll::POLLRDHUP | poll::POLLHUP) == 0 {
+        return Ok(false);
+    }
+    socket::set_pass_credentials(fd, true)?;
+    let mut byte = [0u8; 1];
+    let peek = socket::recv_record(fd, &mut [&mut byte[..]], true, true);
+    let _ = socket::set_pass_credentials(fd, false);
+    match peek {
+        Ok(got) => Ok(!got.credentials && got.full_len == 0 && got.fds.is_empty()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -4,14 +4,48 @@
 //! so either side may be a Python program. Use `send_bytes`/`recv_bytes` or
 //! `send_pickle`/`recv_pickle` with a Python peer; between two Rust programs, `send`/`recv`
 //! work too. Messages received are data: nothing a peer sends is ever executed.
+//!
+//! # Handshake deadlines
+//! With an authkey, every peer must finish CPython's mutual handshake within the listener's
+//! [handshake timeout](Listener::set_handshake_timeout) (default
+//! [`DEFAULT_HANDSHAKE_TIMEOUT`]). `accept` keeps the peers whose handshake is under way and
+//! drives all of them, and the listening socket, from one `poll(2)` — on the calling thread,
+//! no helper threads — so a silent peer (or one sending a byte a minute) delays nobody but
+//! itself, and is dropped at its deadline. Only time spent inside `accept` counts against a
+//! peer: one that connected while the program was busy elsewhere gets its full time once
+//! `accept` runs again. At most 64 handshakes run at once; further peers wait in the kernel's
+//! backlog, so a flood of silent peers holds a bounded number of descriptors. [`connect`] is
+//! bounded the same way ([`DEFAULT_CONNECT_TIMEOUT`], or [`connect_timeout`]).
+//!
+//! | peer does | `accept` | `connect` |
+//! |---|---|---|
+//! | nothing / too slow | drops it at its deadline, keeps accepting | `Err(Timeout)` |
+//! | wrong key, malformed or oversized handshake message | drops it, keeps accepting | `Err(AuthenticationFailed)` |
+//! | closes mid-handshake | drops it, keeps accepting | `Err(AuthenticationFailed)` |
 
-use super::auth;
+use super::auth::{Handshake, Role};
 use super::Connection;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::sys::{futex, poll, socket};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How long an accepted peer has to finish the authkey handshake, unless
+/// [`Listener::set_handshake_timeout`] says otherwise.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long [`connect`] waits for the connection and the handshake together. Longer than the
+/// listener's default: a CPython `Listener` serves one client at a time, so a client may queue
+/// behind others before the server even sends its challenge.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most handshakes one `Listener` runs at once.
+const MAX_PENDING: usize = 64;
 
 /// Where a [`Listener`] listens or [`connect`] connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +81,16 @@ enum Socket {
 pub struct Listener {
     socket: Socket,
     authkey: Option<Vec<u8>>,
+    handshake_timeout_ns: AtomicU64,
+    /// Peers accepted from the socket whose handshake is not finished.
+    pending: parking_lot::Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    shakes: Vec<Handshake>,
+    /// When the last `accept` returned: time outside `accept` is not charged to the peers.
+    left_at: Option<Duration>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -61,10 +105,23 @@ impl Listener {
     /// valid key. Port 0 picks a free port: see [`Listener::address`].
     pub fn bind(addr: Address, authkey: Option<&[u8]>) -> Result<Listener> {
         let socket = match addr {
-            Address::Tcp(a) => Socket::Tcp(TcpListener::bind(a)?),
-            Address::Unix(p) => Socket::Unix(UnixListener::bind(&p)?, p),
+            Address::Tcp(a) => {
+                let l = TcpListener::bind(a)?;
+                l.set_nonblocking(true)?;
+                Socket::Tcp(l)
+            }
+            Address::Unix(p) => {
+                let l = UnixListener::bind(&p)?;
+                l.set_nonblocking(true)?;
+                Socket::Unix(l, p)
+            }
         };
-        Ok(Listener { socket, authkey: authkey.map(<[u8]>::to_vec) })
+        Ok(Listener {
+            socket,
+            authkey: authkey.map(<[u8]>::to_vec),
+            handshake_timeout_ns: AtomicU64::new(DEFAULT_HANDSHAKE_TIMEOUT.as_nanos() as u64),
+            pending: parking_lot::Mutex::new(Pending::default()),
+        })
     }
 
     /// The address actually bound (the real port after binding port 0).
@@ -78,25 +135,124 @@ impl Listener {
         }
     }
 
+    /// How long each peer has to finish the authkey handshake (time inside `accept`).
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_nanos(self.handshake_timeout_ns.load(Ordering::Relaxed))
+    }
+
+    /// Sets how long each newly accepted peer has to finish the authkey handshake (default
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`]). Peers already mid-handshake keep their deadline.
+    pub fn set_handshake_timeout(&self, timeout: Duration) {
+        let ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.handshake_timeout_ns.store(ns, Ordering::Relaxed);
+    }
+
     /// Waits for a peer, runs the handshake if there is an authkey, and returns the connection.
-    /// A peer that fails the handshake is refused with `Err(AuthenticationFailed)`; the listener
-    /// keeps listening.
+    ///
+    /// Handshakes of several peers run at once; the first to succeed is returned, the others
+    /// carry on in the next `accept`. A peer that fails the handshake, or does not finish it
+    /// within the [handshake timeout](Listener::set_handshake_timeout), is dropped and `accept`
+    /// keeps waiting for another (Python would raise `AuthenticationError` from `accept`; here
+    /// one bad peer must not be able to interrupt a server). Calls from several threads take
+    /// turns.
     pub fn accept(&self) -> Result<Connection> {
-        let fd: OwnedFd = match &self.socket {
+        let mut p = self.pending.lock();
+        if let Some(left) = p.left_at.take() {
+            let away = futex::now().saturating_sub(left);
+            for h in &mut p.shakes {
+                h.deadline = h.deadline.saturating_add(away);
+            }
+        }
+        let r = self.accept_locked(&mut p);
+        p.left_at = Some(futex::now());
+        r
+    }
+
+    fn accept_locked(&self, p: &mut Pending) -> Result<Connection> {
+        loop {
+            let now = futex::now();
+            let mut i = 0;
+            while i < p.shakes.len() {
+                match p.shakes[i].advance() {
+                    Ok(true) => {
+                        let fd = p.shakes.swap_remove(i).into_fd();
+                        return Ok(Connection::from_stream(fd));
+                    }
+                    Ok(false) if p.shakes[i].deadline > now => i += 1,
+                    // Failed, broke the protocol or ran out of time: this peer only is dropped.
+                    _ => drop(p.shakes.swap_remove(i)),
+                }
+            }
+            let listening = p.shakes.len() < MAX_PENDING;
+            let mut fds: Vec<(BorrowedFd<'_>, libc::c_short)> = Vec::new();
+            if listening {
+                fds.push((self.listening_fd(), poll::POLLIN));
+            }
+            fds.extend(p.shakes.iter().map(|h| (h.fd(), h.events())));
+            let deadline = p.shakes.iter().map(|h| h.deadline).min();
+            let revents = poll::poll(&fds, deadline)?;
+            if !listening || revents[0] == 0 {
+                continue;
+            }
+            while p.shakes.len() < MAX_PENDING {
+                let fd = match self.accept_one() {
+                    Ok(fd) => fd,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // The peer gave up between connect and accept: not our error.
+                    Err(e) if is_transient_accept_error(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let Some(key) = &self.authkey else {
+                    return Ok(Connection::from_stream(fd));
+                };
+                let deadline = futex::now().saturating_add(self.handshake_timeout());
+                p.shakes.push(Handshake::new(fd, key, Role::Server, deadline));
+            }
+        }
+    }
+
+    fn listening_fd(&self) -> BorrowedFd<'_> {
+        match &self.socket {
+            Socket::Tcp(l) => l.as_fd(),
+            Socket::Unix(l, _) => l.as_fd(),
+        }
+    }
+
+    /// One `accept(2)` on the non-blocking listening socket. The new socket is blocking (Linux
+    /// sockets do not inherit `O_NONBLOCK`); the handshake reads it with `MSG_DONTWAIT`.
+    fn accept_one(&self) -> io::Result<OwnedFd> {
+        Ok(match &self.socket {
             Socket::Tcp(l) => {
                 let (s, _) = l.accept()?;
+                s.set_nonblocking(false)?;
                 s.set_nodelay(true)?;
                 s.into()
             }
-            Socket::Unix(l, _) => l.accept()?.0.into(),
-        };
-        let conn = Connection::from_stream(fd);
-        if let Some(key) = &self.authkey {
-            auth::deliver_challenge(&conn, key)?;
-            auth::answer_challenge(&conn, key)?;
-        }
-        Ok(conn)
+            Socket::Unix(l, _) => {
+                let (s, _) = l.accept()?;
+                s.set_nonblocking(false)?;
+                s.into()
+            }
+        })
     }
+}
+
+/// `accept(2)` errors that concern one peer, not the listener (see accept(2), "Error
+/// handling": Linux passes pending network errors of the new socket to `accept`).
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED)
+            | Some(libc::EPROTO)
+            | Some(libc::ENETDOWN)
+            | Some(libc::ENOPROTOOPT)
+            | Some(libc::EHOSTDOWN)
+            | Some(libc::ENONET)
+            | Some(libc::EHOSTUNREACH)
+            | Some(libc::EOPNOTSUPP)
+            | Some(libc::ENETUNREACH)
+            | Some(libc::EINTR)
+    )
 }
 
 impl Drop for Listener {
@@ -108,22 +264,41 @@ impl Drop for Listener {
     }
 }
 
-/// Connects to a [`Listener`] (ours or Python's) — `multiprocessing.connection.Client`.
+/// Connects to a [`Listener`] (ours or CPython's) — `multiprocessing.connection.Client`. With
+/// `authkey`, runs the mutual handshake. Gives up with `Err(Timeout)` when connecting and the
+/// handshake together take longer than [`DEFAULT_CONNECT_TIMEOUT`] (a server that accepts but
+/// never speaks); see [`connect_timeout`] to choose the bound.
 pub fn connect(addr: &Address, authkey: Option<&[u8]>) -> Result<Connection> {
+    connect_timeout(addr, authkey, DEFAULT_CONNECT_TIMEOUT)
+}
+
+/// [`connect`] with a bound of `timeout` on connecting and the handshake together.
+pub fn connect_timeout(
+    addr: &Address,
+    authkey: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Connection> {
+    let deadline = futex::now().saturating_add(timeout);
+    let timed_out = |e: io::Error| match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout,
+        _ => Error::Io(e),
+    };
     let fd: OwnedFd = match addr {
         Address::Tcp(a) => {
-            let s = TcpStream::connect(a)?;
+            if timeout.is_zero() {
+                return Err(Error::Timeout);
+            }
+            let s = TcpStream::connect_timeout(a, timeout).map_err(timed_out)?;
             s.set_nodelay(true)?;
             s.into()
         }
-        Address::Unix(p) => UnixStream::connect(p)?.into(),
+        Address::Unix(p) => socket::connect_unix(p, timeout).map_err(timed_out)?,
     };
-    let conn = Connection::from_stream(fd);
-    if let Some(key) = authkey {
-        auth::answer_challenge(&conn, key)?;
-        auth::deliver_challenge(&conn, key)?;
-    }
-    Ok(conn)
+    let fd = match authkey {
+        Some(key) => Handshake::new(fd, key, Role::Client, deadline).run()?,
+        None => fd,
+    };
+    Ok(Connection::from_stream(fd))
 }
 
 impl From<SocketAddr> for Address {

@@ -8,5 +8,7 @@ mod stream;
 mod wait;
 
 pub use connection::{pipe, pipe_simplex, Connection, DEFAULT_MAX_MESSAGE_SIZE};
-pub use listener::{connect, Address, Listener};
+pub use listener::{
+    connect, connect_timeout, Address, Listener, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+};
 pub use wait::wait;

@@ -5,8 +5,10 @@
 //! larger:                  [-1: i32 big-endian][len: u64 big-endian][payload]
 //! ```
 //! Exactly `multiprocessing.connection`'s format (3.8+), so a Python `Client`/`Listener`
-//! talks to ours. A stream has no record boundaries, so each handle serialises its readers
-//! and its writers with a lock; a frame is written with one `sendmsg` where the kernel allows.
+//! talks to ours. A stream has no record boundaries, so the handles of one socket in a process
+//! (a handle and its clones) share a read lock and a write lock, and the read lock guards the
+//! reader's position: a header read and refused (too large) by one handle is known to all.
+//! A frame is written with one `sendmsg` where the kernel allows.
 
 use crate::error::{Error, Result};
 use crate::sys::{retry, socket};
@@ -59,10 +61,25 @@ pub(crate) fn recv_header(fd: BorrowedFd<'_>) -> Result<Option<u64>> {
     Ok(Some(n as u64))
 }
 
-/// Reads a payload of `len` bytes (after [`recv_header`]).
+/// Reads a payload of `len` bytes (after [`recv_header`]). The buffer grows with the bytes
+/// that arrive (at most doubling), so a header that lies about a huge length costs memory
+/// only in proportion to what the peer really sends; and growth that fails is an `Err`, not
+/// an abort.
 pub(crate) fn recv_payload(fd: BorrowedFd<'_>, len: usize) -> Result<Vec<u8>> {
-    let mut v = vec![0u8; len];
-    read_exact(fd, &mut v, false)?;
+    const FIRST: usize = 64 << 10;
+    let mut v: Vec<u8> = Vec::new();
+    while v.len() < len {
+        let step = (len - v.len()).min(v.len().max(FIRST));
+        v.try_reserve_exact(step).map_err(|_| {
+            Error::Io(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("no memory for a {len}-byte message"),
+            ))
+        })?;
+        let start = v.len();
+        v.resize(start + step, 0);
+        read_exact(fd, &mut v[start..], false)?;
+    }
     Ok(v)
 }
 

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 /// Readiness asked of and reported for one descriptor.
-pub use libc::{POLLERR, POLLHUP, POLLIN};
+pub use libc::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP};
 
 /// `poll(fds, n, timeout)` until something is ready or the absolute monotonic `deadline`
 /// (`None`: forever) passes; retries EINTR. Returns each descriptor's `revents`.

@@ -1,9 +1,13 @@
-//! `AF_UNIX` sockets: `socketpair`, `sendmsg`/`recvmsg` with `SCM_RIGHTS`, `shutdown`.
+//! Sockets: `socketpair`, `sendmsg`/`recvmsg` with `SCM_RIGHTS`, `shutdown`, a Unix stream
+//! `connect` with a deadline, and the non-blocking stream reads of the authkey handshake.
 
 use super::{cvt, cvt_size, retry};
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
 
 /// Most descriptors one record may carry (procshare sends at most one).
 pub const MAX_FDS: usize = 4;
@@ -128,6 +132,9 @@ pub struct Received {
     pub fds: Vec<OwnedFd>,
     /// The kernel dropped descriptors for lack of space (`MSG_CTRUNC`).
     pub fds_truncated: bool,
+    /// An `SCM_CREDENTIALS` message came along: only with [`set_pass_credentials`] on, and
+    /// then for every record (even a zero-length one), never for end-of-file.
+    pub credentials: bool,
 }
 
 /// `recvmsg(fd, {iov: bufs}, MSG_CMSG_CLOEXEC | MSG_TRUNC [| MSG_PEEK] [| MSG_DONTWAIT])`: one
@@ -170,6 +177,7 @@ pub fn recv_record(
     })?;
     let capacity: usize = bufs.iter().map(|b| b.len()).sum();
     let mut fds = Vec::new();
+    let mut credentials = false;
     // SAFETY: the kernel filled msg_control/msg_controllen; CMSG_FIRSTHDR/NXTHDR stay within it
     // and every SCM_RIGHTS payload holds whole ints, each a fresh descriptor now ours.
     unsafe {
@@ -185,6 +193,9 @@ pub fn recv_record(
                     }
                 }
             }
+            if (*h).cmsg_level == libc::SOL_SOCKET && (*h).cmsg_type == libc::SCM_CREDENTIALS {
+                credentials = true;
+            }
             h = libc::CMSG_NXTHDR(&msg, h);
         }
     }
@@ -193,6 +204,7 @@ pub fn recv_record(
         full_len,
         fds,
         fds_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
+        credentials,
     })
 }
 
@@ -201,6 +213,108 @@ pub fn recv_record(
 /// # References
 /// recv(2)
 pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    recv_flags(fd, buf, 0)
+}
+
+/// `recv(fd, buf, len, MSG_DONTWAIT)`: like [`recv`], but `WouldBlock` instead of waiting.
+///
+/// # References
+/// recv(2)
+pub fn recv_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    recv_flags(fd, buf, libc::MSG_DONTWAIT)
+}
+
+fn recv_flags(fd: BorrowedFd<'_>, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
     // SAFETY: `buf` is a live mutable slice; the kernel writes at most `buf.len()` bytes.
-    cvt_size(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) })
+    cvt_size(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) })
+}
+
+/// `setsockopt(fd, SOL_SOCKET, SO_PASSCRED, on)`. While on, every record received carries an
+/// `SCM_CREDENTIALS` message, which tells a zero-length record from end-of-file.
+///
+/// # References
+/// unix(7)
+pub fn set_pass_credentials(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let v: libc::c_int = on.into();
+    // SAFETY: `v` is a live c_int and its size is passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&v as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// `setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, t)`; `Duration::ZERO` means no timeout.
+fn set_send_timeout(fd: BorrowedFd<'_>, t: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_usec: t.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: `tv` is a live timeval and its size is passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// `socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)` + `connect(path)`, giving up with `TimedOut`
+/// after `timeout` (a listener whose backlog is full makes `connect` wait; `SO_SNDTIMEO`
+/// bounds that wait, see unix(7)). A path starting with a NUL byte is an abstract name.
+/// `timeout` is rounded up to a microsecond, so a zero timeout cannot mean "wait forever".
+///
+/// # References
+/// socket(2), connect(2), unix(7)
+pub fn connect_unix(path: &Path, timeout: Duration) -> io::Result<OwnedFd> {
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: an all-zero sockaddr_un is valid (AF_UNSPEC, empty path).
+    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let abstract_name = bytes.first() == Some(&0);
+    // A filesystem path needs its NUL terminator to fit; an abstract name is length-counted.
+    if bytes.is_empty() || bytes.len() + usize::from(!abstract_name) > addr.sun_path.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "unix socket path too long"));
+    }
+    if !abstract_name && bytes.contains(&0) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "unix socket path contains NUL"));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let len = mem::size_of::<libc::sa_family_t>() + bytes.len() + usize::from(!abstract_name);
+    // SAFETY: no pointers.
+    let raw =
+        cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: socket succeeded; the descriptor is new and ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    set_send_timeout(fd.as_fd(), timeout.max(Duration::from_micros(1)))?;
+    let r = retry(|| {
+        // SAFETY: `addr` is a live sockaddr_un and `len` is within its size (checked above).
+        cvt(unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_un).cast(),
+                len as libc::socklen_t,
+            )
+        })
+    });
+    match r {
+        Ok(_) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINPROGRESS)) => {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "unix socket connect timed out"));
+        }
+        Err(e) => return Err(e),
+    }
+    set_send_timeout(fd.as_fd(), Duration::ZERO)?;
+    Ok(fd)
 }
