@@ -111,25 +111,19 @@ except AuthenticationError:
         port(&listener.address())
     );
     let child = py.arg("-c").arg(script).stdout(Stdio::piped()).spawn().unwrap();
-    // A refused peer is dropped and `accept` waits on: a good client, after Python gave up,
-    // is the one it returns.
-    let addr = listener.address();
-    let t = std::thread::spawn(move || {
-        let out = child.wait_with_output().unwrap();
-        let good = connect(&addr, Some(b"right")).unwrap();
-        good.send_bytes(b"good").unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    });
-    assert_eq!(listener.accept().unwrap().recv_bytes().unwrap(), b"good");
-    assert_eq!(t.join().unwrap(), "refused\n");
+    // As Python's `accept`: a peer with the wrong key is an `AuthenticationFailed`.
+    assert!(matches!(listener.accept(), Err(Error::AuthenticationFailed)));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "refused\n");
 
-    // Rust to Rust: the wrong key is refused on the client side too.
+    // Rust to Rust: refused on both sides; the listener goes on accepting good clients.
     let addr = listener.address();
     let t = std::thread::spawn(move || {
         let bad = connect(&addr, Some(b"nope")).map(drop);
         connect(&addr, Some(b"right")).unwrap().send_bytes(b"second").unwrap();
         bad
     });
+    assert!(matches!(listener.accept(), Err(Error::AuthenticationFailed)));
     assert_eq!(listener.accept().unwrap().recv_bytes().unwrap(), b"second");
     assert!(matches!(t.join().unwrap(), Err(Error::AuthenticationFailed)));
 }

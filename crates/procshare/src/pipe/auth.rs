@@ -100,6 +100,8 @@ pub(crate) struct Handshake {
     body_len: usize,
     /// Monotonic instant (`futex::now` clock) after which the peer has taken too long.
     pub(crate) deadline: Duration,
+    /// The peer answered our challenge with a wrong MAC: it holds another key.
+    refused: bool,
 }
 
 impl Handshake {
@@ -121,7 +123,14 @@ impl Handshake {
             body: Vec::new(),
             body_len: 0,
             deadline,
+            refused: false,
         }
+    }
+
+    /// Whether the handshake failed because the peer proved to hold a different key (as
+    /// opposed to going silent, closing, or breaking the protocol).
+    pub(crate) fn refused(&self) -> bool {
+        self.refused
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
@@ -190,6 +199,7 @@ impl Handshake {
                     // does not read gets no more of our time.
                     self.queue(&[FAILURE]);
                     let _ = self.flush();
+                    self.refused = true;
                     return Err(Error::AuthenticationFailed);
                 }
             }

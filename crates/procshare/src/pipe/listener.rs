@@ -20,7 +20,8 @@
 //! | peer does | `accept` | `connect` |
 //! |---|---|---|
 //! | nothing / too slow | drops it at its deadline, keeps accepting | `Err(Timeout)` |
-//! | wrong key, malformed or oversized handshake message | drops it, keeps accepting | `Err(AuthenticationFailed)` |
+//! | wrong key | drops it, returns `Err(AuthenticationFailed)` (as Python; other peers' handshakes stay pending for the next `accept`) | `Err(AuthenticationFailed)` |
+//! | malformed or oversized handshake message | drops it, keeps accepting | `Err(AuthenticationFailed)` |
 //! | closes mid-handshake | drops it, keeps accepting | `Err(AuthenticationFailed)` |
 
 use super::auth::{Handshake, Role};
@@ -179,7 +180,13 @@ impl Listener {
                         return Ok(Connection::from_stream(fd));
                     }
                     Ok(false) if p.shakes[i].deadline > now => i += 1,
-                    // Failed, broke the protocol or ran out of time: this peer only is dropped.
+                    // A peer with the wrong key: as Python's `accept`, say so (the others'
+                    // handshakes stay pending for the next call).
+                    Err(_) if p.shakes[i].refused() => {
+                        drop(p.shakes.swap_remove(i));
+                        return Err(Error::AuthenticationFailed);
+                    }
+                    // Broke the protocol, closed or ran out of time: this peer only is dropped.
                     _ => drop(p.shakes.swap_remove(i)),
                 }
             }
