@@ -5,8 +5,16 @@
 //!   arguments (serde-encoded) and the descriptors of the procshare handles inside them travel
 //!   in a start-up record; [`init`] (and a load-time hook, so test binaries work without it)
 //!   turns the new process into the target and never returns there.
-//! * [`StartMethod::Fork`] calls `fork()` and runs the target in the copy. Only safe when the
-//!   parent has no other threads holding locks (allocator, stdout): prefer Spawn.
+//! * [`StartMethod::Fork`] calls `fork()` and runs the target in the copy. Only sound in a
+//!   parent with one thread (another thread may hold the allocator's or stdout's lock, which
+//!   then stays locked forever in the child), so it is refused with `InvalidArgument` when
+//!   `/proc/self/task` shows more than one. procshare itself starts no threads.
+//!
+//! Reaping: `join` reaps its child. A `Process` dropped while its child runs puts the pid on a
+//! list that is reaped, without waiting, whenever a `Process` is started or dropped (as
+//! Python's `_children` cleanup does), so zombies never pile up; one that outlives us is
+//! reaped by whoever inherits it. No reaper thread: it would make the parent multithreaded
+//! behind the user's back (and forbid Fork).
 //!
 //! Exit codes follow Python's `exitcode`: 0 on return, 1 if the target panicked (the panic
 //! message goes to stderr), `-SIGNUM` if a signal killed the child.
@@ -26,7 +34,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// Python's `exitcode`: 0, 1 when the target panicked, `-SIGNUM` when killed by a signal.
@@ -38,7 +46,8 @@ pub enum StartMethod {
     /// Re-execute the current binary (Python's `spawn`). Works with any parent.
     #[default]
     Spawn,
-    /// `fork()` (Python's `fork`). Fast; only for parents with no other busy threads.
+    /// `fork()` (Python's `fork`). Fast; only from a single-threaded parent (else
+    /// `Err(InvalidArgument)`: the child could deadlock on a lock another thread held).
     Fork,
 }
 
@@ -90,6 +99,37 @@ struct Identity {
 
 static IDENTITY: RwLock<Option<Arc<Identity>>> = RwLock::new(None);
 static CHILD_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Children whose `Process` was dropped while they ran; see the module doc ("Reaping").
+static UNREAPED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Reaps, without waiting, every dropped child that has ended.
+fn reap_dropped() {
+    let mut list = UNREAPED.lock().unwrap_or_else(|e| e.into_inner());
+    // Err (ECHILD): not our child any more (someone else's wait reaped it).
+    list.retain(|&pid| matches!(proc::waitpid(pid, true), Ok(None)));
+}
+
+/// A new child got `pid`: an older entry with that pid was reaped elsewhere (the kernel reuses
+/// a pid only once it is reaped), and must not steal the new child's exit status.
+fn forget_dropped(pid: u32) {
+    UNREAPED.lock().unwrap_or_else(|e| e.into_inner()).retain(|&p| p != pid);
+}
+
+/// Refuses [`StartMethod::Fork`] unless this process has exactly one thread.
+fn check_fork_allowed() -> Result<()> {
+    match proc::thread_count() {
+        Ok(1) => Ok(()),
+        Ok(n) => Err(Error::invalid(format!(
+            "StartMethod::Fork needs a single-threaded parent, but this process has {n} threads: \
+             a forked child could wait forever on a lock (allocator, stdout) another thread \
+             held; use StartMethod::Spawn"
+        ))),
+        Err(e) => Err(Error::invalid(format!(
+            "StartMethod::Fork needs a single-threaded parent, and /proc/self/task cannot tell \
+             ({e}); use StartMethod::Spawn"
+        ))),
+    }
+}
 
 fn identity() -> Arc<Identity> {
     let current = IDENTITY.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -111,7 +151,8 @@ pub fn current_process() -> CurrentProcess {
 /// A child process (`multiprocessing.Process`), started by [`Process::spawn`] or
 /// [`Process::builder`].
 ///
-/// Dropping a `Process` does not stop the child; it is still reaped when it ends (no zombies).
+/// Dropping a `Process` does not stop the child; once it ends it is reaped the next time a
+/// `Process` is started or dropped (no zombies pile up, and no thread is started for it).
 #[derive(Debug)]
 pub struct Process {
     pid: u32,
@@ -152,6 +193,10 @@ impl ProcessBuilder {
     /// `args` may hold procshare handles at any depth; they work in the child as in the parent.
     /// `target` must be a plain `fn` or a non-capturing closure.
     pub fn spawn<A: Serialize + DeserializeOwned>(self, args: A, target: fn(A)) -> Result<Process> {
+        if self.method == StartMethod::Fork {
+            check_fork_allowed()?;
+        }
+        reap_dropped();
         let n = CHILD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
         let me = identity();
         let parent = me.path.as_str();
@@ -161,6 +206,7 @@ impl ProcessBuilder {
             StartMethod::Spawn => spawn_exec(&name, &path, self.daemon, args, target)?,
             StartMethod::Fork => spawn_fork(&name, &path, self.daemon, args, target)?,
         };
+        forget_dropped(pid);
         Ok(Process { pid, name, exit: None })
     }
 }
@@ -287,14 +333,9 @@ impl Drop for Process {
         if let Ok(Some(_)) = proc::waitpid(self.pid, true) {
             return;
         }
-        // Still running: reap it whenever it ends, so it never lingers as a zombie.
-        let pid = self.pid;
-        let _ = std::thread::Builder::new()
-            .name(format!("procshare-reap-{pid}"))
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let _ = proc::waitpid(pid, false);
-            });
+        // Still running: reaped by a later `reap_dropped`, never by a thread of ours.
+        UNREAPED.lock().unwrap_or_else(|e| e.into_inner()).push(self.pid);
+        reap_dropped();
     }
 }
 
@@ -395,13 +436,17 @@ fn spawn_fork<A>(name: &str, path: &str, daemon: bool, args: A, target: fn(A)) -
     let parent_pid = proc::current_pid();
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    // SAFETY: documented on StartMethod::Fork; the child only runs the target and exits.
+    // SAFETY: fork(2)'s contract for the child: `check_fork_allowed` saw one thread (this one),
+    // so no other thread held a lock or was changing memory at the fork; the child runs the
+    // target and exits.
     match unsafe { proc::fork()? } {
         proc::Forked::Parent(pid) => {
             drop(args);
             Ok(pid)
         }
         proc::Forked::Child => {
+            // The parent's dropped children are not ours to reap.
+            UNREAPED.lock().unwrap_or_else(|e| e.into_inner()).clear();
             if daemon {
                 let _ = proc::set_parent_death_signal(libc::SIGKILL);
                 if proc::parent_pid() != parent_pid {

@@ -153,6 +153,19 @@ pub fn parent_pid() -> u32 {
     unsafe { libc::getppid() as u32 }
 }
 
+/// How many threads this process has (entries of `/proc/self/task`).
+///
+/// # References
+/// proc(5) (`/proc/pid/task`)
+pub fn thread_count() -> io::Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        entry?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// The result of [`fork`].
 pub enum Forked {
     /// In the parent: the child's pid.
