@@ -37,7 +37,7 @@
 //! | waiting (after the CAS)             | `arrived = gen + 1`, counted            | waiters' check or the last arrival: broken |
 //! | as the last arrival, before the wake | generation moved, sleepers asleep      | their next check sees the new generation |
 //! | released, before clearing `arrived` | `arrived` of a completed generation     | nothing to repair: it matches no later round (for 2^15 rounds; the slot is reused sooner) |
-//! | registering (slot `pid` set, `start` not yet) | a slot never checked           | the next registrant that finds it dead reuses it |
+//! | registering (slot `pid` set, `start` not yet) | a slot never checked           | a registrant that finds no slot free reuses it once that pid is gone |
 #![allow(unsafe_code)]
 //! # Safety
 //! Two `unsafe` blocks view parts of the region as [`BarrierWords`] and [`Slot`]s: atomics only,
@@ -206,11 +206,16 @@ impl Barrier {
             }
             let claimable = if reuse {
                 let gen = generation(self.words().state.word().load(Ordering::Acquire));
-                // A dead party of the current round must stay visible to the checks.
+                let start = s.start.load(Ordering::Acquire);
+                // A dead party of the current round must stay visible to the checks. A slot
+                // whose owner died before writing its start is free once that pid is gone.
                 p != 0
-                    && p != pid
                     && s.arrived.load(Ordering::Acquire) != gen + 1
-                    && self.is_dead(p, s.start.load(Ordering::Acquire))
+                    && if start == 0 {
+                        matches!(owner::thread_start_time(p), Ok(None))
+                    } else {
+                        self.is_dead(p, start)
+                    }
             } else {
                 p == 0
             };
