@@ -1,4 +1,5 @@
-//! Barrier between real processes: arrival indices, reuse, a party killed before arriving.
+//! Barrier between real processes: arrival indices, reuse by other processes, a party killed
+//! while it waits.
 
 use procshare::{pipe, Barrier, Connection, Error, Process};
 use std::time::Duration;
@@ -46,53 +47,109 @@ fn single_party_and_bad_sizes() {
     assert!(Barrier::new(1 << 20).is_err());
 }
 
-#[test]
-fn a_party_killed_before_arriving_breaks_the_barrier() {
-    let barrier = Barrier::new(3).unwrap();
-    let (mine, theirs) = pipe().unwrap();
-    // The victim met the others once, then is killed before the second meeting.
-    let victim = Process::spawn(
-        (barrier.clone(), theirs.try_clone().unwrap()),
-        |(b, conn): (Barrier, Connection)| {
-            b.wait().unwrap();
-            conn.send(&"victim passed").unwrap();
-            std::thread::sleep(Duration::from_secs(60));
-        },
-    )
-    .unwrap();
-    let mut other =
-        Process::spawn((barrier.clone(), theirs), |(b, conn): (Barrier, Connection)| {
-            b.wait().unwrap();
-            let second = b.wait();
-            conn.send(&matches!(second, Err(Error::PeerDied))).unwrap();
-        })
-        .unwrap();
-    barrier.wait().unwrap();
-    assert_eq!(mine.recv::<String>().unwrap(), "victim passed");
-    let mut victim = victim;
-    victim.kill().unwrap();
-    assert!(matches!(barrier.wait(), Err(Error::PeerDied)));
-    assert!(mine.recv::<bool>().unwrap(), "the other party got PeerDied too");
-    assert!(barrier.broken());
-    assert!(matches!(barrier.wait(), Err(Error::PeerDied)), "broken stays broken");
-    assert_eq!(other.join().unwrap(), 0);
-    assert_eq!(victim.join().unwrap(), -9);
+/// Waits (bounded) until `n` parties wait on `b`: a child is then inside `wait`.
+fn until_waiting(b: &Barrier, n: usize) {
+    for _ in 0..10_000 {
+        if b.n_waiting() == n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("{n} parties never arrived");
 }
 
+/// A child that waits once and exits normally is done with the barrier: the next round, met
+/// by another child, must not count it as a party that died (Python's barrier succeeds). More
+/// rounds than the slot table has slots, so slots of exited children are reused; the barrier
+/// still detects a party killed mid-wait afterwards.
 #[test]
-fn a_party_killed_before_its_first_wait_breaks_the_barrier() {
+fn rounds_met_by_different_children_succeed() {
     let barrier = Barrier::new(2).unwrap();
-    let (mine, theirs) = pipe().unwrap();
-    // Registered when it received the barrier; never arrives.
-    let mut kid = Process::spawn((barrier.clone(), theirs), |(_b, conn): (Barrier, Connection)| {
-        conn.send(&"started").unwrap();
+    for round in 0..70 {
+        let mut kid = Process::spawn(barrier.clone(), |b: Barrier| {
+            b.wait().unwrap();
+        })
+        .unwrap();
+        assert!(barrier.wait().is_ok(), "round {round} broke: an exited child counted as dead");
+        assert_eq!(kid.join().unwrap(), 0);
+    }
+    assert!(!barrier.broken());
+    let mut victim = Process::spawn(barrier.clone(), |b: Barrier| {
+        let _ = b.wait();
+    })
+    .unwrap();
+    until_waiting(&barrier, 1);
+    victim.kill().unwrap();
+    assert_eq!(victim.join().unwrap(), -9);
+    assert!(matches!(barrier.wait(), Err(Error::PeerDied)), "a killed waiter went unnoticed");
+}
+
+/// A party killed while it waits was counted in the round: the last arrival must not complete
+/// the round as if it had been released, but break the barrier.
+#[test]
+fn a_party_killed_while_waiting_breaks_the_barrier_for_the_last_arrival() {
+    let barrier = Barrier::new(2).unwrap();
+    let mut victim = Process::spawn(barrier.clone(), |b: Barrier| {
+        let _ = b.wait();
         std::thread::sleep(Duration::from_secs(60));
     })
     .unwrap();
-    assert_eq!(mine.recv::<String>().unwrap(), "started");
-    kid.kill().unwrap();
+    until_waiting(&barrier, 1);
+    victim.kill().unwrap();
+    assert_eq!(victim.join().unwrap(), -9);
     assert!(matches!(barrier.wait(), Err(Error::PeerDied)));
+    assert!(barrier.broken());
+    assert!(matches!(barrier.wait(), Err(Error::PeerDied)), "broken stays broken");
+}
+
+/// The same when the others are still waiting: their periodic check breaks it, and the other
+/// waiting process is told too.
+#[test]
+fn a_party_killed_while_waiting_breaks_the_barrier_for_the_waiters() {
+    let barrier = Barrier::new(4).unwrap();
+    let (mine, theirs) = pipe().unwrap();
+    let mut victim = Process::spawn(barrier.clone(), |b: Barrier| {
+        let _ = b.wait();
+    })
+    .unwrap();
+    until_waiting(&barrier, 1);
+    let mut other =
+        Process::spawn((barrier.clone(), theirs), |(b, conn): (Barrier, Connection)| {
+            conn.send(&matches!(b.wait(), Err(Error::PeerDied))).unwrap();
+        })
+        .unwrap();
+    until_waiting(&barrier, 2);
+    victim.kill().unwrap();
+    assert_eq!(victim.join().unwrap(), -9);
+    // Not the last arrival (4 parties): only a waiter's check can notice.
+    assert!(matches!(barrier.wait(), Err(Error::PeerDied)));
+    assert!(mine.recv::<bool>().unwrap(), "the other waiter got PeerDied too");
+    assert_eq!(other.join().unwrap(), 0);
+}
+
+/// A process that holds the barrier but is killed outside any wait was needed by no round.
+#[test]
+fn a_holder_killed_outside_a_wait_breaks_nothing() {
+    let barrier = Barrier::new(2).unwrap();
+    let (mine, theirs) = pipe().unwrap();
+    let mut kid = Process::spawn((barrier.clone(), theirs), |(b, conn): (Barrier, Connection)| {
+        b.wait().unwrap();
+        conn.send(&"met").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    })
+    .unwrap();
+    barrier.wait().unwrap();
+    assert_eq!(mine.recv::<String>().unwrap(), "met");
+    kid.kill().unwrap();
     assert_eq!(kid.join().unwrap(), -9);
+    std::thread::scope(|s| {
+        let t = s.spawn(|| barrier.wait());
+        until_waiting(&barrier, 1);
+        // Let the waiter run several liveness checks while the killed holder is dead.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(barrier.wait().is_ok());
+        assert!(t.join().unwrap().is_ok());
+    });
 }
 
 #[test]

@@ -1,8 +1,17 @@
 //! `Process`: start methods, exit codes, names, signals, handles in arguments.
 
 use procshare::{current_process, pipe, Connection, Process, StartMethod};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// Runs `body(args)` in a spawned child, whose only thread runs it: `cargo test` runs tests on
+/// threads, and `StartMethod::Fork` is refused in a multithreaded parent. Asserts exit code 0
+/// (a failed assertion in the child gives 1; its message is on stderr).
+fn in_single_threaded_child<A: Serialize + DeserializeOwned>(args: A, body: fn(A)) {
+    let mut p = Process::spawn(args, body).unwrap();
+    assert_eq!(p.join().unwrap(), 0, "the single-threaded child failed (see its stderr)");
+}
 
 #[test]
 fn spawn_runs_target_and_returns_zero() {
@@ -21,14 +30,16 @@ fn spawn_runs_target_and_returns_zero() {
 
 #[test]
 fn fork_runs_target() {
-    let (parent, child) = pipe().unwrap();
-    let mut p = Process::builder()
-        .start_method(StartMethod::Fork)
-        .spawn(child, |conn| conn.send(&current_process().name().to_string()).unwrap())
-        .unwrap();
-    let name: String = parent.recv().unwrap();
-    assert_eq!(name, p.name());
-    assert_eq!(p.join().unwrap(), 0);
+    in_single_threaded_child((), |()| {
+        let (parent, child) = pipe().unwrap();
+        let mut p = Process::builder()
+            .start_method(StartMethod::Fork)
+            .spawn(child, |conn| conn.send(&current_process().name().to_string()).unwrap())
+            .unwrap();
+        let name: String = parent.recv().unwrap();
+        assert_eq!(name, p.name());
+        assert_eq!(p.join().unwrap(), 0);
+    });
 }
 
 #[test]
@@ -68,13 +79,15 @@ fn names_follow_python() {
 
 #[test]
 fn panic_gives_exit_code_one() {
-    for method in [StartMethod::Spawn, StartMethod::Fork] {
-        let mut p = Process::builder()
-            .start_method(method)
-            .spawn((), |()| panic!("deliberate panic in a child"))
-            .unwrap();
-        assert_eq!(p.join().unwrap(), 1, "{method:?}");
-    }
+    in_single_threaded_child((), |()| {
+        for method in [StartMethod::Spawn, StartMethod::Fork] {
+            let mut p = Process::builder()
+                .start_method(method)
+                .spawn((), |()| panic!("deliberate panic in a child"))
+                .unwrap();
+            assert_eq!(p.join().unwrap(), 1, "{method:?}");
+        }
+    });
 }
 
 #[test]
@@ -121,36 +134,38 @@ struct Nested {
 
 #[test]
 fn handles_nested_in_structs_vecs_and_tuples() {
-    let mut parents = Vec::new();
-    let mut ends = Vec::new();
-    for _ in 0..3 {
-        let (a, b) = pipe().unwrap();
-        parents.push(a);
-        ends.push(b);
-    }
-    let (last_parent, last_child) = pipe().unwrap();
-    let args = Nested { label: "hello".into(), ends, pair: (9, Some(last_child)) };
-    for method in [StartMethod::Spawn, StartMethod::Fork] {
-        let args = Nested {
-            label: args.label.clone(),
-            ends: args.ends.iter().map(|c| c.try_clone().unwrap()).collect(),
-            pair: (args.pair.0, args.pair.1.as_ref().map(|c| c.try_clone().unwrap())),
-        };
-        let mut p = Process::builder()
-            .start_method(method)
-            .spawn(args, |n: Nested| {
-                for (i, c) in n.ends.iter().enumerate() {
-                    c.send(&(n.label.clone(), i)).unwrap();
-                }
-                n.pair.1.unwrap().send(&n.pair.0).unwrap();
-            })
-            .unwrap();
-        for (i, a) in parents.iter().enumerate() {
-            assert_eq!(a.recv::<(String, usize)>().unwrap(), ("hello".to_string(), i));
+    in_single_threaded_child((), |()| {
+        let mut parents = Vec::new();
+        let mut ends = Vec::new();
+        for _ in 0..3 {
+            let (a, b) = pipe().unwrap();
+            parents.push(a);
+            ends.push(b);
         }
-        assert_eq!(last_parent.recv::<u8>().unwrap(), 9);
-        assert_eq!(p.join().unwrap(), 0);
-    }
+        let (last_parent, last_child) = pipe().unwrap();
+        let args = Nested { label: "hello".into(), ends, pair: (9, Some(last_child)) };
+        for method in [StartMethod::Spawn, StartMethod::Fork] {
+            let args = Nested {
+                label: args.label.clone(),
+                ends: args.ends.iter().map(|c| c.try_clone().unwrap()).collect(),
+                pair: (args.pair.0, args.pair.1.as_ref().map(|c| c.try_clone().unwrap())),
+            };
+            let mut p = Process::builder()
+                .start_method(method)
+                .spawn(args, |n: Nested| {
+                    for (i, c) in n.ends.iter().enumerate() {
+                        c.send(&(n.label.clone(), i)).unwrap();
+                    }
+                    n.pair.1.unwrap().send(&n.pair.0).unwrap();
+                })
+                .unwrap();
+            for (i, a) in parents.iter().enumerate() {
+                assert_eq!(a.recv::<(String, usize)>().unwrap(), ("hello".to_string(), i));
+            }
+            assert_eq!(last_parent.recv::<u8>().unwrap(), 9);
+            assert_eq!(p.join().unwrap(), 0);
+        }
+    });
 }
 
 #[test]
@@ -161,20 +176,47 @@ fn handles_cannot_be_sent_as_messages() {
     assert!(matches!(err, procshare::Error::Codec(_)), "{err}");
 }
 
+/// The state letter of process `pid` (`None`: no such process).
+fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
 #[test]
 fn dropped_process_is_reaped() {
     let p = Process::spawn((), |()| std::thread::sleep(Duration::from_millis(100))).unwrap();
     let pid = p.pid();
     drop(p);
-    // The child ends after 100 ms; a reaper collects it, so its /proc entry disappears.
-    let stat = format!("/proc/{pid}/stat");
+    // It ends after 100 ms; it is reaped at the next start of a process (no reaper thread).
     for _ in 0..1000 {
-        if std::fs::metadata(&stat).is_err() {
-            return;
+        if matches!(state_of(pid), None | Some('Z')) {
+            break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("child {pid} was never reaped");
+    let mut q = Process::spawn((), |()| {}).unwrap();
+    assert_eq!(q.join().unwrap(), 0);
+    assert_eq!(state_of(pid), None, "child {pid} was never reaped");
+}
+
+/// A dropped running `Process` must not make the parent multithreaded (a reaper thread did):
+/// the parent could then no longer fork, and nobody asked for the thread.
+#[test]
+fn dropping_a_running_process_starts_no_thread() {
+    in_single_threaded_child((), |()| {
+        let (hold, child_end) = pipe().unwrap();
+        // Runs until we exit (its recv then fails).
+        let p = Process::spawn(child_end, |c: Connection| {
+            let _ = c.recv::<u8>();
+        })
+        .unwrap();
+        drop(p);
+        let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
+        assert_eq!(threads, 1, "dropping a running Process started a thread");
+        let mut f = Process::builder().start_method(StartMethod::Fork).spawn((), |()| {}).unwrap();
+        assert_eq!(f.join().unwrap(), 0);
+        drop(hold);
+    });
 }
 
 #[test]

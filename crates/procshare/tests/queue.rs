@@ -361,13 +361,18 @@ fn simple_queue() {
 
 #[test]
 fn fork_children_share_the_queue() {
-    let q: Queue<u32> = Queue::new().unwrap();
-    let mut child = Process::builder()
-        .start_method(procshare::StartMethod::Fork)
-        .spawn(q.clone(), |q| q.put(99).unwrap())
-        .unwrap();
-    assert_eq!(q.get().unwrap(), 99);
-    assert_eq!(child.join().unwrap(), 0);
+    // Fork needs a single-threaded parent: the test thread's process has several.
+    let mut parent = Process::spawn((), |()| {
+        let q: Queue<u32> = Queue::new().unwrap();
+        let mut child = Process::builder()
+            .start_method(procshare::StartMethod::Fork)
+            .spawn(q.clone(), |q| q.put(99).unwrap())
+            .unwrap();
+        assert_eq!(q.get().unwrap(), 99);
+        assert_eq!(child.join().unwrap(), 0);
+    })
+    .unwrap();
+    assert_eq!(parent.join().unwrap(), 0, "see the child's stderr");
 }
 
 #[test]

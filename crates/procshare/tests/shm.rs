@@ -103,16 +103,21 @@ fn children_share_by_name_and_by_handle() {
 
 #[test]
 fn forked_child_shares_the_mapping() {
-    let shm = SharedMemory::create(8).unwrap();
-    let mut p = Process::builder()
-        .start_method(StartMethod::Fork)
-        .spawn(shm.clone(), |s: SharedMemory| s.write(0, b"forked").unwrap())
-        .unwrap();
-    assert_eq!(p.join().unwrap(), 0);
-    let mut buf = [0u8; 6];
-    shm.read(0, &mut buf).unwrap();
-    assert_eq!(&buf, b"forked");
-    shm.unlink().unwrap();
+    // Fork needs a single-threaded parent: the test thread's process has several.
+    let mut parent = Process::spawn((), |()| {
+        let shm = SharedMemory::create(8).unwrap();
+        let mut p = Process::builder()
+            .start_method(StartMethod::Fork)
+            .spawn(shm.clone(), |s: SharedMemory| s.write(0, b"forked").unwrap())
+            .unwrap();
+        assert_eq!(p.join().unwrap(), 0);
+        let mut buf = [0u8; 6];
+        shm.read(0, &mut buf).unwrap();
+        assert_eq!(&buf, b"forked");
+        shm.unlink().unwrap();
+    })
+    .unwrap();
+    assert_eq!(parent.join().unwrap(), 0, "see the child's stderr");
 }
 
 fn create_and_wait(conn: Connection) {

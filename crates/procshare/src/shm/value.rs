@@ -595,3 +595,26 @@ impl<T: Pod + std::fmt::Debug> std::fmt::Debug for ArrayGuard<'_, T> {
         f.debug_tuple("ArrayGuard").field(&&**self).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A holder that died with our thread id (tids are reused) must not make this live thread
+    /// look like the holder: the guard's "do I hold it" check panicked here before it compared
+    /// start times too. A dead holder's lock is taken over instead.
+    #[test]
+    fn a_dead_holder_with_our_tid_is_taken_over_not_a_panic() {
+        let v = Value::new(41u64).unwrap();
+        let (tid, start) = RawLock::me();
+        assert_ne!(start, 0, "/proc must tell this thread's start time");
+        v.shared.lock().forge_holder(tid, start + 1);
+        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut g = v.lock();
+            *g += 1;
+        }));
+        assert!(got.is_ok(), "a live thread was taken for a dead holder with its tid");
+        assert_eq!(v.get(), 42);
+        assert!(!v.shared.lock().is_locked());
+    }
+}

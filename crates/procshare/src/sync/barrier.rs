@@ -11,19 +11,33 @@
 //!
 //! A party arrives with one CAS (`count + 1`); the last one instead moves to the next
 //! generation with `count = 0` and wakes everyone. Waiters sleep until the generation moves or
-//! `broken` is set, and every [`CHECK_EVERY`] look at the slot table: a process that uses the
-//! barrier (it received it as a `Process` argument, or waited on it), is dead, and had not
-//! arrived in this generation will never arrive, so the barrier is broken (CAS that keeps the
-//! generation: it fails if the generation completed meanwhile) and every waiter, now and later,
-//! gets `Err(PeerDied)`, like Python's `BrokenBarrierError`.
+//! `broken` is set.
+//!
+//! **Which death breaks it.** Only the death of a party the current round *needs*: one that has
+//! arrived in this generation and died before the round completed (Python's threads cannot die
+//! in a wait; a process can, and its arrival then stands for a party that was never released).
+//! Each process has a slot `{ pid, start, arrived }`; a party writes `arrived = gen + 1` *before*
+//! its arrival CAS and clears it when it leaves `wait`, so a slot of a dead process that still
+//! says `arrived = gen + 1` is a party that died mid-wait. Waiters look at the table every
+//! [`CHECK_EVERY`], and the last arrival looks once before it completes the round; either
+//! breaks the barrier with a CAS that keeps the generation (it fails if the round completed
+//! meanwhile), and every waiter, now and later, gets `Err(PeerDied)` (Python's
+//! `BrokenBarrierError`). A process that did its waits and exited — normally or not — is not
+//! needed by any round: rounds with other processes go on (its slot is reused).
+//!
+//! A party that dies *before* it arrives is not detected: nothing tells a party from a process
+//! that only holds the barrier, or will not wait again. The round then waits for a party that
+//! will not come, as Python's does; `abort` or `reset` from any process releases it.
 //!
 //! Crash table:
 //! | killed ...                          | leaves                                  | repaired by            |
 //! |-------------------------------------|-----------------------------------------|------------------------|
-//! | before its arrival CAS              | a party that will never come            | waiters: slot check -> broken |
-//! | after the CAS, before `arrived` is written | the arrival counted, slot says not arrived | waiters: broken (a false "broken" rather than a hang) |
+//! | before writing `arrived`            | a party that will not come              | nobody (as Python): `abort`/`reset` |
+//! | after writing `arrived`, before the arrival CAS | `arrived = gen + 1`, not counted | waiters' check or the last arrival: broken (the round needs it) |
+//! | waiting (after the CAS)             | `arrived = gen + 1`, counted            | waiters' check or the last arrival: broken |
 //! | as the last arrival, before the wake | generation moved, sleepers asleep      | their next check sees the new generation |
-//! | registering (slot `pid` set, `start` not yet) | a slot never checked           | nobody: that process's death is not detected |
+//! | released, before clearing `arrived` | `arrived` of a completed generation     | nothing to repair: it matches no later round (for 2^15 rounds; the slot is reused sooner) |
+//! | registering (slot `pid` set, `start` not yet) | a slot never checked           | a registrant that finds no slot free reuses it once that pid is gone |
 #![allow(unsafe_code)]
 //! # Safety
 //! Two `unsafe` blocks view parts of the region as [`BarrierWords`] and [`Slot`]s: atomics only,
@@ -62,7 +76,8 @@ struct BarrierWords {
 struct Slot {
     /// The process, 0 = free slot; claimed by CAS.
     pid: AtomicU32,
-    /// `generation + 1` of this process's latest arrival (0: none yet).
+    /// `generation + 1` while this process is in a `wait` of that generation (0: not waiting);
+    /// stored Release before the arrival CAS, read Acquire by the liveness checks.
     arrived: AtomicU32,
     /// The process's start time (0 until written: the slot is not checked).
     start: AtomicU64,
@@ -79,11 +94,12 @@ fn generation(s: u32) -> u32 {
 /// [`wait`](Barrier::wait) blocks until `parties` threads or processes have called it, then all
 /// go on; the barrier can be used again.
 ///
-/// If a process that uses the barrier dies before arriving, the others are not left waiting:
-/// the barrier breaks, and `wait` returns `Err(PeerDied)` to everyone (now and later). A process
-/// "uses" the barrier once it has received it as a [`Process`](crate::Process) argument or called
-/// `wait`; so a process that received the barrier but is not a party, and exits while others
-/// wait, also breaks it. At most 64 processes per barrier are watched.
+/// If a party dies while it waits (it arrived, the round had not completed), the others are
+/// not left waiting on a round that cannot release it: the barrier breaks, and `wait` returns
+/// `Err(PeerDied)` to everyone (now and later). A process that finished its waits and exited
+/// breaks nothing: later rounds may be met by other processes. A party that dies before it
+/// arrives is not detected (the round waits, as Python's does; [`abort`](Barrier::abort) or
+/// [`reset`](Barrier::reset) releases it). At most 64 processes at a time are watched.
 ///
 /// ```no_run
 /// use procshare::{Barrier, Process};
@@ -164,7 +180,8 @@ impl Barrier {
         self.words().state.wake_all();
     }
 
-    /// Records this process in the slot table (once per process).
+    /// Records this process in the slot table (once per process): a free slot, or one of a
+    /// process that is dead and not in the current round.
     fn register(&self) -> Option<usize> {
         let pid = proc::current_pid();
         let r = self.registered.load(Ordering::Relaxed);
@@ -172,49 +189,99 @@ impl Barrier {
             return Some((r & 0xffff_ffff) as usize - 1);
         }
         let start = owner::thread_start_time(pid).ok().flatten().unwrap_or(0);
-        let mut found = None;
-        for i in 0..SLOTS {
-            let s = self.slot(i);
-            let p = s.pid.load(Ordering::Acquire);
-            if p == pid && (s.start.load(Ordering::Relaxed) == start || start == 0) {
-                found = Some(i);
-                break;
-            }
-            if p == 0 && s.pid.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-            {
-                s.arrived.store(0, Ordering::Relaxed);
-                s.start.store(start, Ordering::Release);
-                found = Some(i);
-                break;
-            }
-        }
+        let found = self.claim(pid, start, false).or_else(|| self.claim(pid, start, true));
         if let Some(i) = found {
             self.registered.store(((pid as u64) << 32) | (i as u64 + 1), Ordering::Relaxed);
         }
         found
     }
 
-    /// Whether a registered process is dead without having arrived in generation `gen`.
-    fn party_died(&self, gen: u32) -> bool {
-        (0..SLOTS).any(|i| {
+    /// Finds our slot or claims a free one; with `reuse`, also takes over a dead process's slot.
+    fn claim(&self, pid: u32, start: u64, reuse: bool) -> Option<usize> {
+        for i in 0..SLOTS {
             let s = self.slot(i);
-            let pid = s.pid.load(Ordering::Acquire);
-            let start = s.start.load(Ordering::Acquire);
-            if pid == 0 || start == 0 || s.arrived.load(Ordering::Acquire) == gen + 1 {
+            let p = s.pid.load(Ordering::Acquire);
+            if !reuse && p == pid && (s.start.load(Ordering::Relaxed) == start || start == 0) {
+                return Some(i);
+            }
+            let claimable = if reuse {
+                let gen = generation(self.words().state.word().load(Ordering::Acquire));
+                let start = s.start.load(Ordering::Acquire);
+                // A dead party of the current round must stay visible to the checks. A slot
+                // whose owner died before writing its start is free once that pid is gone.
+                p != 0
+                    && s.arrived.load(Ordering::Acquire) != gen + 1
+                    && if start == 0 {
+                        matches!(owner::thread_start_time(p), Ok(None))
+                    } else {
+                        self.is_dead(p, start)
+                    }
+            } else {
+                p == 0
+            };
+            if claimable
+                && s.pid.compare_exchange(p, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            {
+                s.arrived.store(0, Ordering::Relaxed);
+                // Release: pairs with the Acquire in `party_died`; a slot is checked only once
+                // its start is there.
+                s.start.store(start, Ordering::Release);
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Whether the process `(pid, start)` is known to be dead (`start` 0: not known yet, so no).
+    fn is_dead(&self, pid: u32, start: u64) -> bool {
+        if start == 0 {
+            return false;
+        }
+        match owner::thread_start_time(pid) {
+            Ok(None) => true,
+            Ok(Some(t)) => t != start,
+            Err(_) => false, // unknown: assume alive
+        }
+    }
+
+    /// Whether a process other than `me` died while it was in a wait of generation `gen`.
+    fn party_died(&self, gen: u32, me: Option<usize>) -> bool {
+        (0..SLOTS).any(|i| {
+            if Some(i) == me {
                 return false;
             }
-            match owner::thread_start_time(pid) {
-                Ok(None) => true,
-                Ok(Some(t)) => t != start,
-                Err(_) => false, // unknown: assume alive
+            let s = self.slot(i);
+            if s.arrived.load(Ordering::Acquire) != gen + 1 {
+                return false;
             }
+            let pid = s.pid.load(Ordering::Acquire);
+            pid != 0 && self.is_dead(pid, s.start.load(Ordering::Acquire))
         })
+    }
+
+    /// Breaks the barrier if its state is still `s` (the round has not moved on).
+    fn break_from(&self, s: u32) -> bool {
+        let w = self.words().state.word();
+        if w.compare_exchange(s, s | BROKEN, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            self.words().state.wake_all();
+            return true;
+        }
+        false
     }
 
     /// Waits until all parties have arrived; returns this party's arrival index (0 for the
     /// first, `parties - 1` for the last). `Err(PeerDied)` if the barrier is or becomes broken.
     pub fn wait(&self) -> Result<usize> {
         let slot = self.register();
+        let r = self.wait_in(slot);
+        if let Some(i) = slot {
+            // Left the wait: this process's death no longer concerns any round.
+            self.slot(i).arrived.store(0, Ordering::Release);
+        }
+        r
+    }
+
+    fn wait_in(&self, slot: Option<usize>) -> Result<usize> {
         let parties = self.parties() as u32;
         let w = self.words().state.word();
         let mut s = w.load(Ordering::Acquire);
@@ -224,16 +291,24 @@ impl Barrier {
             }
             let gen = generation(s);
             let count = s & COUNT_MASK;
-            let next =
-                if count + 1 >= parties { ((gen + 1) & GEN_MASK) << GEN_SHIFT } else { s + 1 };
+            if let Some(i) = slot {
+                // Before the CAS: from here on, dying means the round needs us and we are gone.
+                self.slot(i).arrived.store(gen + 1, Ordering::Release);
+            }
+            let last = count + 1 >= parties;
+            if last && self.party_died(gen, slot) {
+                if self.break_from(s) {
+                    return Err(Error::PeerDied);
+                }
+                s = w.load(Ordering::Acquire);
+                continue;
+            }
+            let next = if last { ((gen + 1) & GEN_MASK) << GEN_SHIFT } else { s + 1 };
             match w.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => break (gen, count),
                 Err(now) => s = now,
             }
         };
-        if let Some(i) = slot {
-            self.slot(i).arrived.store(gen + 1, Ordering::Release);
-        }
         if index + 1 >= parties {
             self.words().state.wake_all();
             return Ok(index as usize);
@@ -252,11 +327,7 @@ impl Barrier {
             if s & BROKEN != 0 {
                 return Err(Error::PeerDied);
             }
-            if !done
-                && self.party_died(gen)
-                && w.compare_exchange(s, s | BROKEN, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-            {
-                self.words().state.wake_all();
+            if !done && self.party_died(gen, slot) && self.break_from(s) {
                 return Err(Error::PeerDied);
             }
         }
@@ -275,7 +346,7 @@ impl<'de> Deserialize<'de> for Barrier {
         let region =
             check_region(region, magic::BARRIER, SIZE).map_err(serde::de::Error::custom)?;
         let b = Barrier { region, registered: Arc::default() };
-        // The receiving process is presumably a party: watch it from now on.
+        // Claim a slot now, while nothing waits on it.
         b.register();
         Ok(b)
     }

@@ -261,3 +261,24 @@ impl RLock {
         self.raw().is_locked()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A holder that died with our thread id (tids are reused) left `state = our tid`, a depth,
+    /// and an owner record with its own start time. Its lock is not ours to re-enter: we must
+    /// take it over as from any dead holder, with the depth starting again at one.
+    #[test]
+    fn rlock_does_not_reenter_a_dead_holder_with_our_tid() {
+        let r = RLock::new().unwrap();
+        let (tid, start) = RawLock::me();
+        assert_ne!(start, 0, "/proc must tell this thread's start time");
+        r.raw().forge_holder(tid, start + 1);
+        let g = r.try_lock().unwrap().expect("a dead holder's lock is taken over");
+        assert!(g.previous_holder_died(), "re-entered a dead thread's lock as if it were ours");
+        drop(g);
+        assert!(!r.is_locked(), "the dead holder's depth was inherited");
+        assert!(r.release().is_err(), "released a lock this thread does not hold");
+    }
+}

@@ -34,7 +34,8 @@
 //! without getting the lock checks the holder: no thread `T`, a zombie, or a thread `T` that
 //! started at another time than `owner` says means the holder died. If `/proc` cannot answer,
 //! the holder is assumed alive (a wrong "dead" would break mutual exclusion; a wrong "alive"
-//! only delays).
+//! only delays). "Do I hold it" (`RLock` re-entry, the `Value` guard's check) compares the
+//! whole `(tid, start)` too: a live thread that reuses a dead holder's tid is not the holder.
 //!
 //! Crash table (a SIGKILL of the holder between steps):
 //! | killed ...                                 | leaves                       | repaired by                 |
@@ -126,6 +127,12 @@ fn me_slow(pid: u32) -> (u32, u64) {
     (tid & TID_MASK, s)
 }
 
+/// The `owner` word of thread `(tid, start)`: `{ tid:24 | start:40 }`.
+#[inline]
+fn owner_record(tid: u32, start: u64) -> u64 {
+    ((tid as u64) << START_BITS) | (start & START_MASK)
+}
+
 impl RawLock {
     /// Bytes a `RawLock` takes in a region.
     pub(crate) const SIZE: usize = std::mem::size_of::<RawLock>();
@@ -141,7 +148,7 @@ impl RawLock {
 
     #[inline]
     fn record_owner(&self, tid: u32, start: u64) {
-        self.owner.store(((tid as u64) << START_BITS) | (start & START_MASK), Ordering::Relaxed);
+        self.owner.store(owner_record(tid, start), Ordering::Relaxed);
     }
 
     /// Takes the lock if it is free; if `check_owner`, also takes it over from a dead holder.
@@ -328,10 +335,30 @@ impl RawLock {
         self.state.load(Ordering::Relaxed) & TID_MASK
     }
 
-    /// Whether the calling thread holds the lock.
+    /// Whether the calling thread holds the lock: the word names our tid *and* the owner record
+    /// names our start time. A tid alone is not enough: a dead thread whose tid we reuse may
+    /// still be named by the word, and its depth and guard are not ours.
     #[inline]
     pub(crate) fn held_by_me(&self) -> bool {
-        self.holder() == me().0
+        let (tid, start) = me();
+        // Relaxed suffices: if we hold the lock, we wrote the record ourselves (sequenced
+        // before); if a dead thread with our tid holds it, its record names another start.
+        self.holder() == tid && self.owner.load(Ordering::Relaxed) == owner_record(tid, start)
+    }
+
+    /// Makes the word say that thread `(tid, start)` holds the lock, as a holder that then died
+    /// would leave it.
+    #[cfg(test)]
+    pub(crate) fn forge_holder(&self, tid: u32, start: u64) {
+        self.state.store(tid & TID_MASK, Ordering::Relaxed);
+        self.depth.store(7, Ordering::Relaxed);
+        self.owner.store(owner_record(tid, start), Ordering::Relaxed);
+    }
+
+    /// This thread's `(tid, start time)`, for tests that forge a dead holder with our tid.
+    #[cfg(test)]
+    pub(crate) fn me() -> (u32, u64) {
+        me()
     }
 
     /// Whether anyone holds the lock.

@@ -35,3 +35,24 @@ pub fn own(fd: RawFd) -> Option<OwnedFd> {
     // SAFETY: see the doc comment: the descriptor is open and owned by nobody else.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// `fstat(fd)`.
+///
+/// # References
+/// fstat(2)
+pub fn stat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is a valid out-pointer to a `stat`.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded and filled it.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// Whether `fd` is an open descriptor of this process (`fcntl(fd, F_GETFD)` succeeds).
+///
+/// # References
+/// fcntl(2)
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD takes no pointers; a closed fd is reported as EBADF.
+    fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0
+}

@@ -153,6 +153,64 @@ pub fn parent_pid() -> u32 {
     unsafe { libc::getppid() as u32 }
 }
 
+/// How many threads this process has (entries of `/proc/self/task`).
+///
+/// # References
+/// proc(5) (`/proc/pid/task`)
+pub fn thread_count() -> io::Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        entry?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// `getauxval(AT_SECURE) != 0`: this process runs with more privilege than whoever started it
+/// (set-user-ID, set-group-ID, file capabilities, an LSM transition), so its environment is
+/// the starter's to choose and must not steer it.
+///
+/// # References
+/// getauxval(3), ld.so(8) ("secure-execution mode")
+pub fn is_secure_exec() -> bool {
+    // SAFETY: no pointers; an unknown type yields 0.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// The executable mappings of this process's own program file: `(start, end)` address ranges
+/// from the lines of `/proc/self/maps` with `x` permission whose file (device and inode) is
+/// that of the mapping holding `probe` (an address in the program's code).
+///
+/// # References
+/// proc(5) (`/proc/pid/maps`)
+pub fn own_text_ranges(probe: usize) -> io::Result<Vec<(usize, usize)>> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/maps format");
+    // `start-end perms offset dev inode [path]`
+    let mut lines = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_ascii_whitespace();
+        let (range, perms, _off, dev, ino) = (f.next(), f.next(), f.next(), f.next(), f.next());
+        let (Some(range), Some(perms), Some(dev), Some(ino)) = (range, perms, dev, ino) else {
+            return Err(bad());
+        };
+        let (a, b) = range.split_once('-').ok_or_else(bad)?;
+        let a = usize::from_str_radix(a, 16).map_err(|_| bad())?;
+        let b = usize::from_str_radix(b, 16).map_err(|_| bad())?;
+        let ino: u64 = ino.parse().map_err(|_| bad())?;
+        lines.push((a, b, perms.as_bytes().get(2) == Some(&b'x'), dev, ino));
+    }
+    let &(_, _, _, dev, ino) = lines
+        .iter()
+        .find(|&&(a, b, x, _, ino)| x && ino != 0 && (a..b).contains(&probe))
+        .ok_or_else(|| io::Error::other("the program's code is not a file mapping"))?;
+    Ok(lines
+        .iter()
+        .filter(|&&(_, _, x, d, i)| x && d == dev && i == ino)
+        .map(|&(a, b, ..)| (a, b))
+        .collect())
+}
+
 /// The result of [`fork`].
 pub enum Forked {
     /// In the parent: the child's pid.
