@@ -220,6 +220,19 @@ fn dropping_a_running_process_starts_no_thread() {
 }
 
 #[test]
+fn a_grandchild_whose_parent_exited_at_once_still_runs() {
+    // The middle process spawns and returns without joining: the grandchild may boot after its
+    // parent is gone (reparented), and must still run its target, as a Python spawn child does.
+    let q = procshare::Queue::<u32>::new().unwrap();
+    let mut middle = Process::spawn(q.clone(), |q: procshare::Queue<u32>| {
+        let _ = Process::spawn(q, |q: procshare::Queue<u32>| q.put(7).unwrap()).unwrap();
+    })
+    .unwrap();
+    assert_eq!(middle.join().unwrap(), 0);
+    assert_eq!(q.get_timeout(Duration::from_secs(60)).unwrap(), 7);
+}
+
+#[test]
 fn daemon_child_dies_with_its_parent() {
     let (parent, child) = pipe().unwrap();
     let mut p = Process::spawn(child, |c: Connection| {

@@ -34,8 +34,9 @@
 //! functions. A secret inside the same descriptor would bind nothing more (whoever made the
 //! descriptor made the secret), so there is none. What remains: code that already runs inside
 //! an instance of this program (as our parent) can pick which of its functions we run — it
-//! runs as us already. And a child whose parent exited before the child started refuses to
-//! start (as a Python spawn child does when its parent dies before sending its data).
+//! runs as us already. A child whose parent exited before the child started (a spawner that
+//! does not join) still runs: the record was complete before the exec, and the record's
+//! parent must then be dead, as the kernel tells.
 //!
 //! Exit codes follow Python's `exitcode`: 0 on return, 1 if the target panicked (the panic
 //! message goes to stderr), `-SIGNUM` if a signal killed the child.
@@ -596,16 +597,23 @@ fn read_start_record(value: &std::ffi::OsStr) -> Result<(StartRecord, Vec<OwnedF
         ));
     }
     // The kernel, not the record, says who our parent is and what it runs: a record is
-    // believed only from a parent that is this same program (which computed the entry points
-    // from its own functions). A parent that exited before we got here left us to init.
+    // believed from our parent only if it is this same program (which computed the entry
+    // points from its own functions). A parent that exited before we got here (a spawner that
+    // does not join) left us to a reaper; then the record's parent must really be gone — the
+    // record was written before the exec, as Python's spawn data is, and the child still runs.
     let ppid = proc::parent_pid();
-    if record.parent.0 != ppid
-        || proc::start_time(ppid) != Some(record.parent.1)
-        || exe_identity_of(&ppid.to_string()).ok() != Some(me)
-    {
-        return Err(bad(
-            "it was not written by our parent running this program (or the parent has exited)",
-        ));
+    let from_parent = record.parent.0 == ppid
+        && proc::start_time(ppid) == Some(record.parent.1)
+        && exe_identity_of(&ppid.to_string()).ok() == Some(me);
+    // `Ok(Some(other start))` or `Ok(None)`: that process is dead (a zombie counts as dead);
+    // an unreadable /proc tells nothing and is no proof.
+    let orphaned = record.parent.0 != ppid
+        && matches!(
+            crate::sys::owner::thread_start_time(record.parent.0),
+            Ok(t) if t != Some(record.parent.1)
+        );
+    if !from_parent && !orphaned {
+        return Err(bad("it was not written by our parent running this program"));
     }
     let mut seen = std::collections::HashSet::new();
     for &f in &record.fds {
