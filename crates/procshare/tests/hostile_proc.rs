@@ -291,3 +291,37 @@ fn the_variable_is_ignored_in_a_setuid_process() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ---- PROCSHARE_SHM_REAPER: a stray variable must not turn a program into a reaper --------
+
+/// Runs this test binary with `PROCSHARE_SHM_REAPER=value`, stdin a pipe or /dev/null.
+fn run_with_reaper_var(value: &str, stdin_pipe: bool) -> Output {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "boot_marker_main", "--nocapture", "--test-threads=1"]);
+    cmd.env("PROCSHARE_SHM_REAPER", value);
+    cmd.stdin(if stdin_pipe { std::process::Stdio::piped() } else { std::process::Stdio::null() });
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_stray_reaper_variable_is_ignored() {
+    let me = format!("{}:{}", std::process::id(), my_start_time());
+    let init_start = std::fs::read_to_string("/proc/1/stat")
+        .ok()
+        .and_then(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(19)?.parse().ok()))
+        .unwrap_or(0u64);
+    let cases = [
+        ("garbage", true),
+        ("", true),
+        // Our real parent, but stdin is no pipe from it.
+        (me.as_str(), false),
+        // A live process that is not our parent.
+        (&format!("1:{init_start}"), true),
+    ];
+    for (value, pipe) in cases {
+        let out = run_with_reaper_var(value, pipe);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{value:?}: status {:?}", out.status);
+        assert!(stdout.contains(MARKER), "{value:?}: main did not run: {stdout}");
+    }
+}

@@ -484,11 +484,30 @@ fn procshare_shm_reaper_hook() {
     let Some(spec) = std::env::var_os(REAPER_ENV) else {
         return;
     };
-    sys_shm::detach_and_ignore_signals();
+    // A stray variable must not turn any procshare program into a reaper: it is followed only
+    // outside secure execution (set-user-ID and the like), with a pipe as stdin, and only when
+    // it names `pid:start` of our real parent — or of a process that is dead by now (a parent
+    // that died before we got here left us to init; sweeping is harmless then). Otherwise
+    // `main` runs as usual.
     let parent = spec.to_str().and_then(|s| {
         let (p, s) = s.split_once(':')?;
         Some((p.parse::<u32>().ok()?, s.parse::<u64>().ok()?))
     });
+    let Some((pid, start)) = parent else { return };
+    let stdin_is_pipe = std::fs::metadata("/proc/self/fd/0").is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_fifo()
+    });
+    let ours = if proc::parent_pid() == pid {
+        proc::is_alive(pid, start)
+    } else {
+        !proc::is_alive(pid, start)
+    };
+    if proc::is_secure_exec() || !stdin_is_pipe || !ours {
+        return;
+    }
+    let parent = Some((pid, start));
+    sys_shm::detach_and_ignore_signals();
     let mut buf = [0u8; 64];
     let mut stdin = io::stdin();
     loop {
