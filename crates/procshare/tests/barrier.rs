@@ -127,26 +127,74 @@ fn a_party_killed_while_waiting_breaks_the_barrier_for_the_waiters() {
     assert_eq!(other.join().unwrap(), 0);
 }
 
-/// A process that holds the barrier but is killed outside any wait was needed by no round.
+/// A process that held the barrier and was killed — after a wait or before its first — may be
+/// a party a later round needs: the barrier breaks rather than hang (Python's would hang).
 #[test]
-fn a_holder_killed_outside_a_wait_breaks_nothing() {
+fn a_party_killed_before_arriving_breaks_the_barrier() {
+    let barrier = Barrier::new(3).unwrap();
+    let (mine, theirs) = pipe().unwrap();
+    // The victim met the others once, then is killed before the second meeting.
+    let victim = Process::spawn(
+        (barrier.clone(), theirs.try_clone().unwrap()),
+        |(b, conn): (Barrier, Connection)| {
+            b.wait().unwrap();
+            conn.send(&"victim passed").unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        },
+    )
+    .unwrap();
+    let mut other =
+        Process::spawn((barrier.clone(), theirs), |(b, conn): (Barrier, Connection)| {
+            b.wait().unwrap();
+            let second = b.wait();
+            conn.send(&matches!(second, Err(Error::PeerDied))).unwrap();
+        })
+        .unwrap();
+    barrier.wait().unwrap();
+    assert_eq!(mine.recv::<String>().unwrap(), "victim passed");
+    let mut victim = victim;
+    victim.kill().unwrap();
+    assert!(matches!(barrier.wait(), Err(Error::PeerDied)));
+    assert!(mine.recv::<bool>().unwrap(), "the other party got PeerDied too");
+    assert!(barrier.broken());
+    assert!(matches!(barrier.wait(), Err(Error::PeerDied)), "broken stays broken");
+    assert_eq!(other.join().unwrap(), 0);
+    assert_eq!(victim.join().unwrap(), -9);
+}
+
+#[test]
+fn a_party_killed_before_its_first_wait_breaks_the_barrier() {
     let barrier = Barrier::new(2).unwrap();
     let (mine, theirs) = pipe().unwrap();
-    let mut kid = Process::spawn((barrier.clone(), theirs), |(b, conn): (Barrier, Connection)| {
-        b.wait().unwrap();
-        conn.send(&"met").unwrap();
+    // Registered when it received the barrier; never arrives.
+    let mut kid = Process::spawn((barrier.clone(), theirs), |(_b, conn): (Barrier, Connection)| {
+        conn.send(&"started").unwrap();
         std::thread::sleep(Duration::from_secs(60));
     })
     .unwrap();
-    barrier.wait().unwrap();
-    assert_eq!(mine.recv::<String>().unwrap(), "met");
+    assert_eq!(mine.recv::<String>().unwrap(), "started");
+    kid.kill().unwrap();
+    assert!(matches!(barrier.wait(), Err(Error::PeerDied)));
+    assert_eq!(kid.join().unwrap(), -9);
+}
+
+/// After `reset`, the dead are forgotten: the barrier works with the living.
+#[test]
+fn reset_forgets_a_dead_holder() {
+    let barrier = Barrier::new(2).unwrap();
+    let (mine, theirs) = pipe().unwrap();
+    let mut kid = Process::spawn((barrier.clone(), theirs), |(_b, conn): (Barrier, Connection)| {
+        conn.send(&"started").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    })
+    .unwrap();
+    assert_eq!(mine.recv::<String>().unwrap(), "started");
     kid.kill().unwrap();
     assert_eq!(kid.join().unwrap(), -9);
+    assert!(matches!(barrier.wait(), Err(Error::PeerDied)));
+    barrier.reset();
     std::thread::scope(|s| {
         let t = s.spawn(|| barrier.wait());
-        until_waiting(&barrier, 1);
-        // Let the waiter run several liveness checks while the killed holder is dead.
-        std::thread::sleep(Duration::from_millis(300));
         assert!(barrier.wait().is_ok());
         assert!(t.join().unwrap().is_ok());
     });

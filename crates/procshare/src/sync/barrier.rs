@@ -13,30 +13,34 @@
 //! generation with `count = 0` and wakes everyone. Waiters sleep until the generation moves or
 //! `broken` is set.
 //!
-//! **Which death breaks it.** Only the death of a party the current round *needs*: one that has
-//! arrived in this generation and died before the round completed (Python's threads cannot die
-//! in a wait; a process can, and its arrival then stands for a party that was never released).
-//! Each process has a slot `{ pid, start, arrived }`; a party writes `arrived = gen + 1` *before*
-//! its arrival CAS and clears it when it leaves `wait`, so a slot of a dead process that still
-//! says `arrived = gen + 1` is a party that died mid-wait. Waiters look at the table every
-//! [`CHECK_EVERY`], and the last arrival looks once before it completes the round; either
-//! breaks the barrier with a CAS that keeps the generation (it fails if the round completed
-//! meanwhile), and every waiter, now and later, gets `Err(PeerDied)` (Python's
-//! `BrokenBarrierError`). A process that did its waits and exited — normally or not — is not
-//! needed by any round: rounds with other processes go on (its slot is reused).
+//! **Which death breaks it.** A process that *dies* while it holds the barrier — killed, or
+//! gone without dropping its handles — may be a party some round needs, and nothing can tell
+//! otherwise; a process that is *done* with it drops its handles first. So each process that
+//! received the barrier (or waited on it) has a slot `{ pid, start, arrived }` from then on,
+//! and gives it back when its last handle is dropped (a child's arguments are dropped when its
+//! target returns or panics). A slot of a dead process is a party that died: killed mid-wait
+//! (`arrived = gen + 1`, the round counted it and cannot release it) or before it arrived (the
+//! round waits for it in vain — where Python's barrier hangs forever). Waiters look at the
+//! table every [`CHECK_EVERY`], and the last arrival looks once before it completes the round;
+//! either breaks the barrier with a CAS that keeps the generation (it fails if the round
+//! completed meanwhile), and every waiter, now and later, gets `Err(PeerDied)` (Python's
+//! `BrokenBarrierError`). A process that did its waits and exited normally broke nothing:
+//! rounds with other processes go on, and its slot serves the next process. `reset` forgets
+//! the dead, so a reset barrier is usable again.
 //!
-//! A party that dies *before* it arrives is not detected: nothing tells a party from a process
-//! that only holds the barrier, or will not wait again. The round then waits for a party that
-//! will not come, as Python's does; `abort` or `reset` from any process releases it.
+//! The creator is registered at its first `wait` (a process that makes a barrier for its
+//! children and never waits itself is no party). A process that exits without dropping its
+//! handles (`std::process::exit` inside the target, a `mem::forget`) counts as dead.
 //!
 //! Crash table:
 //! | killed ...                          | leaves                                  | repaired by            |
 //! |-------------------------------------|-----------------------------------------|------------------------|
-//! | before writing `arrived`            | a party that will not come              | nobody (as Python): `abort`/`reset` |
+//! | holding the barrier, before writing `arrived` | a slot of a dead process      | waiters' check or the last arrival: broken |
 //! | after writing `arrived`, before the arrival CAS | `arrived = gen + 1`, not counted | waiters' check or the last arrival: broken (the round needs it) |
 //! | waiting (after the CAS)             | `arrived = gen + 1`, counted            | waiters' check or the last arrival: broken |
 //! | as the last arrival, before the wake | generation moved, sleepers asleep      | their next check sees the new generation |
-//! | released, before clearing `arrived` | `arrived` of a completed generation     | nothing to repair: it matches no later round (for 2^15 rounds; the slot is reused sooner) |
+//! | released, before clearing `arrived` | a slot of a dead process                | waiters' check or the last arrival: broken (it held the barrier) |
+//! | dropping its last handle, after clearing `start` | a slot `start = 0`: never checked | a registrant that finds no slot free reuses it once that pid is gone |
 //! | registering (slot `pid` set, `start` not yet) | a slot never checked           | a registrant that finds no slot free reuses it once that pid is gone |
 #![allow(unsafe_code)]
 //! # Safety
@@ -84,6 +88,13 @@ struct Slot {
 }
 
 const SLOTS_AT: usize = std::mem::size_of::<BarrierWords>();
+
+/// Slot `i` (below [`SLOTS`]) of a barrier's region.
+fn slot(region: &Region, i: usize) -> &Slot {
+    debug_assert!(i < SLOTS);
+    // SAFETY: see the module's Safety section.
+    unsafe { region.at::<Slot>(SLOTS_AT + i * std::mem::size_of::<Slot>()) }
+}
 const SIZE: usize = SLOTS_AT + SLOTS * std::mem::size_of::<Slot>();
 
 fn generation(s: u32) -> u32 {
@@ -94,12 +105,12 @@ fn generation(s: u32) -> u32 {
 /// [`wait`](Barrier::wait) blocks until `parties` threads or processes have called it, then all
 /// go on; the barrier can be used again.
 ///
-/// If a party dies while it waits (it arrived, the round had not completed), the others are
-/// not left waiting on a round that cannot release it: the barrier breaks, and `wait` returns
-/// `Err(PeerDied)` to everyone (now and later). A process that finished its waits and exited
-/// breaks nothing: later rounds may be met by other processes. A party that dies before it
-/// arrives is not detected (the round waits, as Python's does; [`abort`](Barrier::abort) or
-/// [`reset`](Barrier::reset) releases it). At most 64 processes at a time are watched.
+/// If a process dies while it holds the barrier (killed while it waits or before it arrives),
+/// the others are not left waiting on a round that cannot complete: the barrier breaks, and
+/// `wait` returns `Err(PeerDied)` to everyone (now and later; [`reset`](Barrier::reset) makes
+/// it usable again). A process that finished its waits and exited normally (its handles
+/// dropped) breaks nothing: later rounds may be met by other processes, as in Python. At most
+/// 64 processes at a time are watched.
 ///
 /// ```no_run
 /// use procshare::{Barrier, Process};
@@ -116,8 +127,38 @@ fn generation(s: u32) -> u32 {
 #[derive(Clone, Debug)]
 pub struct Barrier {
     region: Region,
-    /// `(pid << 32) | slot + 1` of this process's registration (0: none), shared by clones.
-    registered: Arc<AtomicU64>,
+    /// This process's slot, shared by clones; given back when the last clone is dropped.
+    registered: Arc<Registration>,
+}
+
+/// `(pid << 32) | slot + 1` of this process's slot (0: none).
+#[derive(Debug)]
+struct Registration {
+    region: Region,
+    word: AtomicU64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let r = self.word.load(Ordering::Relaxed);
+        let pid = proc::current_pid();
+        // A forked child inherits the parent's registration: not its slot to give back.
+        if r == 0 || (r >> 32) as u32 != pid {
+            return;
+        }
+        let s = slot(&self.region, (r & 0xffff_ffff) as usize - 1);
+        s.arrived.store(0, Ordering::Relaxed);
+        // A checker that still sees our pid then reads `start = 0`: "not known", never dead.
+        s.start.store(0, Ordering::Relaxed);
+        // Release: pairs with the Acquire of a claimer's CAS.
+        let _ = s.pid.compare_exchange(pid, 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+impl Registration {
+    fn none(region: &Region) -> Registration {
+        Registration { region: region.clone(), word: AtomicU64::new(0) }
+    }
 }
 
 impl Barrier {
@@ -129,7 +170,7 @@ impl Barrier {
             )));
         }
         let region = Region::create(magic::BARRIER, SIZE, |_| {})?;
-        let b = Barrier { region, registered: Arc::default() };
+        let b = Barrier { registered: Arc::new(Registration::none(&region)), region };
         b.words().parties.store(parties as u32, Ordering::Relaxed);
         Ok(b)
     }
@@ -140,9 +181,7 @@ impl Barrier {
     }
 
     fn slot(&self, i: usize) -> &Slot {
-        debug_assert!(i < SLOTS);
-        // SAFETY: see the module's Safety section.
-        unsafe { self.region.at::<Slot>(SLOTS_AT + i * std::mem::size_of::<Slot>()) }
+        slot(&self.region, i)
     }
 
     /// The number of parties.
@@ -174,6 +213,7 @@ impl Barrier {
         // First break it, so that no arrival can complete the current generation meanwhile.
         let s = w.fetch_or(BROKEN, Ordering::AcqRel);
         let gen = generation(s);
+        self.forget_the_dead();
         self.words().reset_gen.store(gen + 1, Ordering::Relaxed);
         // Release: pairs with the Acquire loads of the waiters; makes `reset_gen` visible.
         w.store(((gen + 1) & GEN_MASK) << GEN_SHIFT, Ordering::Release);
@@ -184,14 +224,14 @@ impl Barrier {
     /// process that is dead and not in the current round.
     fn register(&self) -> Option<usize> {
         let pid = proc::current_pid();
-        let r = self.registered.load(Ordering::Relaxed);
+        let r = self.registered.word.load(Ordering::Relaxed);
         if r != 0 && (r >> 32) as u32 == pid {
             return Some((r & 0xffff_ffff) as usize - 1);
         }
         let start = owner::thread_start_time(pid).ok().flatten().unwrap_or(0);
         let found = self.claim(pid, start, false).or_else(|| self.claim(pid, start, true));
         if let Some(i) = found {
-            self.registered.store(((pid as u64) << 32) | (i as u64 + 1), Ordering::Relaxed);
+            self.registered.word.store(((pid as u64) << 32) | (i as u64 + 1), Ordering::Relaxed);
         }
         found
     }
@@ -244,19 +284,29 @@ impl Barrier {
         }
     }
 
-    /// Whether a process other than `me` died while it was in a wait of generation `gen`.
-    fn party_died(&self, gen: u32, me: Option<usize>) -> bool {
+    /// Whether a process other than `me` died holding the barrier.
+    fn party_died(&self, me: Option<usize>) -> bool {
         (0..SLOTS).any(|i| {
             if Some(i) == me {
                 return false;
             }
             let s = self.slot(i);
-            if s.arrived.load(Ordering::Acquire) != gen + 1 {
-                return false;
-            }
             let pid = s.pid.load(Ordering::Acquire);
             pid != 0 && self.is_dead(pid, s.start.load(Ordering::Acquire))
         })
+    }
+
+    /// Frees the slots of dead processes (for `reset`: the dead are forgotten).
+    fn forget_the_dead(&self) {
+        for i in 0..SLOTS {
+            let s = self.slot(i);
+            let pid = s.pid.load(Ordering::Acquire);
+            if pid != 0 && self.is_dead(pid, s.start.load(Ordering::Acquire)) {
+                s.start.store(0, Ordering::Relaxed);
+                s.arrived.store(0, Ordering::Relaxed);
+                let _ = s.pid.compare_exchange(pid, 0, Ordering::Release, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Breaks the barrier if its state is still `s` (the round has not moved on).
@@ -296,7 +346,7 @@ impl Barrier {
                 self.slot(i).arrived.store(gen + 1, Ordering::Release);
             }
             let last = count + 1 >= parties;
-            if last && self.party_died(gen, slot) {
+            if last && self.party_died(slot) {
                 if self.break_from(s) {
                     return Err(Error::PeerDied);
                 }
@@ -327,7 +377,7 @@ impl Barrier {
             if s & BROKEN != 0 {
                 return Err(Error::PeerDied);
             }
-            if !done && self.party_died(gen, slot) && self.break_from(s) {
+            if !done && self.party_died(slot) && self.break_from(s) {
                 return Err(Error::PeerDied);
             }
         }
@@ -345,8 +395,8 @@ impl<'de> Deserialize<'de> for Barrier {
         let region = Region::deserialize(d)?;
         let region =
             check_region(region, magic::BARRIER, SIZE).map_err(serde::de::Error::custom)?;
-        let b = Barrier { region, registered: Arc::default() };
-        // Claim a slot now, while nothing waits on it.
+        let b = Barrier { registered: Arc::new(Registration::none(&region)), region };
+        // Claim a slot now: from here on, our death concerns every round.
         b.register();
         Ok(b)
     }
