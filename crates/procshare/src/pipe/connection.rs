@@ -357,7 +357,7 @@ impl Connection {
 
     /// Receives a Python pickle (data only: nothing in it is executed).
     pub fn recv_pickle<T: DeserializeOwned>(&self) -> Result<T> {
-        self.with_message(usize::MAX, codec::pickle_decode)
+        self.with_message(usize::MAX, |b| codec::pickle_decode_limited(b, self.max_message_size()))
     }
 
     /// Receives one message as bytes (`recv_bytes`).

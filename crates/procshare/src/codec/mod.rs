@@ -5,8 +5,13 @@
 //!   between Rust processes (`send`/`recv`, queues, process arguments). Decoding hostile bytes
 //!   gives `Err(Codec)`; sequence lengths read from the wire only cap pre-allocation (serde's
 //!   cautious size hints), so a lying length cannot make us allocate much.
-//! * **pickle** — `serde-pickle`, for CPython peers (`send_pickle`/`recv_pickle`). It decodes
-//!   data only: a pickle that asks to import or call anything is an error, never executed.
+//! * **pickle** — for CPython peers (`send_pickle`/`recv_pickle`, `Format::Pickle` queues).
+//!   Written by `serde-pickle` (protocol 3); read by our own data-only decoder ([`pickle`]
+//!   module docs): protocols 0–5, a pickle that asks to import or call anything is an error,
+//!   never executed, and decoding has budgets (size, nesting) so hostile bytes get `Err(Codec)`,
+//!   never an abort or a stack overflow.
+
+mod pickle;
 
 use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
@@ -80,10 +85,19 @@ pub fn pickle_encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
         .map_err(|e| Error::Codec(e.to_string()))
 }
 
-/// Unpickles data-only pickles (no `find_class`, no reduce).
+/// Unpickles one data-only pickle that fills `bytes` exactly (nothing in it is imported or
+/// called). Shared references are decoded as copies within a budget of a few times the input
+/// size; see [`pickle_decode_limited`].
 pub fn pickle_decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_pickle::from_slice(bytes, serde_pickle::DeOptions::new().decode_strings())
-        .map_err(|e| Error::Codec(e.to_string()))
+    pickle_decode_limited(bytes, usize::MAX)
+}
+
+/// [`pickle_decode`] with the decoded `str`/`bytes` contents capped at `limit` bytes as well
+/// (a connection passes its `max_message_size`). Decoded values and contents are each capped at
+/// `EXPANSION` (8) times the input plus 4 KiB, nesting at 256 containers; a pickle over any
+/// budget is `Err(Codec)`.
+pub fn pickle_decode_limited<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T> {
+    pickle::decode(bytes, limit).map_err(Error::Codec)
 }
 
 #[cfg(test)]
