@@ -1004,7 +1004,7 @@ impl Ring {
             }
             remaining -= room;
             let n = self.seg_next(es)?;
-            contiguous &= n == es + 1;
+            contiguous &= n == es.wrapping_add(1);
             es = n;
             eo = SEG_HDR;
             steps += 1;
