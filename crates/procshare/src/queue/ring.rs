@@ -1033,8 +1033,10 @@ impl Ring {
     /// `Err(Codec)`. Small records are in cache already (no measurable cost at 64 B); for large
     /// ones it is one more in-cache `memcpy` (about 6% of the CPU time of a 1 MiB put + get,
     /// measured with `benches/queue.rs`'s `procshare_put_get_one_thread`). Copying only what
-    /// the decoder validates and re-reads (strings, chars) would need a postcard path of our
-    /// own beside `codec::decode`.
+    /// postcard validates and re-reads (strings, chars) and lending byte strings straight from
+    /// the mapping would save that, but would not be sound: any `Deserialize` that checks the
+    /// bytes it is lent and reads them again (serde's own `String` visitor does, in
+    /// `visit_bytes`) would be exposed to the same attack.
     fn finish_get(&self, g: GetSlot, buf: &mut Vec<u8>, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
         if !g.skip {
             buf.clear();
