@@ -26,6 +26,18 @@ fn region_memfds() -> Vec<(PathBuf, u64)> {
     out
 }
 
+/// Kills process `pid` if the test fails while it runs (a stopped or endless child would
+/// otherwise outlive the test).
+struct KillIfPanicking(u32);
+
+impl Drop for KillIfPanicking {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            signal("-KILL", self.0);
+        }
+    }
+}
+
 fn reopen(path: &PathBuf) -> File {
     OpenOptions::new().read(true).write(true).open(path).unwrap()
 }
@@ -102,6 +114,7 @@ fn a_peer_flipping_string_bytes_never_yields_a_string_that_is_not_utf8() {
     let q: Queue<String> = Queue::new().unwrap();
     let stop = Event::new().unwrap();
     let mut child = Process::spawn((q.clone(), stop.clone()), flipper).unwrap();
+    let _cleanup = KillIfPanicking(child.pid());
     let text = "a".repeat(TEXT_LEN);
     let (mut valid, mut refused, mut not_utf8) = (0u32, 0u32, 0u32);
     let start = Instant::now();
@@ -235,6 +248,7 @@ fn a_stopped_producer_holds_its_item_until_it_resumes_or_dies() {
     for kill_it in [false, true] {
         let q: Queue<Tricky> = Queue::new().unwrap();
         let mut child = Process::spawn(q.clone(), stopping_producer).unwrap();
+        let _cleanup = KillIfPanicking(child.pid());
         wait_stopped(child.pid());
         q.put(small(2)).unwrap();
         assert_eq!(q.qsize(), 2);
