@@ -39,6 +39,21 @@ impl<'de> Deserialize<'de> for Payload {
     }
 }
 
+/// `put` then `get` of one item in one thread: the CPU cost of a round trip through the ring,
+/// free of the scheduling noise of the cross-process groups (a loaded machine swamps those).
+fn put_get_one_thread(size: usize) -> impl FnMut(u64) -> Duration {
+    let q: Queue<Item> = Queue::new().unwrap();
+    let item = Payload(vec![7u8; size].into());
+    move |n| {
+        let start = Instant::now();
+        for _ in 0..n {
+            q.put(Some(item.clone())).unwrap();
+            std::hint::black_box(q.get().unwrap());
+        }
+        start.elapsed()
+    }
+}
+
 /// Work queue item: a payload, or the end-of-round marker.
 type Item = Option<Payload>;
 
@@ -180,6 +195,8 @@ fn small_items(c: &mut Criterion) {
     g.bench_function("procshare_1p1c_batch64", |b| b.iter_custom(|n| batched.round(n)));
     drop(batched);
     g.bench_function("crossbeam_bounded_threads", |b| b.iter_custom(crossbeam_round));
+    let mut one_thread = put_get_one_thread(64);
+    g.bench_function("procshare_put_get_one_thread", |b| b.iter_custom(&mut one_thread));
     g.finish();
 }
 
@@ -191,6 +208,8 @@ fn large_items(c: &mut Criterion) {
     let one = Mpmc::new(1, 1, MIB, 16, 1);
     g.bench_function("procshare_1p1c", |b| b.iter_custom(|n| one.round(n)));
     drop(one);
+    let mut one_thread = put_get_one_thread(MIB);
+    g.bench_function("procshare_put_get_one_thread", |b| b.iter_custom(&mut one_thread));
     let src = vec![1u8; MIB];
     let mut dst = vec![0u8; MIB];
     g.bench_with_input(BenchmarkId::new("memcpy", "1MiB"), &(), |b, _| {

@@ -1,6 +1,6 @@
 //! `Queue<T>` — `multiprocessing.Queue` on the shared-memory ring.
 
-use super::ring::{GetStatus, PutSlot, PutStatus, Ring, MAX_ITEMS};
+use super::ring::{GetStatus, PutSlot, PutStatus, Reserved, Ring, MAX_ITEMS};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::shm::region::Region;
@@ -127,6 +127,17 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 /// at all; an item whose producer died before `put` finished is dropped; committed items are
 /// never lost, except the one a consumer had already taken when it was killed, which is gone
 /// with it. Internal locks held by a dead process are taken over within tens of milliseconds.
+/// A `put` that fails or panics (say in the item's `Serialize`) leaves nothing behind that
+/// others wait for. A producer that is stopped (SIGSTOP) in the middle of a `put` is alive:
+/// getters wait for its item, and for the items behind it, until it resumes or dies, with no
+/// time bound (skipping a live writer's item could tear the items after it); use `get_timeout`
+/// to bound a wait.
+///
+/// **Hostile peers.** Any process holding the queue can write its shared memory. It cannot
+/// resize it (the memfd is sealed), make a getter panic or read out of bounds (every word read
+/// from shared memory is checked), or hand a getter an invalid value such as a `String` that
+/// is not UTF-8 (items are decoded from a private copy): the worst it can do is garble items,
+/// which then arrive as other valid values or as `Err(Codec)`.
 ///
 /// **Fork and spawn.** The queue lives in an anonymous memfd: a child started with either
 /// start method and given the queue as (part of) its arguments shares it; the memory is freed
@@ -282,16 +293,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             while done < s.lens.len() {
                 s.slots.clear();
                 self.reserve(&s.lens[done..], &mut s.slots, None)?;
-                let n = s.slots.len();
-                for slot in s.slots.drain(..) {
+                debug_assert!(!s.slots.is_empty());
+                // On an error the slots not yet committed are abandoned (and getters woken) as
+                // `batch` drops.
+                let mut batch = Reserved::new(&self.ring, &mut s.slots);
+                while batch.next().is_some() {
                     let len = s.lens[done];
-                    let r = self.ring.commit_put(slot, &s.enc[at..at + len]);
+                    batch.commit(&s.enc[at..at + len])?;
                     at += len;
                     done += 1;
-                    r?;
                 }
-                debug_assert!(n > 0);
-                self.ring.wake_getters();
             }
             Ok(())
         })
@@ -321,15 +332,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             s.slots.clear();
             self.reserve(&[s.enc.len()], &mut s.slots, deadline)?;
-            let slot = s.slots.pop().ok_or(Error::Full)?;
-            let r = self.ring.commit_put(slot, &s.enc);
-            self.ring.wake_getters();
-            r
+            Reserved::new(&self.ring, &mut s.slots).commit(&s.enc)
         })
     }
 
     /// Puts an item whose encoding is over [`LARGE`] bytes: counts its size, reserves, and
     /// serializes it straight into the queue's memory (one copy instead of two).
+    ///
+    /// The item's `Serialize` runs with the slot reserved: if it fails, gives other bytes than
+    /// the first time, or panics, the slot is abandoned (consumers skip it) by the guard's drop,
+    /// also while unwinding.
     fn put_large(
         &self,
         item: &T,
@@ -340,20 +352,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .map_err(|e| Error::Codec(e.to_string()))?;
         slots.clear();
         self.reserve(&[size], slots, deadline)?;
-        let slot = slots.pop().ok_or(Error::Full)?;
-        let written = postcard::serialize_with_flavor(item, self.ring.slot_writer(&slot));
-        let result = match written {
-            Ok(0) => self.ring.commit_slot(&slot),
-            other => {
-                self.ring.abandon_slot(&slot)?;
-                Err(Error::Codec(match other {
-                    Err(e) => e.to_string(),
-                    Ok(_) => "the item serialized to fewer bytes the second time".into(),
-                }))
-            }
-        };
-        self.ring.wake_getters();
-        result
+        let mut slot = Reserved::new(&self.ring, slots);
+        let writer = self.ring.slot_writer(slot.next().ok_or(Error::Full)?);
+        match postcard::serialize_with_flavor(item, writer) {
+            Ok(0) => slot.commit_written(),
+            Ok(_) => Err(Error::Codec("the item serialized to fewer bytes the second time".into())),
+            Err(e) => Err(Error::Codec(e.to_string())),
+        }
     }
 
     /// Puts an encoded small item (copied under the producer lock), waiting for room until
@@ -371,10 +376,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 // Wait for room like any put, then copy outside the lock.
                 slots.clear();
                 self.reserve(&[data.len()], slots, deadline)?;
-                let slot = slots.pop().ok_or(Error::Full)?;
-                let r = self.ring.commit_put(slot, data);
-                self.ring.wake_getters();
-                r
+                Reserved::new(&self.ring, slots).commit(data)
             }
         }
     }

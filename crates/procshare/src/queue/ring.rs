@@ -49,8 +49,10 @@
 //! `cached_tail`, written under its own lock) and re-reads the real one only when the copy says
 //! "no room" / "nothing there": a stale copy is always behind, hence conservative. Because links
 //! live apart from the data, a record whose segments have consecutive indices (the usual case:
-//! the circle grows by consecutive fresh segments) is one contiguous slice, decoded in place
-//! whatever its size; only records that cross the circle's seam are gathered into a buffer.
+//! the circle grows by consecutive fresh segments) is one contiguous slice, copied out with one
+//! `memcpy` whatever its size; records that cross the circle's seam are gathered segment by
+//! segment. Either way a consumer decodes a private copy, never the shared bytes: see
+//! `finish_get` for why.
 //!
 //! **Put** (`start_put` / `commit_put`): under the producer lock, reserve the bytes at the tail
 //! (inserting segments if needed), write the record header with state WRITING and the owner's
@@ -94,9 +96,21 @@
 //! |                                             |                                | space only)       |
 //! | free-stack pop and linking the segment      | one segment lost               | same              |
 //!
+//! Not killed but failing or stopped: a put that returns an error or panics (e.g. in the item's
+//! `Serialize`, which runs with the slot reserved for large items) abandons its slots
+//! (`Reserved`'s drop, also while unwinding): the record turns ABANDONED and consumers skip it at
+//! once. A producer that is *stopped* mid-copy (SIGSTOP, a debugger) or just slow is alive, and
+//! consumers wait for its record, and the items behind it wait too (FIFO; `get_timeout` says
+//! `Err(Empty)` meanwhile). There is deliberately no time bound: skipping a live writer's record
+//! would let the circle hand its bytes out again while that writer still copies into them,
+//! tearing later items. When it resumes, its item comes out first; if it dies, the record is
+//! skipped as in the table. A record owner whose start time `/proc` could not tell is written
+//! with start time 0, "unknown": only its pid being gone makes it dead (as for `RawLock`).
+//!
 //! Everything read from the segment is checked (segment indices against `bump`, offsets against
-//! segment bounds, lengths against `max_message` and against the tail) before use; garbage gives
-//! `Err(Codec)`, never a panic or an out-of-bounds access.
+//! segment bounds, lengths against `max_message` and against the tail) before use, and
+//! arithmetic on words a peer can write (`dead`, `done`, sequence numbers) wraps; garbage gives
+//! `Err(Codec)` or a skip, never a panic or an out-of-bounds access.
 //!
 //! # Safety
 //! All shared memory is reached through one `Region` that stays mapped while this `Ring` lives.
@@ -145,12 +159,32 @@ const COMMITTED: u32 = 0x434f_4d54; // "COMT"
 /// Given up by its (live) producer: consumers skip it like a dead producer's record.
 const ABANDONED: u32 = 0x4142_4e44; // "ABND"
 
-/// The record owner value of this process: `{ pid:32 | start time mod 2^32 :32 }` (never 0).
+/// The record owner value of this process: `{ pid:32 | start time mod 2^32 :32 }` (never 0),
+/// cached per process (a forked child has another pid, so it computes its own).
 ///
 /// Records belong to a process, not to a lock: a record is reserved under the producer lock and
 /// written after it is released, so its writer is named here, in the record header.
 fn record_owner() -> u64 {
-    ((proc::current_pid() as u64) << 32) | (proc::current_start_time() & 0xffff_ffff)
+    static CACHE: AtomicU64 = AtomicU64::new(0);
+    let pid = proc::current_pid();
+    let cached = CACHE.load(Ordering::Relaxed);
+    if cached >> 32 == pid as u64 {
+        return cached;
+    }
+    let start = proc::start_time(pid);
+    let v = owner_value(pid, start);
+    if start.is_some() {
+        CACHE.store(v, Ordering::Relaxed);
+    }
+    v
+}
+
+/// The owner value for `pid` started at `start`. An unknown start time (`/proc` unreadable)
+/// is recorded as 0, which `record_owner_is_dead` never compares (like `RawLock`'s owner
+/// record): only the pid being gone then makes the record dead. (Recording a made-up start
+/// time instead would make every consumer judge this live producer dead and skip its items.)
+fn owner_value(pid: u32, start: Option<u64>) -> u64 {
+    ((pid as u64) << 32) | start.map_or(0, |s| s & 0xffff_ffff)
 }
 
 /// Whether the process named by a record owner value is known to be gone: the liveness check
@@ -158,9 +192,10 @@ fn record_owner() -> u64 {
 /// since skipping a live writer's record would lose its item).
 fn record_owner_is_dead(owner_value: u64) -> bool {
     let pid = (owner_value >> 32) as u32;
+    let recorded = owner_value & 0xffff_ffff;
     match owner::thread_start_time(pid) {
         Ok(None) => true,
-        Ok(Some(start)) => (start & 0xffff_ffff) != (owner_value & 0xffff_ffff),
+        Ok(Some(start)) => recorded != 0 && (start & 0xffff_ffff) != recorded,
         Err(_) => false,
     }
 }
@@ -705,7 +740,9 @@ impl Ring {
         slots.clear();
         let mut result = self.reserve_locked(&[data.len()], slots);
         if let (Ok(PutStatus::Reserved), Some(slot)) = (&result, slots.pop()) {
-            if let Err(e) = self.commit_put(slot, data) {
+            if let Err(e) = self.commit_put(&slot, data) {
+                // Left WRITING, our live process would block every consumer for good.
+                let _ = self.abandon_slot(&slot);
                 result = Err(e);
             }
         }
@@ -716,7 +753,7 @@ impl Ring {
 
     /// `commit_put`: copies `data` (exactly the reserved length) into the slot and makes the
     /// record visible to consumers. Call [`Ring::wake_getters`] after a batch.
-    pub(crate) fn commit_put(&self, slot: PutSlot, data: &[u8]) -> Result<()> {
+    pub(crate) fn commit_put(&self, slot: &PutSlot, data: &[u8]) -> Result<()> {
         if data.len() != slot.len {
             return Err(Error::invalid("commit_put: length differs from the reservation"));
         }
@@ -736,7 +773,7 @@ impl Ring {
             rest = &rest[n..];
             off += n;
         }
-        self.commit_slot(&slot)
+        self.commit_slot(slot)
     }
 
     /// Makes a slot whose payload has been written visible to consumers.
@@ -837,8 +874,7 @@ impl Ring {
     }
 
     /// `start_get` + `finish_get` for up to `max` items (at least 1): hands each payload to
-    /// `sink` (borrowed from shared memory when it lies in one segment, so small items are
-    /// decoded without a copy) before releasing it. Records of dead producers at the head are
+    /// `sink` (a private copy in `scratch`, see `finish_get`) before releasing it. Records of dead producers at the head are
     /// skipped when `reap` is set (else reported as `Pending`, so callers only read `/proc`
     /// after a record has been pending a while). If `sink` panics the consumer lock is released
     /// and the item stays queued.
@@ -968,7 +1004,7 @@ impl Ring {
             }
             remaining -= room;
             let n = self.seg_next(es)?;
-            contiguous &= n == es + 1;
+            contiguous &= n == es.wrapping_add(1);
             es = n;
             eo = SEG_HDR;
             steps += 1;
@@ -986,20 +1022,36 @@ impl Ring {
         }))
     }
 
-    /// Hands the record to `sink` (unless skipped) and publishes the new head (consumer lock
-    /// held).
+    /// Copies the record into `buf` and hands that to `sink` (unless skipped), then publishes
+    /// the new head (consumer lock held).
+    ///
+    /// Always a private copy, never a slice of the mapping: any process holding the queue can
+    /// write the record's bytes while we decode them, and a decoder that checks bytes and then
+    /// reads them again (postcard's `str`: UTF-8 check, then copy) would build a `String` that
+    /// is not UTF-8 from a slice that changed in between: undefined behaviour here, caused by a
+    /// peer. From the copy a peer's scribbles can only give wrong-but-valid values or
+    /// `Err(Codec)`. Small records are in cache already (no measurable cost at 64 B); for large
+    /// ones it is one more in-cache `memcpy` (about 6% of the CPU time of a 1 MiB put + get,
+    /// measured with `benches/queue.rs`'s `procshare_put_get_one_thread`). Copying only what
+    /// postcard validates and re-reads (strings, chars) and lending byte strings straight from
+    /// the mapping would save that, but would not be sound: any `Deserialize` that checks the
+    /// bytes it is lent and reads them again (serde's own `String` visitor does, in
+    /// `visit_bytes`) would be exposed to the same attack.
     fn finish_get(&self, g: GetSlot, buf: &mut Vec<u8>, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
         if !g.skip {
+            buf.clear();
+            buf.reserve(g.len);
             let off = g.off + REC_HDR;
             if g.contiguous {
                 let src = self.span_ptr(g.seg, off, g.len)?;
-                // SAFETY: `src..src+len` is inside the mapping (checked by span_ptr) and inside a
-                // committed record, which no process writes until the head moves past it (after
-                // `sink` returns); u8 has no invalid values.
-                sink(unsafe { std::slice::from_raw_parts(src, g.len) });
+                // SAFETY: `src..src+len` is inside the mapping (checked by span_ptr); `buf` has
+                // capacity for `len` bytes, all initialised by the copy before set_len. A peer
+                // writing there concurrently garbles bytes of the copy only.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), g.len);
+                    buf.set_len(g.len);
+                }
             } else {
-                buf.clear();
-                buf.reserve(g.len);
                 let (mut seg, mut off) = (g.seg, off);
                 while buf.len() < g.len {
                     if off == SEG_SIZE {
@@ -1008,25 +1060,25 @@ impl Ring {
                     }
                     let n = (g.len - buf.len()).min(SEG_SIZE - off);
                     let src = self.seg_ptr(seg, off, n)?;
-                    // SAFETY: `src..src+n` is inside the mapping (checked) and inside a committed
-                    // record that no producer writes until the head moves past it; `buf` has
-                    // capacity for `n` more bytes, initialised by the copy before set_len.
+                    // SAFETY: `src..src+n` is inside the mapping (checked); `buf` has capacity
+                    // for `n` more bytes, initialised by the copy before set_len.
                     unsafe {
                         std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr().add(buf.len()), n);
                         buf.set_len(buf.len() + n);
                     }
                     off += n;
                 }
-                sink(buf);
-                if buf.capacity() > 8 << 20 {
-                    *buf = Vec::new();
-                }
+            }
+            sink(buf);
+            if buf.capacity() > 8 << 20 {
+                *buf = Vec::new();
             }
         }
         let h = self.header();
         let c = &h.cons;
         if g.skip {
-            let dead = c.dead.load(Ordering::Relaxed) + 1;
+            // Wrapping: `dead` is a peer-written word (a count mod 2^64; users mask it).
+            let dead = c.dead.load(Ordering::Relaxed).wrapping_add(1);
             c.log_head.store(g.end.pack(), Ordering::Relaxed);
             c.log_dead.store(dead, Ordering::Relaxed);
             // Release: the log is complete before it is marked valid (partner: Acquire in
@@ -1062,7 +1114,9 @@ impl Ring {
                 return false;
             }
             let d = done.load(Ordering::Acquire);
-            if done.compare_exchange(d, d + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            // Wrapping: `done` is a peer-written word (a count mod 2^64; `unfinished` masks it).
+            let next = d.wrapping_add(1);
+            if done.compare_exchange(d, next, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 if self.unfinished() == 0 {
                     self.join_signal().bump_wake_all();
                 }
@@ -1083,6 +1137,57 @@ impl Ring {
             // SAFETY: test only; inside the mapping, 8-aligned.
             unsafe { (self.region.payload().add(off) as *mut u64).write_volatile(x) };
         }
+    }
+}
+
+/// The slots of one put, committed in order. Whatever is not committed when this drops (an
+/// error, or a panic in the item's `Serialize`) is abandoned, so consumers skip it: a record
+/// left WRITING by a process that is still alive would block every consumer for good. Drop
+/// also wakes getters.
+pub(crate) struct Reserved<'a> {
+    ring: &'a Ring,
+    slots: &'a mut Vec<PutSlot>,
+    done: usize,
+}
+
+impl<'a> Reserved<'a> {
+    /// Takes charge of every slot in `slots` (emptied on drop).
+    pub(crate) fn new(ring: &'a Ring, slots: &'a mut Vec<PutSlot>) -> Reserved<'a> {
+        Reserved { ring, slots, done: 0 }
+    }
+
+    /// The next slot to commit, if any is left.
+    pub(crate) fn next(&self) -> Option<&PutSlot> {
+        self.slots.get(self.done)
+    }
+
+    /// Copies `data` (exactly the next slot's length) into the next slot and commits it.
+    pub(crate) fn commit(&mut self, data: &[u8]) -> Result<()> {
+        let slot = self.next().ok_or_else(|| Error::invalid("no reserved slot left"))?;
+        self.ring.commit_put(slot, data)?;
+        self.done += 1;
+        Ok(())
+    }
+
+    /// Commits the next slot, whose payload was written through [`Ring::slot_writer`].
+    pub(crate) fn commit_written(&mut self) -> Result<()> {
+        let slot = self.next().ok_or_else(|| Error::invalid("no reserved slot left"))?;
+        self.ring.commit_slot(slot)?;
+        self.done += 1;
+        Ok(())
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        for slot in &self.slots[self.done..] {
+            // An error here means the record header is garbage already: nothing to repair.
+            let _ = self.ring.abandon_slot(slot);
+        }
+        if !self.slots.is_empty() {
+            self.ring.wake_getters();
+        }
+        self.slots.clear();
     }
 }
 
@@ -1175,7 +1280,7 @@ mod tests {
     fn put(r: &Ring, data: &[u8]) {
         let mut slots = Vec::new();
         assert_eq!(r.start_put(&[data.len()], &mut slots, None).unwrap(), PutStatus::Reserved);
-        r.commit_put(slots.pop().unwrap(), data).unwrap();
+        r.commit_put(&slots.pop().unwrap(), data).unwrap();
     }
 
     fn get(r: &Ring) -> Option<Vec<u8>> {
@@ -1302,5 +1407,166 @@ mod tests {
             let _ = r.start_put(&[10], &mut slots, Some(futex::now()));
             let _ = r.len();
         }
+    }
+
+    /// Every operation a process runs on a queue, for tests that feed them hostile words: each
+    /// must return (Ok or Err), never panic.
+    fn exercise(r: &Ring) -> Vec<String> {
+        let mut out = Vec::new();
+        let soon = Some(futex::now() + Duration::from_millis(50));
+        let got = r.try_get(4, true, soon, &mut Vec::new(), &mut |b| {
+            out.push(format!("item {b:?}"));
+        });
+        out.push(format!("try_get {got:?}"));
+        let mut slots = Vec::new();
+        let st = r.start_put(&[10, 20], &mut slots, soon);
+        out.push(format!("start_put {st:?}"));
+        drop(Reserved::new(r, &mut slots));
+        out.push(format!("put_small {:?}", r.put_small(b"abc", &mut slots, soon)));
+        out.push(format!("reap {:?}", r.reap()));
+        out.push(format!("len {} unfinished {}", r.len(), r.unfinished()));
+        out.push(format!("task_done {} head_ready {}", r.task_done(), r.head_ready()));
+        r.maybe_trim();
+        out
+    }
+
+    #[test]
+    fn hostile_words_give_errors_or_skips_never_a_panic() {
+        type Poke = fn(&Ring, &PutSlot);
+        let cases: &[(&str, Poke)] = &[
+            ("dead at u64::MAX, then a skip", |r, s| {
+                r.header().cons.dead.store(u64::MAX, Ordering::Relaxed);
+                r.rec(s.seg, s.off).unwrap().owner.store(u32::MAX as u64, Ordering::Relaxed);
+                r.rec(s.seg, s.off).unwrap().state.store(WRITING, Ordering::Relaxed);
+            }),
+            ("done at u64::MAX", |r, _| r.header().join.done.store(u64::MAX, Ordering::Relaxed)),
+            ("done at u64::MAX - 1", |r, _| {
+                r.header().join.done.store(u64::MAX - 1, Ordering::Relaxed)
+            }),
+            ("record length u64::MAX", |r, s| {
+                r.rec(s.seg, s.off).unwrap().len.store(u64::MAX, Ordering::Relaxed)
+            }),
+            ("record length past the address space", |r, s| {
+                let len = (MAX_SEGS as u64) * SEG_SIZE as u64;
+                r.rec(s.seg, s.off).unwrap().len.store(len, Ordering::Relaxed)
+            }),
+            ("record length past the tail", |r, s| {
+                r.rec(s.seg, s.off).unwrap().len.store(3 * SEG_SIZE as u64, Ordering::Relaxed)
+            }),
+            ("record length at the limit", |r, s| {
+                let len = DEFAULT_MAX_MESSAGE as u64;
+                r.rec(s.seg, s.off).unwrap().len.store(len, Ordering::Relaxed)
+            }),
+            ("record state garbage", |r, s| {
+                r.rec(s.seg, s.off).unwrap().state.store(u32::MAX, Ordering::Relaxed)
+            }),
+            ("head u64::MAX", |r, _| r.header().cons.head.store(u64::MAX, Ordering::Relaxed)),
+            ("tail u64::MAX", |r, _| r.header().prod.tail.store(u64::MAX, Ordering::Relaxed)),
+            ("both positions u64::MAX", |r, _| {
+                r.header().cons.head.store(u64::MAX, Ordering::Relaxed);
+                r.header().prod.tail.store(u64::MAX, Ordering::Relaxed);
+                r.header().cons.cached_tail.store(u64::MAX, Ordering::Relaxed);
+                r.header().prod.cached_head.store(u64::MAX, Ordering::Relaxed);
+            }),
+            ("head in the unusable end of a segment", |r, _| {
+                let p = Pos { seg: 0, off: SEG_SIZE - 8, seq: 0 };
+                r.header().cons.head.store(p.pack(), Ordering::Relaxed)
+            }),
+            ("tail in a never-used segment", |r, _| {
+                let p = Pos { seg: MAX_SEGS - 1, off: 64, seq: 5 };
+                r.header().prod.tail.store(p.pack(), Ordering::Relaxed)
+            }),
+            ("bump u32::MAX and a wild link", |r, _| {
+                r.header().prod.bump.store(u32::MAX, Ordering::Relaxed);
+                r.next_word(0).unwrap().store(u32::MAX - 1, Ordering::Relaxed);
+            }),
+            ("link to a never-used segment", |r, _| {
+                r.next_word(0).unwrap().store(7, Ordering::Relaxed)
+            }),
+            ("free stack top u32::MAX", |r, _| {
+                r.header().prod.free_top.store(u32::MAX, Ordering::Relaxed);
+                r.header().prod.bump.store(u32::MAX, Ordering::Relaxed);
+            }),
+            ("segment count wrapped", |r, _| {
+                r.header().prod.nsegs.store(u32::MAX, Ordering::Relaxed)
+            }),
+            ("limits u64::MAX", |r, _| {
+                r.header().constants.maxsize.store(u64::MAX, Ordering::Relaxed);
+                r.header().constants.max_message.store(u64::MAX, Ordering::Relaxed);
+            }),
+            ("redo log to nowhere, holder dead", |r, _| {
+                let c = &r.header().cons;
+                std::thread::scope(|s| {
+                    s.spawn(|| assert!(c.lock.lock(None).is_some()));
+                });
+                c.log_head.store(u64::MAX, Ordering::Relaxed);
+                c.log_dead.store(u64::MAX, Ordering::Relaxed);
+                c.log_valid.store(1, Ordering::Relaxed);
+            }),
+        ];
+        for (what, poke) in cases {
+            let r = Ring::create(0).unwrap();
+            let mut slots = Vec::new();
+            r.start_put(&[5], &mut slots, None).unwrap();
+            let slot = slots.pop().unwrap();
+            r.commit_put(&slot, b"first").unwrap();
+            put(&r, b"second");
+            poke(&r, &slot);
+            let run = std::panic::catch_unwind(|| (exercise(&r), exercise(&r)));
+            assert!(run.is_ok(), "{what}: panicked");
+        }
+    }
+
+    #[test]
+    fn a_skip_past_a_wrapped_dead_count_delivers_the_next_item() {
+        let r = Ring::create(0).unwrap();
+        let mut slots = Vec::new();
+        r.start_put(&[4], &mut slots, None).unwrap();
+        let slot = slots.pop().unwrap();
+        put(&r, b"next");
+        r.header().cons.dead.store(u64::MAX, Ordering::Relaxed);
+        r.rec(slot.seg, slot.off).unwrap().owner.store(u32::MAX as u64, Ordering::Relaxed);
+        assert_eq!(get(&r).unwrap(), b"next");
+        assert_eq!(r.header().cons.dead.load(Ordering::Relaxed), 0);
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn uncommitted_slots_are_abandoned_on_error_and_unwind() {
+        let r = Ring::create(0).unwrap();
+        let mut slots = Vec::new();
+        r.start_put(&[1, 1, 1], &mut slots, None).unwrap();
+        {
+            let mut batch = Reserved::new(&r, &mut slots);
+            batch.commit(b"a").unwrap();
+            // Wrong length: an error, the slot stays uncommitted.
+            assert!(batch.commit(b"too long").is_err());
+        }
+        assert!(slots.is_empty());
+        put(&r, b"b");
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut slots = Vec::new();
+            r.start_put(&[1], &mut slots, None).unwrap();
+            let _batch = Reserved::new(&r, &mut slots);
+            panic!("a Serialize impl panicked");
+        }));
+        assert!(caught.is_err());
+        put(&r, b"c");
+        // A consumer that does not even look at /proc (reap = false) gets past all three.
+        let mut got = Vec::new();
+        r.try_get(10, false, None, &mut Vec::new(), &mut |b| got.push(b.to_vec())).unwrap();
+        assert_eq!(got, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn an_unknown_start_time_never_makes_a_live_producer_dead() {
+        let pid = proc::current_pid();
+        let start = proc::start_time(pid).unwrap();
+        assert!(!record_owner_is_dead(owner_value(pid, None)), "/proc unreadable at put time");
+        assert!(!record_owner_is_dead(owner_value(pid, Some(start))));
+        assert!(!record_owner_is_dead(record_owner()));
+        assert!(record_owner_is_dead(owner_value(pid, Some(start + 1))), "pid reused");
+        assert!(record_owner_is_dead(owner_value(u32::MAX, None)), "pid gone");
     }
 }

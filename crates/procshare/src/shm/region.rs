@@ -13,6 +13,14 @@
 //! foreign, half-made or truncated segment with an error. A region lives as long as any process
 //! holds its descriptor or mapping: it cannot leak past its last user.
 //!
+//! The memfd is sealed (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`) as soon as it is sized,
+//! before anyone else can hold it: a peer holding the region can scribble on its bytes (every
+//! user validates what it reads) but can never change its size, so no process is killed by
+//! SIGBUS on a mapping whose file was truncated under it. Hole punching (`MADV_REMOVE`, used by
+//! the queue to give memory back) stays allowed; pages read as zeros afterwards. An opener
+//! refuses a descriptor that is not a memfd carrying those seals, or whose size is not the one
+//! its header names, before mapping it.
+//!
 //! Crash table: a creator killed before `READY` leaves a memfd nobody else holds; it dies with
 //! the creator. After `READY` the header never changes.
 #![allow(unsafe_code)]
@@ -29,6 +37,8 @@ use std::sync::Arc;
 pub(crate) const HEADER_LEN: usize = 64;
 const VERSION: u32 = 1;
 const READY: u32 = 0x5245_4144; // "READ"
+/// Seals every region carries: its size is fixed for good (contents stay writable).
+const SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
 
 #[repr(C)]
 struct Header {
@@ -68,6 +78,7 @@ impl Region {
             .ok_or_else(|| Error::invalid("shared region too large"))?;
         let fd = memfd::create("procshare")?;
         memfd::set_len(fd.as_fd(), total as u64)?;
+        memfd::add_seals(fd.as_fd(), SEALS)?;
         let map = Mapping::map(fd.as_fd(), total)?;
         let region = Region(Arc::new(Inner { fd, map, magic }));
         init(region.payload());
@@ -82,6 +93,15 @@ impl Region {
 
     /// Maps a region received from another process and checks its header.
     pub(crate) fn open(fd: OwnedFd, magic: u64) -> Result<Region> {
+        // Seals first: only a sealed file keeps the size checked below for as long as we map it
+        // (a peer could otherwise truncate it and SIGBUS us on the next access).
+        let seals = memfd::seals(fd.as_fd())
+            .map_err(|_| Error::invalid("shared region handle is not a memfd"))?;
+        if seals & SEALS != SEALS {
+            return Err(Error::invalid(
+                "shared region's memfd is not sealed against resizing (not made by procshare?)",
+            ));
+        }
         let total = memfd::len(fd.as_fd())?;
         let total = usize::try_from(total).map_err(|_| Error::invalid("region too large"))?;
         if total < HEADER_LEN {
@@ -166,5 +186,73 @@ impl<'de> Deserialize<'de> for Region {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let (RecvFd(fd), magic) = <(RecvFd, u64)>::deserialize(d)?;
         Region::open(fd, magic).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::BorrowedFd;
+
+    const MAGIC: u64 = u64::from_le_bytes(*b"TESTREGN");
+
+    /// A memfd of `len` bytes starting with a copy of a real region's header (so only the seals
+    /// or the size can be wrong), sealed with `seals`.
+    fn forged(len: u64, header_of: &Region, seals: libc::c_int) -> OwnedFd {
+        let mut header = vec![0u8; HEADER_LEN];
+        memfd::read_exact_at(header_of.fd(), &mut header, 0).unwrap();
+        let fd = memfd::create("forged").unwrap();
+        memfd::set_len(fd.as_fd(), len).unwrap();
+        let n = header.len().min(len as usize);
+        memfd::write_all_at(fd.as_fd(), &header[..n], 0).unwrap();
+        if seals != 0 {
+            memfd::add_seals(fd.as_fd(), seals).unwrap();
+        }
+        fd
+    }
+
+    fn dup(fd: BorrowedFd<'_>) -> OwnedFd {
+        fd.try_clone_to_owned().unwrap()
+    }
+
+    #[test]
+    fn a_region_cannot_be_resized_by_anyone_holding_it() {
+        let r = Region::create(MAGIC, 100, |_| {}).unwrap();
+        let total = (HEADER_LEN + 100) as u64;
+        for len in [0, 1, total - 1, total + 1, 1 << 30] {
+            let e = memfd::set_len(r.fd(), len).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "ftruncate to {len}");
+        }
+        // Nor can the seals be loosened or a write seal added (which would break `open`).
+        let e = memfd::add_seals(r.fd(), libc::F_SEAL_WRITE).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+        assert_eq!(memfd::len(r.fd()).unwrap(), total);
+        // Still writable, and a second opener sees the same memory.
+        let again = Region::open(dup(r.fd()), MAGIC).unwrap();
+        // SAFETY: u64 at offset 0 of a 100-byte payload; any bit pattern is valid.
+        unsafe { r.at::<AtomicU64>(0) }.store(7, Ordering::Relaxed);
+        // SAFETY: as above.
+        assert_eq!(unsafe { again.at::<AtomicU64>(0) }.load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn forged_handles_are_refused_before_mapping() {
+        let real = Region::create(MAGIC, 100, |_| {}).unwrap();
+        let total = (HEADER_LEN + 100) as u64;
+        // The genuine article opens (the forging itself is sound).
+        Region::open(forged(total, &real, SEALS), MAGIC).unwrap();
+        let cases: [(&str, OwnedFd); 5] = [
+            ("unsealed", forged(total, &real, 0)),
+            ("shrinkable", forged(total, &real, libc::F_SEAL_GROW | libc::F_SEAL_SEAL)),
+            ("growable", forged(total, &real, libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL)),
+            ("shorter than its header", forged(10, &real, SEALS)),
+            ("shorter than its header says", forged(total - 8, &real, SEALS)),
+        ];
+        for (what, fd) in cases {
+            assert!(Region::open(fd, MAGIC).is_err(), "{what}");
+        }
+        // Not a memfd at all.
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        assert!(Region::open(file.into(), MAGIC).is_err());
     }
 }
