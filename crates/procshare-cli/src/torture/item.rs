@@ -104,6 +104,11 @@ fn word(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// The id an item's header claims, unverified (`None` if too short to have one).
+pub fn claimed_id(b: &[u8]) -> Option<u64> {
+    (b.len() >= 16).then(|| word(b, 8))
+}
+
 /// The id of a whole, untorn item of `flow` (0 for a sentinel), or what is wrong with it.
 pub fn check(flow: u8, b: &[u8]) -> Result<u64, String> {
     if b.len() < HEADER {

@@ -721,7 +721,20 @@ impl Torture {
         if inc + 1 >= item::MAX_INC {
             return Err(io_err(format!("slot {slot} ran out of incarnations")));
         }
-        let m = self.spawn_worker(slot, inc + 1)?;
+        let mut tries = 0;
+        let m = loop {
+            // Under load fork/exec can fail for a moment (EAGAIN); only a lasting failure ends
+            // the run.
+            match self.spawn_worker(slot, inc + 1) {
+                Ok(m) => break m,
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    self.log(format!("spawn w{slot}.{} failed ({e}); retrying", inc + 1));
+                    std::thread::sleep(ms(50));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.stats.respawns += 1;
         self.workers[i] = m;
         Ok(())
@@ -771,6 +784,21 @@ impl Torture {
     }
 
     fn barrier_tick(&mut self) -> procshare::Result<()> {
+        if let BarrierState::Running = self.barrier_state {
+            // Nobody was killed: no member may leave (a broken barrier would make it).
+            let gone = self.members.iter_mut().position(|m| {
+                m.stopped_until.is_none()
+                    && matches!(m.proc.join_timeout(Duration::ZERO), Ok(Some(_)))
+            });
+            let Some(i) = gone else { return Ok(()) };
+            let (slot, inc) = (self.members[i].slot, self.members[i].inc);
+            let code = self.members[i].proc.exitcode();
+            self.violation(format!(
+                "barrier member b{slot}.{inc} left ({code:?}) although no party was killed"
+            ));
+            self.members.remove(i);
+            self.barrier_state = BarrierState::Breaking { deadline: Instant::now() + self.bound };
+        }
         let BarrierState::Breaking { deadline } = self.barrier_state else { return Ok(()) };
         let mut i = 0;
         while i < self.members.len() {

@@ -410,6 +410,13 @@ fn consumer(mut l: Lane<'_>, flow: u8) {
                 continue;
             }
         };
+        // Record the id before verifying the payload (hashing MiBs takes a while): a kill
+        // during the check then leaves an item the controller counts, not a lost one.
+        if let Some(claimed) = item::claimed_id(&bytes) {
+            if claimed != 0 && !(l.a.sabotage == Sabotage::Lose && flow == QUEUE) {
+                h.board.set(word, claimed);
+            }
+        }
         let id = match item::check(flow, &bytes) {
             Ok(0) => break, // the end-of-run sentinel
             Ok(id) => id,
