@@ -132,6 +132,8 @@ struct Stats {
     barrier_breaks: u64,
     barrier_aborts: u64,
     hangs_killed: u64,
+    /// The longest a lane went without progress (not stopped, not excused), and which.
+    max_stall: (Duration, String),
 }
 
 /// Threads that take the workers' reports and problems off their queues with a blocking get.
@@ -847,6 +849,7 @@ impl Torture {
         let mut exited = Vec::new();
         let board = &self.h.board;
         let bound = self.bound;
+        let max_stall = &mut self.stats.max_stall;
         for (is_worker, list) in [(true, &mut self.workers), (false, &mut self.members)] {
             for (i, m) in list.iter_mut().enumerate() {
                 if m.stopped_until.is_some() {
@@ -876,10 +879,22 @@ impl Torture {
                         && ((lane == SIMPLE as usize && simple_empty)
                             || (lane == PIPE as usize && pipe_empty)))
                         || (!is_worker && group_forming);
+                    let stalled = now - m.since[lane];
+                    if stalled > max_stall.0 {
+                        *max_stall = (
+                            stalled,
+                            format!(
+                                "{}{}.{} {lane_name}",
+                                if is_worker { "w" } else { "b" },
+                                m.slot,
+                                m.inc
+                            ),
+                        );
+                    }
                     if b != m.beats[lane] || excused {
                         m.beats[lane] = b;
                         m.since[lane] = now;
-                    } else if now - m.since[lane] > bound {
+                    } else if stalled > bound {
                         hung.push((is_worker, i, format!("lane {lane_name} made no progress")));
                         break;
                     }
@@ -1180,14 +1195,18 @@ impl Torture {
     fn summary(&self) -> String {
         let s = &self.stats;
         let mut out = format!(
-            "torture: {:.1} s, seed {}\n  kills {} (barrier members {}), stops {}, respawns {}, hung lanes killed {}\n",
+            "torture: {:.1} s, seed {}\n  kills {} (barrier members {}), stops {}, respawns {}, hung lanes killed {}\n  \
+             longest a lane went without progress: {:.0} ms ({}; hang bound {:.1} s)\n",
             self.start.elapsed().as_secs_f64(),
             self.seed,
             s.kills,
             s.barrier_kills,
             s.stops,
             s.respawns,
-            s.hangs_killed
+            s.hangs_killed,
+            s.max_stall.0.as_secs_f64() * 1000.0,
+            s.max_stall.1,
+            self.bound.as_secs_f64()
         );
         let mut total = 0;
         for (k, f) in self.flows.iter().enumerate() {
