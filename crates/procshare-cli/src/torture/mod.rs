@@ -597,18 +597,7 @@ impl Torture {
         let Some(p) = &self.pumps else { return };
         let got: Vec<_> = p.reports.try_iter().collect();
         let problems: Vec<_> = p.problems.try_iter().collect();
-        for r in got {
-            match r {
-                Ok(r) => self.book(r.flow, r.slot, r.inc, r.id),
-                Err(e) => self.violation(format!("reading the report queue: {e}")),
-            }
-        }
-        for r in problems {
-            match r {
-                Ok(p) => self.violation(p),
-                Err(e) => self.violation(format!("reading the problem queue: {e}")),
-            }
-        }
+        self.book_pumped(got, problems);
     }
 
     /// Stops the pumps once every worker is gone: each ends when its queue is empty.
@@ -622,7 +611,15 @@ impl Torture {
         }
         let got: Vec<_> = p.reports.try_iter().collect();
         let problems: Vec<_> = p.problems.try_iter().collect();
-        for r in got {
+        self.book_pumped(got, problems);
+    }
+
+    fn book_pumped(
+        &mut self,
+        reports: Vec<Result<Report, String>>,
+        problems: Vec<Result<String, String>>,
+    ) {
+        for r in reports {
             match r {
                 Ok(r) => self.book(r.flow, r.slot, r.inc, r.id),
                 Err(e) => self.violation(format!("reading the report queue: {e}")),
@@ -651,13 +648,14 @@ impl Torture {
         self.stats.event_toggles += 1;
         if self.epoch % 2 == 0 {
             self.h.event.set();
-            // Pairs with the waiters' fence after they read the epoch (module doc of worker.rs).
+            // Pairs with the fence after a waiter reads the epoch (`worker::event_waiter`).
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             self.epoch += 1;
             self.h.board.set(EPOCH, self.epoch);
         } else {
             self.epoch += 1;
             self.h.board.set(EPOCH, self.epoch);
+            // Pairs with the fence after a waiter's wait returns.
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             self.h.event.clear();
         }
@@ -1218,10 +1216,11 @@ impl Torture {
         }
         let d = &self.h.lock_data;
         out += &format!(
-            "  items {total}; lock: counter {} with {} takeovers seen; shm: {} checks, {} repairs; \
+            "  items {total}; lock: counter {} with {} takeovers seen, {} checks; shm: {} checks, {} repairs; \
              event toggles {}; barrier groups broken {} (aborted by us {}); invariant checks {}",
             d.get(COUNTER),
             d.get(TAKEOVERS),
+            s.lock_checks,
             s.shm_checks,
             s.shm_repairs,
             s.event_toggles,
