@@ -531,7 +531,7 @@ impl Torture {
             ProgressDrawTarget::stderr_with_hz(4),
         );
         bar.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:20}] {msg}")
+            ProgressStyle::with_template("{elapsed_precise} [{bar:12}] {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let end = Instant::now() + duration;
