@@ -132,3 +132,29 @@ fn get_nowait_skips_a_dead_producers_record() {
         q.get_timeout(Duration::from_millis(100)).map(|b| b.len())
     );
 }
+
+/// The torture run's check for the `get_nowait` bug fires on the very case of the reproducer
+/// above (planted at the end by `--sabotage dead-record`). When `get_nowait` is fixed this test
+/// fails: then remove `KnownBug::GetNowait`, this test and `--allow-known-bug` above.
+#[test]
+fn the_get_nowait_check_names_the_known_bug() {
+    let (ok, out) =
+        torture(&["--seconds", "2", "--seed", "4", "--procs", "2", "--sabotage", "dead-record"]);
+    assert!(!ok, "passed although get_nowait hid an item:\n{out}");
+    assert!(out.contains("KNOWN BUG GetNowait"), "{out}");
+    assert!(!out.contains("never received"), "the hidden item was not drained:\n{out}");
+    let (ok, out) = torture(&[
+        "--seconds",
+        "2",
+        "--seed",
+        "4",
+        "--procs",
+        "2",
+        "--sabotage",
+        "dead-record",
+        "--allow-known-bug",
+        "get-nowait",
+    ]);
+    assert!(ok, "with the known bug allowed the run must pass:\n{out}");
+    assert!(out.contains("KNOWN BUG GetNowait"), "{out}");
+}

@@ -1077,6 +1077,9 @@ impl Torture {
             }
         }
         self.stop_pumps();
+        if self.sabotage == Sabotage::DeadRecord {
+            self.plant_dead_record()?;
+        }
         self.drain_leftovers()?;
         for (k, f) in self.flows.iter_mut().enumerate() {
             for p in f.finish(FLOW_NAMES[k]) {
@@ -1103,6 +1106,29 @@ impl Torture {
         self.log(format!("JoinableQueue: {unfinished} items marked done for dead consumers"));
         self.check_lock(true);
         self.check_shm(shm, list, true);
+        Ok(())
+    }
+
+    /// Leaves a producer's record at the Queue's head with its producer killed mid-copy, and a
+    /// committed item behind it (from two incarnations of a slot no worker uses).
+    fn plant_dead_record(&mut self) -> procshare::Result<()> {
+        let slot = MAX_SLOTS - 1;
+        let q = self.h.queue.clone();
+        let before = q.qsize();
+        let mut p = Process::spawn((q.clone(), item::pack(slot, 0, 1)), big_putter)?;
+        let deadline = Instant::now() + self.bound;
+        // The reservation counts in qsize while the 64 MiB are copied: kill inside the copy.
+        while q.qsize() == before && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        p.kill()?;
+        p.join()?;
+        // Its item is "maybe" (recorded 0); the next incarnation's one is committed.
+        let _ = self.flows[QUEUE as usize].producer_ended(slot, 0, 0);
+        let id = item::pack(slot, 1, 1);
+        q.put(ByteBuf::from(item::make(QUEUE, id, 16)))?;
+        let _ = self.flows[QUEUE as usize].producer_ended(slot, 1, 1);
+        self.log(format!("planted a dead producer's record before item {id:#x}"));
         Ok(())
     }
 

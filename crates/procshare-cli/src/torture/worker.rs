@@ -169,6 +169,15 @@ pub enum Sabotage {
     Unlocked,
     /// Slot 0's event lane stops making progress after a while.
     Hang,
+    /// Not a bug in the workers: at the end the controller leaves the record of a producer
+    /// killed mid-put at the head of the Queue, with a committed item behind it — the case of
+    /// the `get_nowait` known bug, so that its check is seen to fire.
+    DeadRecord,
+}
+
+/// Puts one large item (`DeadRecord`): the controller kills this process during the copy.
+pub fn big_putter((q, id): (Queue<ByteBuf>, u64)) {
+    let _ = q.put(ByteBuf::from(item::make(QUEUE, id, 64 << 20)));
 }
 
 #[derive(Serialize, Deserialize)]
