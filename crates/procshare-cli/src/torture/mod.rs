@@ -32,6 +32,10 @@
 //!   recording `task_done`, and `join` completes once those are marked done;
 //! * at the end no segment the run created is left in `/dev/shm` and the controller's fd count is
 //!   back to its baseline.
+//!
+//! `--sabotage` (hidden) plants one deliberate bug in the workers so a test can see each check
+//! fail. A library bug the run found is a [`KnownBug`]: reported by name, a failure unless
+//! `--allow-known-bug` names it, with its reproducer in `tests/torture.rs`.
 
 mod item;
 mod ledger;

@@ -11,7 +11,8 @@
 //! ```text
 //! producer word:  the seq of the last item whose put/send returned (stored right after it)
 //! consumer word:  prev | IN_GET      before get/recv (prev: the last item taken and reported)
-//!                 id                 after get returned id (then reported to the controller)
+//!                 id                 after get returned item id (the id its header claims,
+//!                                    stored before the payload is verified; then reported)
 //!                 id | DONE          JoinableQueue: after task_done for id
 //! ```
 //! A worker killed with `IN_GET` set may have taken one item nobody will ever see; with a bare
