@@ -268,10 +268,11 @@ pub fn run(args: Args) -> procshare::Result<()> {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
         t.map(|d| d.as_nanos() as u64).unwrap_or(1) % 1_000_000_007
     });
-    if args.procs < 2 || args.procs + BARRIER_PARTIES > MAX_SLOTS {
+    // The last slot is the one `--sabotage dead-record` plants its items from.
+    if args.procs < 2 || args.procs + BARRIER_PARTIES >= MAX_SLOTS {
         return Err(Error::InvalidArgument(format!(
             "--procs must be 2 to {}, not {}",
-            MAX_SLOTS - BARRIER_PARTIES,
+            MAX_SLOTS - BARRIER_PARTIES - 1,
             args.procs
         )));
     }
