@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod shm_cmd;
+mod torture;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
         #[command(subcommand)]
         cmd: shm_cmd::ShmCommand,
     },
+    /// Random kills and stops while work flows through every structure; checks the invariants.
+    Torture(torture::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Demo { which } => demo::run(which),
         Command::Shm { cmd } => shm_cmd::run(cmd),
         Command::Bench(args) => bench::run(args),
+        Command::Torture(args) => torture::run(args),
         Command::BenchChild { mode, size } => {
             bench::child(&mode, size);
             Ok(())
