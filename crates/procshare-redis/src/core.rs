@@ -256,6 +256,9 @@ impl Core {
         let mut failing_since: Option<Instant> = None;
         let mut pause = RETRY_PAUSE;
         loop {
+            // A pooled connection may have died while idle (a server restart): its failure
+            // earns an immediate retry on a fresh one, whatever the deadline.
+            let reused = slot.conn.is_some();
             let attempt = self.connect(&mut slot, d).and_then(|()| {
                 let mut r = SlotRef { slot_id: slot.id, client_id: slot.client_id };
                 let conn = slot.conn.as_mut().expect("connected just above");
@@ -277,6 +280,9 @@ impl Core {
                 if is_get {
                     self.dirty.store(true, Ordering::Release);
                 }
+            }
+            if reused && slot.conn.is_none() {
+                continue;
             }
             let since = *failing_since.get_or_insert_with(Instant::now);
             let give_up_at = d.unwrap_or(since + self.cfg.connect_timeout);

@@ -52,7 +52,7 @@ impl Server {
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .arg("--dir")
             .arg(&self.dir)
-            .args(["--daemonize", "no", "--protected-mode", "no"]);
+            .args(["--daemonize", "no", "--protected-mode", "no", "--logfile", "redis.log"]);
         if self.aof {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
