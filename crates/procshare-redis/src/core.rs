@@ -16,7 +16,7 @@
 
 use crate::scripts::scripts;
 use procshare::{Error, Format, Result};
-use redis::{Connection, RedisError, Value};
+use redis::{Connection, ConnectionLike, RedisError, Value};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -84,12 +84,25 @@ impl Keys {
     }
 }
 
-/// One pooled connection; `id` survives reconnects so de-duplication does too.
-struct Slot {
+/// One connection slot; `id` survives reconnects so de-duplication does too.
+pub(crate) struct Slot {
     id: u64,
     conn: Option<Connection>,
     /// The server's `CLIENT ID` for `conn`, to unblock it.
     client_id: Option<i64>,
+    /// De-duplicated commands whose replies are read later, each with whether it was sent on
+    /// the current connection (after a reconnect it is sent again, and applied once).
+    deferred: Vec<(Vec<u8>, bool)>,
+}
+
+impl Slot {
+    fn new(id: u64) -> Slot {
+        Slot { id, conn: None, client_id: None, deferred: Vec::new() }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
 }
 
 /// What a timed server-side wait came back with.
@@ -108,8 +121,10 @@ pub(crate) struct Core {
     pool: Mutex<Vec<Slot>>,
     next_slot: AtomicU64,
     next_seq: AtomicU64,
-    /// Gets run one at a time per handle, so `proc` holds exactly `held` items between them.
-    pub get_lock: parking_lot::Mutex<()>,
+    /// Gets run one at a time per handle, on this one connection, so `proc` holds exactly
+    /// `held` items between them and a get's deferred settlement reaches the server before
+    /// anything else this handle does to `proc`.
+    pub get_slot: parking_lot::Mutex<Slot>,
     /// Items got by a joinable handle and not yet `task_done` (the head of `proc`).
     pub held: AtomicUsize,
     /// A get lost its connection midway: `proc` may hold items nobody returned.
@@ -161,7 +176,7 @@ impl Core {
             pool: Mutex::new(Vec::new()),
             next_slot: AtomicU64::new(0),
             next_seq: AtomicU64::new(1),
-            get_lock: parking_lot::Mutex::new(()),
+            get_slot: parking_lot::Mutex::new(Slot::new(u64::MAX)),
             held: AtomicUsize::new(0),
             dirty: AtomicBool::new(false),
             registered: AtomicBool::new(false),
@@ -216,11 +231,7 @@ impl Core {
 
     fn take_slot(&self) -> Slot {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        pooled.unwrap_or_else(|| Slot {
-            id: self.next_slot.fetch_add(1, Ordering::Relaxed),
-            conn: None,
-            client_id: None,
-        })
+        pooled.unwrap_or_else(|| Slot::new(self.next_slot.fetch_add(1, Ordering::Relaxed)))
     }
 
     fn put_slot(&self, slot: Slot) {
@@ -239,6 +250,9 @@ impl Core {
         conn.set_write_timeout(Some(self.cfg.connect_timeout))?;
         slot.conn = Some(conn);
         slot.client_id = None;
+        for (_, sent) in &mut slot.deferred {
+            *sent = false;
+        }
         Ok(())
     }
 
@@ -250,29 +264,40 @@ impl Core {
         &self,
         d: Deadline,
         is_get: bool,
-        mut op: impl FnMut(&mut SlotRef, &mut Connection) -> std::result::Result<R, RedisError>,
+        op: impl FnMut(&mut SlotRef, &mut Connection) -> std::result::Result<R, RedisError>,
     ) -> Result<R> {
         let mut slot = self.take_slot();
+        let out = self.run_on(&mut slot, d, is_get, op);
+        self.put_slot(slot);
+        out
+    }
+
+    /// As `run`, on a given slot (the get slot).
+    pub fn run_on<R>(
+        &self,
+        slot: &mut Slot,
+        d: Deadline,
+        is_get: bool,
+        mut op: impl FnMut(&mut SlotRef, &mut Connection) -> std::result::Result<R, RedisError>,
+    ) -> Result<R> {
         let mut failing_since: Option<Instant> = None;
         let mut pause = RETRY_PAUSE;
         loop {
             // A pooled connection may have died while idle (a server restart): its failure
             // earns an immediate retry on a fresh one, whatever the deadline.
             let reused = slot.conn.is_some();
-            let attempt = self.connect(&mut slot, d).and_then(|()| {
+            let attempt = self.connect(slot, d).and_then(|()| {
                 let mut r = SlotRef { slot_id: slot.id, client_id: slot.client_id };
                 let conn = slot.conn.as_mut().expect("connected just above");
                 let reply_by = remaining(d).map_or(self.cfg.connect_timeout, |r| r + REPLY_MARGIN);
                 conn.set_read_timeout(Some(reply_by))?;
+                drain(conn, &mut slot.deferred)?;
                 let out = op(&mut r, conn);
                 slot.client_id = r.client_id;
                 out
             });
             let e = match attempt {
-                Ok(v) => {
-                    self.put_slot(slot);
-                    return Ok(v);
-                }
+                Ok(v) => return Ok(v),
                 Err(e) => e,
             };
             if breaks_connection(&e) {
@@ -287,14 +312,26 @@ impl Core {
             let since = *failing_since.get_or_insert_with(Instant::now);
             let give_up_at = d.unwrap_or(since + self.cfg.connect_timeout);
             if !is_transient(&e) || Instant::now() + pause >= give_up_at {
-                if slot.conn.is_some() {
-                    self.put_slot(slot);
-                }
                 return Err(self.error(e));
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(MAX_RETRY_PAUSE);
         }
+    }
+
+    /// Sends `cmd` (de-duplicated, so safe to send again) without waiting for its reply; the
+    /// next use of `slot` reads the reply first, or re-sends it after a reconnect. The bytes
+    /// are in the kernel's hands when this returns, so they reach the server even if this
+    /// process dies right after.
+    pub fn send_deferred(&self, slot: &mut Slot, cmd: Vec<u8>) {
+        let sent = match slot.conn.as_mut() {
+            Some(c) => c.send_packed_command(&cmd).is_ok(),
+            None => false,
+        };
+        if !sent {
+            slot.conn = None;
+        }
+        slot.deferred.push((cmd, sent));
     }
 
     /// procshare's error for a Redis one.
@@ -488,6 +525,25 @@ impl Core {
     }
 }
 
+/// Reads the replies of deferred commands (re-sending those the current connection never
+/// carried). Server-side errors in them are dropped: the step they settle is then redone by
+/// recovery or a reaper, never lost.
+fn drain(
+    conn: &mut Connection,
+    deferred: &mut Vec<(Vec<u8>, bool)>,
+) -> std::result::Result<(), RedisError> {
+    while let Some((cmd, sent)) = deferred.first() {
+        let reply = if *sent { conn.recv_response() } else { conn.req_packed_command(cmd) };
+        match reply {
+            Err(e) if breaks_connection(&e) => return Err(e),
+            _ => {
+                deferred.remove(0);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What an operation closure may know about its slot.
 pub(crate) struct SlotRef {
     pub slot_id: u64,
@@ -503,12 +559,17 @@ impl Drop for Core {
             return;
         }
         self.held.store(0, Ordering::Release);
-        let mut slot = self.take_slot();
-        if self.connect(&mut slot, Some(Instant::now() + Duration::from_secs(1))).is_err() {
+        let mut slot = std::mem::replace(self.get_slot.get_mut(), Slot::new(u64::MAX));
+        let slot = &mut slot;
+        if self.connect(slot, Some(Instant::now() + Duration::from_secs(1))).is_err() {
             return;
         }
         if let Some(conn) = slot.conn.as_mut() {
             let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+            // The last get's settlement first, on the same connection, so it is not undone.
+            if drain(conn, &mut slot.deferred).is_err() {
+                return;
+            }
             let _ = self.recover(conn);
             let _ = redis::pipe()
                 .cmd("DEL")

@@ -1,6 +1,6 @@
 //! `Queue<T>` and `JoinableQueue<T>`: typed handles over the byte engine in `core`.
 
-use crate::core::{self, deadline, Config, Core, Deadline, Waited};
+use crate::core::{self, deadline, Config, Core, Deadline, Slot, Waited};
 use crate::scripts::scripts;
 use procshare::{Error, Format, Result};
 use redis::{FromRedisValue, Value};
@@ -229,12 +229,13 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
             return Err(Error::InvalidArgument("get_many(0): max must be at least 1".into()));
         }
         let core = &self.core;
-        let _one_get_at_a_time = match d {
-            None => core.get_lock.lock(),
-            Some(d) => core.get_lock.try_lock_until(d).ok_or(Error::Empty)?,
+        let mut slot = match d {
+            None => core.get_slot.lock(),
+            Some(d) => core.get_slot.try_lock_until(d).ok_or(Error::Empty)?,
         };
+        let slot = &mut *slot;
         loop {
-            let batch: Vec<Vec<u8>> = core.run(d, true, |_, c| {
+            let batch: Vec<Vec<u8>> = core.run_on(slot, d, true, |_, c| {
                 core.before_get(c)?;
                 scripts()
                     .get
@@ -250,7 +251,7 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
                 if d.is_some_and(|d| Instant::now() >= d) {
                     return Err(Error::Empty);
                 }
-                let got = core.run(d, true, |r, c| {
+                let got = core.run_on(slot, d, true, |r, c| {
                     core.before_get(c)?;
                     let w = core.wait(r, c, d, core.slice(), |secs| {
                         let mut cmd = redis::cmd("BLMOVE");
@@ -289,12 +290,12 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
                 if got.is_empty() {
                     continue;
                 }
-                if let Some(items) = self.finish(got)? {
+                if let Some(items) = self.finish(slot, got)? {
                     return items;
                 }
                 continue;
             }
-            if let Some(items) = self.finish(batch)? {
+            if let Some(items) = self.finish(slot, batch)? {
                 return items;
             }
         }
@@ -306,7 +307,7 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
     /// `task_done`. At the first item that does not decode, the items after it go back to the
     /// head of the queue; the bad item itself is removed and reported as `Err(Codec)` when it
     /// comes first, else it stays at the head for the next get.
-    fn finish(&self, batch: Vec<Vec<u8>>) -> Result<Option<Result<Vec<T>>>> {
+    fn finish(&self, slot: &mut Slot, batch: Vec<Vec<u8>>) -> Result<Option<Result<Vec<T>>>> {
         let core = &self.core;
         let format = core.cfg.format;
         let n = batch.len();
@@ -330,7 +331,28 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
         }
         let keep = core.held.load(Ordering::Acquire);
         let seq = core.next_seq();
-        let settled = core.run(None, false, |r, c| {
+        if !joinable && bad.is_none() {
+            // The common case goes out without waiting for its reply: the items are ours once
+            // the bytes are on their way (see `send_deferred`). Only a reaper that took them
+            // back because this consumer's lease lapsed could still answer '0', and then they
+            // are delivered twice; a live consumer renews long before that.
+            let cmd = redis::cmd("EVAL")
+                .arg(&scripts().finish_src)
+                .arg(3)
+                .arg(&core.keys.proc)
+                .arg(&core.keys.items)
+                .arg(core.last_key(slot.id()))
+                .arg(seq)
+                .arg(keep)
+                .arg(n)
+                .arg(take)
+                .arg(0)
+                .arg(1)
+                .get_packed_command();
+            core.send_deferred(slot, cmd);
+            return Ok(Some(Ok(out)));
+        }
+        let settled = core.run_on(slot, None, false, |r, c| {
             scripts()
                 .finish
                 .key(&core.keys.proc)
@@ -403,14 +425,14 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
 
     fn task_done(&self) -> Result<()> {
         let core = &self.core;
-        let _held_stays_put = core.get_lock.lock();
+        let mut slot = core.get_slot.lock();
         if core.held.load(Ordering::Acquire) == 0 {
             return Err(Error::TaskDoneTooManyTimes);
         }
         let seq = core.next_seq();
         // '0' means a reaper had already given the item back (this consumer's lease lapsed):
         // it is delivered again and acknowledged there, so this call has nothing to undo.
-        core.run(None, false, |r, c| {
+        core.run_on(&mut slot, None, false, |r, c| {
             scripts()
                 .task_done
                 .key(&core.keys.proc)

@@ -154,14 +154,16 @@ pub(crate) struct Scripts {
     pub reap: Script,
     pub open: Script,
     pub renew: Script,
+    /// FINISH's full source, for a pipelined `EVAL`.
+    pub finish_src: String,
 }
 
 /// The scripts; a deduplicating one finds its `last` key as its last KEYS entry.
 pub(crate) fn scripts() -> &'static Scripts {
     static S: OnceLock<Scripts> = OnceLock::new();
     S.get_or_init(|| {
-        let dedup =
-            |body: &str| Script::new(&format!("local lastkey = KEYS[#KEYS]\n{DEDUP}{body}"));
+        let src = |body: &str| format!("local lastkey = KEYS[#KEYS]\n{DEDUP}{body}");
+        let dedup = |body: &str| Script::new(&src(body));
         Scripts {
             put: dedup(PUT),
             get: Script::new(GET),
@@ -171,6 +173,7 @@ pub(crate) fn scripts() -> &'static Scripts {
             reap: Script::new(REAP),
             open: Script::new(OPEN),
             renew: Script::new(RENEW),
+            finish_src: src(FINISH),
         }
     })
 }

@@ -445,3 +445,28 @@ fn unreachable_server_is_an_error_in_time() {
     let r = within(Duration::from_secs(30), move || q.put(2));
     assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
 }
+
+fn get_one_then_hang((q, ready): (Queue<u32>, Queue<u32>)) {
+    let x = q.get().unwrap();
+    ready.put(x).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn plain_queue_item_returned_by_get_is_gone_even_if_the_getter_dies_at_once() {
+    let Some(s) = server() else { return };
+    let opts = Options::new().lease(Duration::from_millis(300));
+    let q: Queue<u32> = Queue::open_with(&s.url(), "gone", &opts).unwrap();
+    let ready: Queue<u32> = Queue::open(&s.url(), "gone-ready").unwrap();
+    q.put_many([1, 2]).unwrap();
+    let mut victim = Process::spawn((q.clone(), ready.clone()), get_one_then_hang).unwrap();
+    assert_eq!(ready.get_timeout(Duration::from_secs(60)).unwrap(), 1);
+    victim.kill().unwrap();
+    victim.join().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    // The dead getter's lease has lapsed and been reaped: item 1 must not come back.
+    assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 2);
+    assert!(matches!(q.get_timeout(Duration::from_millis(300)), Err(Error::Empty)));
+    q.destroy().unwrap();
+    ready.destroy().unwrap();
+}
