@@ -290,12 +290,12 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
                 if got.is_empty() {
                     continue;
                 }
-                if let Some(items) = self.finish(slot, got)? {
+                if let Some(items) = self.finish(slot, got, max)? {
                     return items;
                 }
                 continue;
             }
-            if let Some(items) = self.finish(slot, batch)? {
+            if let Some(items) = self.finish(slot, batch, max)? {
                 return items;
             }
         }
@@ -307,13 +307,19 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
     /// `task_done`. At the first item that does not decode, the items after it go back to the
     /// head of the queue; the bad item itself is removed and reported as `Err(Codec)` when it
     /// comes first, else it stays at the head for the next get.
-    fn finish(&self, slot: &mut Slot, batch: Vec<Vec<u8>>) -> Result<Option<Result<Vec<T>>>> {
+    fn finish(
+        &self,
+        slot: &mut Slot,
+        batch: Vec<Vec<u8>>,
+        max: usize,
+    ) -> Result<Option<Result<Vec<T>>>> {
         let core = &self.core;
         let format = core.cfg.format;
         let n = batch.len();
-        let mut out = Vec::with_capacity(n);
+        let mut out = Vec::with_capacity(n.min(max));
         let mut bad = None;
-        for b in &batch {
+        // More than asked for (a misbehaving server) goes back like the items after a bad one.
+        for b in batch.iter().take(max) {
             match format.decode::<T>(b) {
                 Ok(v) => out.push(v),
                 Err(e) => {
@@ -325,7 +331,7 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
         let take = out.len();
         let drop_bad = usize::from(bad.is_some() && take == 0);
         let joinable = core.cfg.joinable;
-        if joinable && bad.is_none() {
+        if joinable && bad.is_none() && take == n {
             core.held.fetch_add(take, Ordering::AcqRel);
             return Ok(Some(Ok(out)));
         }
@@ -388,7 +394,10 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
 
     fn get_one(&self, d: Deadline) -> Result<T> {
         let mut v = self.get_batch(1, d)?;
-        v.pop().ok_or_else(|| Error::Codec("an empty batch".into()))
+        match (v.pop(), v.is_empty()) {
+            (Some(item), true) => Ok(item),
+            _ => Err(Error::Codec("the server returned other than one item".into())),
+        }
     }
 
     fn qsize(&self) -> usize {

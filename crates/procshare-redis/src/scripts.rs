@@ -49,11 +49,21 @@ return tostring(n)
 /// Moves up to `max` items from the head of `items` to the tail of this consumer's `proc` list
 /// and returns them; a bounded queue gets a `space` token when anything left it.
 const GET: &str = r#"
+local max = tonumber(ARGV[1])
 local out = {}
-for i = 1, tonumber(ARGV[1]) do
+if max <= 0 then
+  -- only the token below (LRANGE 0 -1 would take the whole list)
+elseif max == 1 then
   local v = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
-  if not v then break end
-  out[i] = v
+  out = v and {v} or {}
+else
+  out = redis.call('LRANGE', KEYS[1], 0, max - 1)
+  if #out > 0 then
+    redis.call('LTRIM', KEYS[1], #out, -1)
+    for i = 1, #out, 4000 do
+      redis.call('RPUSH', KEYS[2], unpack(out, i, math.min(i + 3999, #out)))
+    end
+  end
 end
 if tonumber(ARGV[2]) > 0 and #out + tonumber(ARGV[3]) > 0 then
   redis.call('LPUSH', KEYS[3], '1')
