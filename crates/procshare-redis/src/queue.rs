@@ -234,19 +234,28 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
             Some(d) => core.get_slot.try_lock_until(d).ok_or(Error::Empty)?,
         };
         let slot = &mut *slot;
+        let joinable = core.cfg.joinable;
+        // A single blocking get goes straight to BLMOVE, which answers at once when items wait
+        // (one round trip); the script is for batches, `*_nowait`, and the space token of a
+        // bounded joinable queue (a plain queue's comes with its settlement).
+        let straight = max == 1 && !(joinable && self.maxsize > 0);
         loop {
-            let batch: Vec<Vec<u8>> = core.run_on(slot, d, true, |_, c| {
-                core.before_get(c)?;
-                scripts()
-                    .get
-                    .key(&core.keys.items)
-                    .key(&core.keys.proc)
-                    .key(&core.keys.space)
-                    .arg(max)
-                    .arg(self.maxsize)
-                    .arg(0)
-                    .invoke(c)
-            })?;
+            let batch: Vec<Vec<u8>> = if straight && d.map_or(true, |d| d > Instant::now()) {
+                Vec::new()
+            } else {
+                core.run_on(slot, d, true, |_, c| {
+                    core.before_get(c)?;
+                    scripts()
+                        .get
+                        .key(&core.keys.items)
+                        .key(&core.keys.proc)
+                        .key(&core.keys.space)
+                        .arg(max)
+                        .arg(self.maxsize)
+                        .arg(0)
+                        .invoke(c)
+                })?
+            };
             if batch.is_empty() {
                 if d.is_some_and(|d| Instant::now() >= d) {
                     return Err(Error::Empty);
@@ -266,7 +275,7 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
                         Waited::Reply(Value::Nil) => Ok(Vec::new()),
                         Waited::Reply(v) => {
                             let mut got = vec![Vec::<u8>::from_redis_value(&v)?];
-                            if max > 1 || self.maxsize > 0 {
+                            if max > 1 || (joinable && self.maxsize > 0) {
                                 let more: Vec<Vec<u8>> = scripts()
                                     .get
                                     .key(&core.keys.items)
@@ -344,9 +353,10 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
             // are delivered twice; a live consumer renews long before that.
             let cmd = redis::cmd("EVAL")
                 .arg(&scripts().finish_src)
-                .arg(3)
+                .arg(4)
                 .arg(&core.keys.proc)
                 .arg(&core.keys.items)
+                .arg(&core.keys.space)
                 .arg(core.last_key(slot.id()))
                 .arg(seq)
                 .arg(keep)
@@ -354,6 +364,7 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
                 .arg(take)
                 .arg(0)
                 .arg(1)
+                .arg(self.maxsize)
                 .get_packed_command();
             core.send_deferred(slot, cmd);
             return Ok(Some(Ok(out)));
@@ -363,6 +374,7 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
                 .finish
                 .key(&core.keys.proc)
                 .key(&core.keys.items)
+                .key(&core.keys.space)
                 .key(core.last_key(r.slot_id))
                 .arg(seq)
                 .arg(keep)
@@ -370,6 +382,7 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
                 .arg(take)
                 .arg(drop_bad)
                 .arg(if joinable { 0 } else { 1 })
+                .arg(self.maxsize)
                 .invoke::<String>(c)
         });
         let settled = match settled {

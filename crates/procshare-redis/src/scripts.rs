@@ -72,11 +72,13 @@ end
 return out
 "#;
 
-/// FINISH — KEYS: proc, items, last. ARGV: seq, keep, n, take, drop, consume (0/1).
+/// FINISH — KEYS: proc, items, space, last. ARGV: seq, keep, n, take, drop, consume (0/1),
+/// maxsize.
 /// `proc` should be `keep` older items then the `n` just got. Returns '0' if it is not (a
 /// reaper took them back: the caller must not use them), else '1' after: the `n - take - drop`
 /// newest go back to the head of `items` in order, `drop` (a garbage item) is removed, and for
-/// a plain queue (`consume`) the taken items leave `proc` (then `keep` is 0).
+/// a plain queue (`consume`) the taken items leave `proc` (then `keep` is 0). A bounded queue
+/// gets a `space` token (the get came straight from `BLMOVE`, which leaves none).
 const FINISH: &str = r#"
 local keep, n, take, drop = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local r = '1'
@@ -86,6 +88,10 @@ else
   for i = 1, n - take - drop do redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') end
   if drop > 0 then redis.call('RPOP', KEYS[1]) end
   if ARGV[6] == '1' then redis.call('DEL', KEYS[1]) end
+  if tonumber(ARGV[7]) > 0 then
+    redis.call('LPUSH', KEYS[3], '1')
+    redis.call('LTRIM', KEYS[3], 0, 0)
+  end
 end
 redis.call('SET', lastkey, seq .. ':' .. r, 'EX', 3600)
 return r
