@@ -92,12 +92,24 @@ pub(crate) struct Slot {
     client_id: Option<i64>,
     /// De-duplicated commands whose replies are read later, each with whether it was sent on
     /// the current connection (after a reconnect it is sent again, and applied once).
-    deferred: Vec<(Vec<u8>, bool)>,
+    deferred: Vec<Deferred>,
+    /// This connection has run the deferred script, so the server holds it in its script
+    /// cache and `EVALSHA` cannot fail with NOSCRIPT (the cache goes only with the server,
+    /// and then so does the connection). Until then the full `EVAL` is sent: a process that
+    /// dies right after sending must not leave a NOSCRIPT behind.
+    script_cached: bool,
+}
+
+/// A script sent without waiting, as `EVALSHA` (short); kept as `EVAL` for when the server
+/// lost its script cache (restarted) or the command must be sent again.
+pub(crate) struct Deferred {
+    eval: Vec<u8>,
+    sent: bool,
 }
 
 impl Slot {
     fn new(id: u64) -> Slot {
-        Slot { id, conn: None, client_id: None, deferred: Vec::new() }
+        Slot { id, conn: None, client_id: None, deferred: Vec::new(), script_cached: false }
     }
 
     pub fn id(&self) -> u64 {
@@ -250,8 +262,9 @@ impl Core {
         conn.set_write_timeout(Some(self.cfg.connect_timeout))?;
         slot.conn = Some(conn);
         slot.client_id = None;
-        for (_, sent) in &mut slot.deferred {
-            *sent = false;
+        slot.script_cached = false;
+        for d in &mut slot.deferred {
+            d.sent = false;
         }
         Ok(())
     }
@@ -291,7 +304,7 @@ impl Core {
                 let conn = slot.conn.as_mut().expect("connected just above");
                 let reply_by = remaining(d).map_or(self.cfg.connect_timeout, |r| r + REPLY_MARGIN);
                 conn.set_read_timeout(Some(reply_by))?;
-                drain(conn, &mut slot.deferred)?;
+                drain(conn, &mut slot.deferred, &mut slot.script_cached)?;
                 let out = op(&mut r, conn);
                 slot.client_id = r.client_id;
                 out
@@ -323,15 +336,16 @@ impl Core {
     /// next use of `slot` reads the reply first, or re-sends it after a reconnect. The bytes
     /// are in the kernel's hands when this returns, so they reach the server even if this
     /// process dies right after.
-    pub fn send_deferred(&self, slot: &mut Slot, cmd: Vec<u8>) {
+    pub fn send_deferred(&self, slot: &mut Slot, evalsha: Vec<u8>, eval: Vec<u8>) {
+        let first = if slot.script_cached { &evalsha } else { &eval };
         let sent = match slot.conn.as_mut() {
-            Some(c) => c.send_packed_command(&cmd).is_ok(),
+            Some(c) => c.send_packed_command(first).is_ok(),
             None => false,
         };
         if !sent {
             slot.conn = None;
         }
-        slot.deferred.push((cmd, sent));
+        slot.deferred.push(Deferred { eval, sent });
     }
 
     /// procshare's error for a Redis one.
@@ -530,13 +544,20 @@ impl Core {
 /// recovery or a reaper, never lost.
 fn drain(
     conn: &mut Connection,
-    deferred: &mut Vec<(Vec<u8>, bool)>,
+    deferred: &mut Vec<Deferred>,
+    script_cached: &mut bool,
 ) -> std::result::Result<(), RedisError> {
-    while let Some((cmd, sent)) = deferred.first() {
-        let reply = if *sent { conn.recv_response() } else { conn.req_packed_command(cmd) };
+    while let Some(d) = deferred.first() {
+        let reply = if d.sent { conn.recv_response() } else { conn.req_packed_command(&d.eval) };
+        // An error reply arrives as a value; only NOSCRIPT (a restarted server) needs acting on.
+        let mut reply = reply.and_then(Value::extract_error);
+        if matches!(&reply, Err(e) if e.code() == Some("NOSCRIPT")) {
+            reply = conn.req_packed_command(&d.eval).and_then(Value::extract_error);
+        }
         match reply {
             Err(e) if breaks_connection(&e) => return Err(e),
-            _ => {
+            r => {
+                *script_cached |= r.is_ok();
                 deferred.remove(0);
             }
         }
@@ -567,7 +588,7 @@ impl Drop for Core {
         if let Some(conn) = slot.conn.as_mut() {
             let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
             // The last get's settlement first, on the same connection, so it is not undone.
-            if drain(conn, &mut slot.deferred).is_err() {
+            if drain(conn, &mut slot.deferred, &mut slot.script_cached).is_err() {
                 return;
             }
             let _ = self.recover(conn);

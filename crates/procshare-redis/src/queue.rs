@@ -351,22 +351,27 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
             // the bytes are on their way (see `send_deferred`). Only a reaper that took them
             // back because this consumer's lease lapsed could still answer '0', and then they
             // are delivered twice; a live consumer renews long before that.
-            let cmd = redis::cmd("EVAL")
-                .arg(&scripts().finish_src)
-                .arg(4)
-                .arg(&core.keys.proc)
-                .arg(&core.keys.items)
-                .arg(&core.keys.space)
-                .arg(core.last_key(slot.id()))
-                .arg(seq)
-                .arg(keep)
-                .arg(n)
-                .arg(take)
-                .arg(0)
-                .arg(1)
-                .arg(self.maxsize)
-                .get_packed_command();
-            core.send_deferred(slot, cmd);
+            let packed = |op: &str, script: &str| {
+                redis::cmd(op)
+                    .arg(script)
+                    .arg(4)
+                    .arg(&core.keys.proc)
+                    .arg(&core.keys.items)
+                    .arg(&core.keys.space)
+                    .arg(core.last_key(slot.id()))
+                    .arg(seq)
+                    .arg(keep)
+                    .arg(n)
+                    .arg(take)
+                    .arg(0)
+                    .arg(1)
+                    .arg(self.maxsize)
+                    .get_packed_command()
+            };
+            let s = scripts();
+            let (evalsha, eval) =
+                (packed("EVALSHA", s.finish.get_hash()), packed("EVAL", &s.finish_src));
+            core.send_deferred(slot, evalsha, eval);
             return Ok(Some(Ok(out)));
         }
         let settled = core.run_on(slot, None, false, |r, c| {
