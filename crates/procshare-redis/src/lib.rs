@@ -46,7 +46,9 @@
 //! * **get**: `LMOVE items → proc:<c>` (or `BLMOVE` to wait), and a `space` token if bounded.
 //!   A plain `Queue` then settles with `FINISH`, which deletes the items from `proc:<c>`; it is
 //!   sent before `get` returns, on the handle's one get connection, and its reply is read with
-//!   the next command (one round trip per get). A `JoinableQueue` leaves the items in
+//!   the next command (one round trip per get). It goes as a full `EVAL` until that connection
+//!   has run it once, then as `EVALSHA`, so a getter dying right after `get` never leaves a
+//!   `NOSCRIPT` behind (only an operator's `SCRIPT FLUSH` at that instant could). A `JoinableQueue` leaves the items in
 //!   `proc:<c>` until `task_done` (`LPOP proc:<c>`, `DECR unfinished`).
 //! * **reap**: every getter, every half lease, gives the items of each consumer whose lease key
 //!   has expired back to the *head* of `items`, oldest first, and drops it from `consumers`.

@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The most items one `get_many` takes (and holds in memory) at once.
+const MAX_BATCH: usize = 10_000;
+
 /// How a handle opens its queue: `Queue::open_with(url, name, &Options::new().maxsize(8))`.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -228,6 +231,7 @@ impl<T: Serialize + DeserializeOwned> Handle<T> {
         if max == 0 {
             return Err(Error::InvalidArgument("get_many(0): max must be at least 1".into()));
         }
+        let max = max.min(MAX_BATCH);
         let core = &self.core;
         let mut slot = match d {
             None => core.get_slot.lock(),
@@ -628,8 +632,8 @@ macro_rules! queue_type {
                 self.h.get_one(Some(Instant::now()))
             }
 
-            /// Waits for at least one item and takes at most `max`, in one round trip when
-            /// items are waiting.
+            /// Waits for at least one item and takes at most `max` (at most 10 000 per call),
+            /// in one round trip when items are waiting.
             pub fn get_many(&self, max: usize) -> Result<Vec<T>> {
                 self.h.get_batch(max, None)
             }
