@@ -470,3 +470,22 @@ fn plain_queue_item_returned_by_get_is_gone_even_if_the_getter_dies_at_once() {
     q.destroy().unwrap();
     ready.destroy().unwrap();
 }
+
+#[test]
+fn handles_are_clone_send_sync_and_cross_into_children() {
+    fn assert_handle<H: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned>() {}
+    assert_handle::<Queue<String>>();
+    assert_handle::<JoinableQueue<Vec<u8>>>();
+    // A handle passed to a child works there as in the parent: put, get, task_done, join.
+    let Some(s) = server() else { return };
+    let q: JoinableQueue<u32> = JoinableQueue::open(&s.url(), "cross").unwrap();
+    let mut p = Process::spawn(q.clone(), |q: JoinableQueue<u32>| {
+        q.put(5).unwrap();
+        assert_eq!(q.get().unwrap(), 5);
+        q.task_done().unwrap();
+    })
+    .unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    q.join_timeout(Duration::from_secs(30)).unwrap();
+    q.destroy().unwrap();
+}
