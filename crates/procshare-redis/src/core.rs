@@ -30,7 +30,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 /// A connection attempt gets at least this long, even for a `*_nowait` call.
 const MIN_CONNECT: Duration = Duration::from_millis(100);
 /// How much later than its deadline a reply may come before the server counts as hung.
-const REPLY_MARGIN: Duration = Duration::from_millis(250);
+const REPLY_MARGIN: Duration = Duration::from_millis(500);
 /// Longest a server-side wait runs before the waiter looks around (reaps dead consumers).
 const MAX_SLICE: Duration = Duration::from_secs(5);
 /// Pause between reconnect attempts while the server is away (doubling up to the maximum).

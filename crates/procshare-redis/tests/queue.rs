@@ -257,20 +257,21 @@ fn hold_then_hang((q, ready): (JoinableQueue<u32>, Queue<Vec<u32>>)) {
 #[test]
 fn killed_consumers_items_go_to_another_consumer_at_the_head() {
     let Some(s) = server() else { return };
-    let opts = Options::new().lease(Duration::from_millis(500));
+    let opts = Options::new().lease(Duration::from_millis(1000));
     let q: JoinableQueue<u32> = JoinableQueue::open_with(&s.url(), "kill", &opts).unwrap();
     let ready: Queue<Vec<u32>> = Queue::open(&s.url(), "kill-ready").unwrap();
     q.put_many(0..10).unwrap();
     let mut victim = Process::spawn((q.clone(), ready.clone()), hold_then_hang).unwrap();
     let held = ready.get_timeout(Duration::from_secs(60)).unwrap();
     assert_eq!(held, [0, 1, 2]);
-    // The victim's lease is renewed while it lives: its items stay its own.
-    std::thread::sleep(Duration::from_millis(1200));
+    // The victim's lease is renewed while it lives: its items stay its own (unrenewed, the
+    // lease would lapse more than once in this time).
+    std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(q.get().unwrap(), 3);
     q.task_done().unwrap();
     victim.kill().unwrap();
     assert_eq!(victim.join().unwrap(), -9);
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(1500));
     // After the lease the dead consumer's items come back first, in order, then the rest.
     let got: Vec<u32> = within(Duration::from_secs(60), {
         let q = q.clone();
