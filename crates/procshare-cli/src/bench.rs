@@ -31,6 +31,9 @@ pub struct Args {
     /// Also measure CPython's multiprocessing (needs python3) and report ratios against it.
     #[arg(long)]
     python: bool,
+    /// Measure only procshare-redis against redis-py and a manager Queue (bench_redis.rs).
+    #[arg(long)]
+    redis: bool,
 }
 
 /// One line of the report.
@@ -609,6 +612,9 @@ fn human(v: f64, unit: &str) -> String {
 
 /// Runs every scenario and prints the table (and JSON / SVG when asked).
 pub fn run(args: Args) -> procshare::Result<()> {
+    if args.redis {
+        return crate::bench_redis::run(args.quick);
+    }
     let plan = if args.quick {
         Plan { rounds: 1, duration: Duration::from_millis(300) }
     } else {

@@ -1,6 +1,7 @@
 //! The `procshare` command: the book's examples, benchmarks, and shared-memory housekeeping.
 
 mod bench;
+mod bench_redis;
 mod demo;
 mod shm_cmd;
 mod torture;
@@ -21,6 +22,9 @@ enum Command {
     Demo {
         #[arg(value_enum, default_value = "all")]
         which: demo::Which,
+        /// The Redis server for `demo redis` (default: start a private redis-server).
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Measure procshare against baselines run at the same time, as ratios.
     Bench(bench::Args),
@@ -40,7 +44,8 @@ fn main() -> ExitCode {
     procshare::init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo { which } => demo::run(which),
+        Command::Demo { which: demo::Which::Redis, url } => demo::redis::run(url.as_deref()),
+        Command::Demo { which, .. } => demo::run(which),
         Command::Shm { cmd } => shm_cmd::run(cmd),
         Command::Bench(args) => bench::run(args),
         Command::Torture(args) => torture::run(args),

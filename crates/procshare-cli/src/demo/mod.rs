@@ -3,6 +3,7 @@
 mod pi;
 mod pipe;
 mod queue;
+pub mod redis;
 mod shm;
 
 /// Which demo to run.
@@ -16,7 +17,9 @@ pub enum Which {
     Shm,
     /// "Computing Pi": workers summing a series into shared memory.
     Pi,
-    /// Every demo, one after another.
+    /// The Queue program with the queue on Redis (`--url`, or a private redis-server).
+    Redis,
+    /// Every demo, one after another (but `redis`).
     All,
 }
 
