@@ -123,7 +123,7 @@
 #![allow(unsafe_code)]
 
 use crate::error::{Error, Result};
-use crate::shm::region::{Region, HEADER_LEN};
+use crate::shared::region::{Region, HEADER_LEN};
 use crate::sync::raw::RawLock;
 use crate::sync::wait::WaitWord;
 use crate::sys::{futex, owner, proc};

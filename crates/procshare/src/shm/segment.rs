@@ -24,7 +24,7 @@
 #![allow(unsafe_code)]
 
 use crate::error::{Error, Result};
-use crate::process::handles::{RecvFd, SendFd};
+use crate::shared::handles::{RecvFd, SendFd};
 use crate::shm::tracker;
 use crate::sys::{mmap::Mapping, shm as sys_shm};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -37,7 +37,7 @@
 //! multi-word element, but are not data races.
 
 use crate::error::{Error, Result};
-use crate::shm::region::Region;
+use crate::shared::region::Region;
 use crate::sync::raw::RawLock;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

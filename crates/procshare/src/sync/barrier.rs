@@ -52,7 +52,7 @@ use super::raw::CHECK_EVERY;
 use super::wait::{self, WaitWord};
 use super::{check_region, magic};
 use crate::error::{Error, Result};
-use crate::shm::region::Region;
+use crate::shared::region::Region;
 use crate::sys::{owner, proc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

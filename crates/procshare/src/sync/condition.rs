@@ -17,7 +17,7 @@ use super::raw::{RawLock, CHECK_EVERY};
 use super::region_handle;
 use super::wait::{self, WaitWord};
 use crate::error::{Error, Result};
-use crate::shm::region::Region;
+use crate::shared::region::Region;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

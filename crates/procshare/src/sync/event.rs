@@ -14,7 +14,7 @@ use super::raw::CHECK_EVERY;
 use super::region_handle;
 use super::wait::{self, WaitWord};
 use crate::error::Result;
-use crate::shm::region::Region;
+use crate::shared::region::Region;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 

@@ -58,7 +58,7 @@
 //! `RawLock`: made of atomics (valid for any bit pattern), and in bounds and aligned (checked
 //! by `Region::at`).
 
-use crate::shm::region::Region;
+use crate::shared::region::Region;
 use crate::sys::futex::{self, Wake};
 use crate::sys::{owner, proc};
 use std::cell::Cell;

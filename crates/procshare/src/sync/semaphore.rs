@@ -18,7 +18,7 @@ use super::raw::CHECK_EVERY;
 use super::region_handle;
 use super::wait::{self, WaitWord};
 use crate::error::{Error, Result};
-use crate::shm::region::Region;
+use crate::shared::region::Region;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 

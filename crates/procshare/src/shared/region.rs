@@ -26,7 +26,7 @@
 #![allow(unsafe_code)]
 
 use crate::error::{Error, Result};
-use crate::process::handles::{RecvFd, SendFd};
+use crate::shared::handles::{RecvFd, SendFd};
 use crate::sys::{memfd, mmap::Mapping};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::{AsFd, OwnedFd};
