@@ -58,7 +58,7 @@
 //! `RawLock`: made of atomics (valid for any bit pattern), and in bounds and aligned (checked
 //! by `Region::at`).
 
-use crate::shared::region::Region;
+use crate::shared::region::{shared_struct, Region};
 use crate::sys::futex::{self, Wake};
 use crate::sys::{owner, proc};
 use std::cell::Cell;
@@ -81,18 +81,20 @@ const SPIN_ROUNDS: u32 = 10;
 /// A sleeper that has waited this long asks for the next release to be handed to a sleeper.
 pub(crate) const FAIR_AFTER: Duration = Duration::from_millis(1);
 
-/// The process-shared lock word. See the module doc for its state table.
-#[repr(C)]
-#[derive(Debug, Default)]
-pub(crate) struct RawLock {
-    /// `{ waiters:1 | 0:1 | tid:30 }`. Acquire on every successful lock CAS pairs with the
-    /// Release swap in `unlock`.
-    state: AtomicU32,
-    /// Re-entry depth for `RLock`; only the holder reads or writes it (ordered by `state`).
-    depth: AtomicU32,
-    /// `{ tid:24 | start:40 }` of the holder, written right after the CAS and cleared (0) just
-    /// before the release swap; a reader that sees a record for another tid ignores it.
-    owner: AtomicU64,
+shared_struct! {
+    /// The process-shared lock word. See the module doc for its state table.
+    #[derive(Debug, Default)]
+    pub(crate) struct RawLock {
+        /// `{ W:1 | H:1 | S:1 | 0:7 | T:22 }` (waiters, handoff, starving, holder tid). Acquire
+        /// on every successful lock CAS pairs with the Release swap in `unlock`.
+        state: AtomicU32,
+        /// Re-entry depth for `RLock`; only the holder reads or writes it (ordered by `state`).
+        depth: AtomicU32,
+        /// `{ T:24 | start:40 }` of the holder, written right after the CAS and cleared (0)
+        /// just before the release swap; a reader that sees a record for another tid ignores
+        /// it.
+        owner: AtomicU64,
+    }
 }
 
 /// A successful acquisition.
@@ -141,9 +143,7 @@ impl RawLock {
     /// lock. Panics if `offset` is out of bounds or misaligned (a bug in the caller's layout).
     #[inline]
     pub(crate) fn at(region: &Region, offset: usize) -> &RawLock {
-        // SAFETY: RawLock is #[repr(C)] atomics only, valid for any bit pattern a peer writes;
-        // `Region::at` checks bounds and alignment.
-        unsafe { region.at::<RawLock>(offset) }
+        region.at::<RawLock>(offset)
     }
 
     #[inline]
@@ -374,5 +374,63 @@ impl RawLock {
     /// Sets the re-entry depth (holder only).
     pub(crate) fn set_depth(&self, d: u32) {
         self.depth.store(d, Ordering::Relaxed);
+    }
+}
+
+/// The data half of a `Value`/`Array` guard: `len` plain-data `T`s at `data_at` of a region
+/// whose lock word sits at offset 0, reachable only through this guard, which holds that lock
+/// and releases it on drop. The one place the crate turns shared memory into `&mut [T]`.
+///
+/// Sound because every in-crate user of such a region (the `Value`/`Array` kinds, told apart
+/// from the lock-free `Raw` kinds by their region's magic) touches the data only through this
+/// guard, so it aliases no other reference: other threads and processes wait on the lock, and
+/// this thread cannot take it twice (a second `lock` by the holder would wait, never alias).
+/// Not `Send` (the raw pointer): the lock names its holder thread.
+pub(crate) struct LockedData<'a, T> {
+    lock: &'a RawLock,
+    data: *mut T,
+    len: usize,
+    _t: std::marker::PhantomData<&'a mut [T]>,
+}
+
+impl<'a, T: bytemuck::Pod> LockedData<'a, T> {
+    /// Takes the lock at offset 0 of `region` (no deadline) and returns the guard and whether
+    /// the lock was taken over from a holder that died. Panics if `len` elements at `data_at`
+    /// do not fit the payload or are misaligned for `T` (the caller's layout, checked against
+    /// the region when it was created or received).
+    pub(crate) fn lock(region: &'a Region, data_at: usize, len: usize) -> (Self, bool) {
+        let bytes = len.checked_mul(std::mem::size_of::<T>()).and_then(|b| b.checked_add(data_at));
+        assert!(bytes.is_some_and(|b| b <= region.payload_len()), "LockedData out of bounds");
+        let data = region.payload().wrapping_add(data_at) as *mut T;
+        assert!(data as usize % std::mem::align_of::<T>() == 0, "LockedData misaligned");
+        let lock = RawLock::at(region, 0);
+        // No deadline: always `Some`.
+        let died = lock.lock(None).is_some_and(|a| a.owner_died);
+        (LockedData { lock, data, len, _t: std::marker::PhantomData }, died)
+    }
+}
+
+impl<T> LockedData<'_, T> {
+    /// The data, shared.
+    pub(crate) fn as_slice(&self) -> &[T] {
+        // SAFETY: `data` is non-null, aligned for `T` and `len` elements long inside the
+        // mapping (asserted in `lock`), which the borrowed region keeps alive for `'a`; `T: Pod`
+        // makes any bytes there valid `T`s; and while this guard holds the lock no other
+        // reference to them exists (type doc), nor can one be made from this guard while the
+        // returned borrow lives.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+
+    /// The data, exclusively.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
+        // SAFETY: as in `as_slice`; `&mut self` makes this the only reference made from this
+        // guard while it lives.
+        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+    }
+}
+
+impl<T> Drop for LockedData<'_, T> {
+    fn drop(&mut self) {
+        self.lock.unlock();
     }
 }
