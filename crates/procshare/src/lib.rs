@@ -64,6 +64,7 @@
 //!   because the reaper is this same executable re-run (no helper binary to install); a stray
 //!   variable is ignored.
 #![deny(unsafe_code)]
+#![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
 pub mod codec;

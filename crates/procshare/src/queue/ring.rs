@@ -257,10 +257,10 @@ struct Header {
     join: JoinSide,
 }
 
-// SAFETY (for the six impls below): each is `#[repr(C)]` and its fields are all `Shared`
-// (atomics, `RawLock`, `WaitWord`, or the structs above), so every bit pattern is valid and
-// every non-padding byte is inside an atomic; the `align(64)` padding is never read. All
-// fields are `Sync`, so the structs are.
+// SAFETY: this and the five impls below: each struct is `#[repr(C)]` and its fields are all
+// `Shared` (atomics, `RawLock`, `WaitWord`, or the structs above), so every bit pattern is
+// valid and every non-padding byte is inside an atomic (the `align(64)` padding is never
+// read); all fields are `Sync`, so the structs are.
 unsafe impl Shared for Constants {}
 // SAFETY: see above.
 unsafe impl Shared for ProdSide {}

@@ -69,8 +69,9 @@ pub fn seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
 /// pwrite(2)
 pub fn write_all_at(fd: BorrowedFd<'_>, mut data: &[u8], mut offset: u64) -> io::Result<()> {
     while !data.is_empty() {
-        // SAFETY: `data` is a live slice; the kernel reads at most `data.len()` bytes from it.
         let n = retry(|| {
+            // SAFETY: `data` is a live slice; the kernel reads at most `data.len()` bytes from
+            // it; `fd` is a borrowed open descriptor.
             super::cvt_size(unsafe {
                 libc::pwrite(
                     fd.as_raw_fd(),
@@ -95,8 +96,9 @@ pub fn write_all_at(fd: BorrowedFd<'_>, mut data: &[u8], mut offset: u64) -> io:
 /// pread(2)
 pub fn read_exact_at(fd: BorrowedFd<'_>, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
-        // SAFETY: `buf` is a live mutable slice; the kernel writes at most `buf.len()` bytes.
         let n = retry(|| {
+            // SAFETY: `buf` is a live mutable slice; the kernel writes at most `buf.len()`
+            // bytes; `fd` is a borrowed open descriptor.
             super::cvt_size(unsafe {
                 libc::pread(
                     fd.as_raw_fd(),
