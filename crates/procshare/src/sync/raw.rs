@@ -3,14 +3,15 @@
 //!
 //! ```text
 //!  RawLock (16 bytes, #[repr(C)], all-zero = unlocked)
-//!  +---------------------------------------------------+------------+---------------------------------+
-//!  | state: u32 { waiters:1 | handoff:1 | starving:1 | 0:7 | tid:22 } | depth: u32 | owner: u64 { tid:24 | start:40 } |
-//!  +---------------------------------------------------+------------+---------------------------------+
+//!  +---------------------------------------------+------------+--------------------------------+
+//!  | state: u32 { W:1 | H:1 | S:1 | 0:7 | T:22 } | depth: u32 | owner: u64 { T:24 | start:40 } |
+//!  +---------------------------------------------+------------+--------------------------------+
 //! ```
-//! (Linux thread ids are below `PID_MAX_LIMIT` = 2^22.)
+//! `W` = waiters (bit 31), `H` = handoff (bit 30), `S` = starving (bit 29), `T` = the holder's
+//! thread id (Linux thread ids are below `PID_MAX_LIMIT` = 2^22), `start` = the holder's start
+//! time. The same letters name the states below, the field docs and every CAS site.
 //!
-//! State table (`state`; `T` = the holder's thread id, `W` = waiters, `H` = handoff,
-//! `S` = starving):
+//! State table (`state`):
 //!
 //! | state        | meaning                                   | who moves it, how                       |
 //! |--------------|-------------------------------------------|-----------------------------------------|
@@ -54,9 +55,9 @@
 //! an update, and the new holder must check or repair it.
 #![allow(unsafe_code)]
 //! # Safety
-//! The only `unsafe` is [`RawLock::at`], which views 16 bytes of a [`Region`]'s payload as a
-//! `RawLock`: made of atomics (valid for any bit pattern), and in bounds and aligned (checked
-//! by `Region::at`).
+//! [`RawLock::at`] is safe: `RawLock` is a [`shared_struct!`] of atomics, so `Region::at` may
+//! view a peer-written word as one. The only `unsafe` here is [`LockedData`], the `&mut [T]`
+//! that `Value`/`Array` guards hand out while holding the lock (see its doc).
 
 use crate::shared::region::{shared_struct, Region};
 use crate::sys::futex::{self, Wake};
@@ -156,6 +157,7 @@ impl RawLock {
         let (tid, start) = me();
         let w = self.state.load(Ordering::Relaxed);
         if w & (TID_MASK | HANDOFF) == 0 {
+            // `0 -> T` or `W|0 -> W|T`.
             if self
                 .state
                 .compare_exchange(w, tid | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
@@ -177,6 +179,7 @@ impl RawLock {
     #[inline]
     pub(crate) fn lock(&self, deadline: Option<Duration>) -> Option<Acquired> {
         let (tid, start) = me();
+        // `0 -> T`.
         if self.state.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             self.record_owner(tid, start);
             return Some(Acquired { owner_died: false });
@@ -193,6 +196,7 @@ impl RawLock {
         for i in 0..SPIN_ROUNDS {
             let w = self.state.load(Ordering::Relaxed);
             if w == 0 {
+                // `0 -> T`.
                 if self
                     .state
                     .compare_exchange_weak(0, tid, Ordering::Acquire, Ordering::Relaxed)
@@ -215,6 +219,7 @@ impl RawLock {
             let w = self.state.load(Ordering::Relaxed);
             if w & TID_MASK == 0 && (w & HANDOFF == 0 || slept) {
                 // We may have slept, so others may sleep too: keep the waiters bit.
+                // `0`, `W|0`, or (once slept) `H|W` `-> W|T`.
                 if self
                     .state
                     .compare_exchange(w, tid | WAITERS, Ordering::Acquire, Ordering::Relaxed)
@@ -230,6 +235,7 @@ impl RawLock {
             if slept && w & TID_MASK != 0 && now.saturating_sub(began) >= FAIR_AFTER {
                 want |= STARVING;
             }
+            // `T -> W|T`, or `W|T -> S|W|T` once we have starved.
             if want != w
                 && self
                     .state
@@ -267,6 +273,7 @@ impl RawLock {
             return None;
         }
         // Keep the waiters bit: others may sleep on the dead holder too.
+        // `T (dead) -> me` or `W|T (dead) -> W|me` (`S` dropped: the starving waiter asks again).
         self.state
             .compare_exchange(w, tid | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
@@ -307,6 +314,7 @@ impl RawLock {
         self.owner.store(0, Ordering::Relaxed);
         // Release: pairs with the Acquire of the next locker's CAS (and of `holder_is_dead`);
         // the hand-off CAS below continues its release sequence.
+        // `T`, `W|T` or `S|W|T` `-> 0`.
         let old = self.state.swap(0, Ordering::Release);
         if old & STARVING != 0 {
             self.hand_off();
@@ -320,11 +328,13 @@ impl RawLock {
     #[cold]
     fn hand_off(&self) {
         let reserved = HANDOFF | WAITERS;
+        // `0 -> H|W`.
         if self.state.compare_exchange(0, reserved, Ordering::Relaxed, Ordering::Relaxed).is_err() {
             return;
         }
         if futex::wake(&self.state, 1) == 0 {
             // Nobody asleep to take it (the waiter is between its checks, or died): free it.
+            // `H|W -> 0`.
             let _ = self.state.compare_exchange(reserved, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
     }

@@ -81,7 +81,7 @@ impl Drop for Mapping {
 
 /// `sysconf(_SC_PAGESIZE)`.
 pub fn page_size() -> usize {
-    // SAFETY: no pointers.
+    // SAFETY: integer arguments only, no memory lent to the kernel: nothing to uphold.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if n <= 0 {
         4096
