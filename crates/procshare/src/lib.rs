@@ -59,10 +59,11 @@
 //!   that binaries whose `main` the user does not write (`cargo test`) can spawn; the record is
 //!   checked from end to end before anything is believed (see [`process`]).
 //! * **the shm reaper** (`shm/tracker.rs`, `procshare_shm_reaper_hook`): if
-//!   `PROCSHARE_SHM_REAPER` names our parent, this process is that parent's reaper: it waits for
-//!   the parent to die and unlinks the named segments nobody uses any more, then exits. A hook
-//!   because the reaper is this same executable re-run (no helper binary to install); a stray
-//!   variable is ignored.
+//!   `PROCSHARE_SHM_REAPER` names our parent (and stdin is a pipe, outside secure execution),
+//!   this process is that parent's reaper: it waits for the parent to die, sweeps the segment
+//!   registry (unlinks the named segments whose users are all dead) and exits. A hook because
+//!   the reaper is this same executable re-run (no helper binary to install); a stray variable
+//!   is ignored and `main` runs as usual.
 #![deny(unsafe_code)]
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]

@@ -23,6 +23,13 @@
 //!
 //! Crash table: a creator killed before `READY` leaves a memfd nobody else holds; it dies with
 //! the creator. After `READY` the header never changes.
+//!
+//! # Safety
+//! Users view the payload through [`Region::at`], a safe method: it checks bounds and
+//! alignment, and takes only [`Shared`] types (valid for any bit pattern, atomics only), so
+//! nothing a peer writes can make the view invalid or a data race. Byte ranges go through
+//! [`Region::load_bytes`]/[`Region::store_bytes`] (bounded relaxed atomic copies). The `unsafe`
+//! left here is the pointer arithmetic behind those, the `Shared` impls, and `header`.
 #![allow(unsafe_code)]
 
 use crate::error::{Error, Result};
@@ -185,16 +192,15 @@ impl Region {
         self.check_span(offset, buf.len());
         // SAFETY: `offset .. offset + buf.len()` is inside the mapping (checked just above),
         // which lives while `self` does.
-        unsafe { atomic_copy(self.payload().add(offset), buf, Dir::Load) }
+        unsafe { atomic_copy(self.payload().add(offset), Dir::Load(buf)) }
     }
 
     /// Copies `buf` to `offset` of the payload with relaxed atomic stores. Panics if out of
     /// bounds (the caller's layout).
     pub(crate) fn store_bytes(&self, offset: usize, buf: &[u8]) {
         self.check_span(offset, buf.len());
-        let mut buf = buf.to_vec();
         // SAFETY: as in `load_bytes`.
-        unsafe { atomic_copy(self.payload().add(offset), &mut buf, Dir::Store) }
+        unsafe { atomic_copy(self.payload().add(offset), Dir::Store(buf)) }
     }
 
     fn check_span(&self, offset: usize, len: usize) {
@@ -261,37 +267,47 @@ macro_rules! shared_struct {
 }
 pub(crate) use shared_struct;
 
-enum Dir {
-    Load,
-    Store,
+/// Which way `atomic_copy` copies, with the private buffer.
+enum Dir<'a> {
+    Load(&'a mut [u8]),
+    Store(&'a [u8]),
 }
 
-/// Copies `buf.len()` bytes between shared memory at `shared` and `buf` with relaxed atomic
-/// accesses, in chunks of the widest width that divides both the length and the address.
+/// Copies the buffer's length in bytes between shared memory at `shared` and the buffer with
+/// relaxed atomic accesses, in chunks of the widest width that divides both the length and the
+/// address.
 ///
 /// # Safety
-/// `shared .. shared + buf.len()` must be inside a live mapping.
-unsafe fn atomic_copy(shared: *const u8, buf: &mut [u8], dir: Dir) {
+/// `shared .. shared + len` must be inside a live mapping, `len` being the buffer's length.
+unsafe fn atomic_copy(shared: *const u8, dir: Dir<'_>) {
     macro_rules! chunks {
         ($atomic:ty, $int:ty) => {{
             const W: usize = std::mem::size_of::<$int>();
-            for (k, chunk) in buf.chunks_exact_mut(W).enumerate() {
-                // SAFETY: `k * W + W <= buf.len()`, so in bounds (caller); aligned to W (the
-                // dispatch below checked the address and the length); an atomic integer is
-                // valid for any bits, and other processes touch these bytes only atomically.
-                let a = unsafe { &*(shared.add(k * W) as *const $atomic) };
-                match dir {
-                    Dir::Load => chunk.copy_from_slice(&a.load(Ordering::Relaxed).to_ne_bytes()),
-                    Dir::Store => {
+            // SAFETY: word `k` ends at `(k + 1) * W <= len`, so it is in bounds (caller);
+            // aligned to W (the dispatch below checked the address and the length); an atomic
+            // integer is valid for any bits, and other processes touch these bytes only as
+            // atomics.
+            let word = |k: usize| unsafe { &*(shared.add(k * W) as *const $atomic) };
+            match dir {
+                Dir::Load(buf) => {
+                    for (k, chunk) in buf.chunks_exact_mut(W).enumerate() {
+                        chunk.copy_from_slice(&word(k).load(Ordering::Relaxed).to_ne_bytes());
+                    }
+                }
+                Dir::Store(buf) => {
+                    for (k, chunk) in buf.chunks_exact(W).enumerate() {
                         let mut x = [0u8; W];
                         x.copy_from_slice(chunk);
-                        a.store(<$int>::from_ne_bytes(x), Ordering::Relaxed)
+                        word(k).store(<$int>::from_ne_bytes(x), Ordering::Relaxed);
                     }
                 }
             }
         }};
     }
-    let n = buf.len();
+    let n = match &dir {
+        Dir::Load(buf) => buf.len(),
+        Dir::Store(buf) => buf.len(),
+    };
     let addr = shared as usize;
     if n % 8 == 0 && addr % 8 == 0 {
         chunks!(AtomicU64, u64)
