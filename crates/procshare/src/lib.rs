@@ -4,6 +4,9 @@
 //! shared memory, locks, and the processes that use them — fast, and safe against processes
 //! killed at any instant.
 //!
+//! Layering: `sys` → `shared` (region, handles) → `sync` → `queue`, `shm`, `pipe` → `process`;
+//! a module imports only from layers below it (`error`, `codec`: leaves), so no cycle can form.
+//!
 //! The book's pipe example ("addCount / getCount": one writer, two readers sharing one end):
 //!
 //! ```no_run
@@ -33,7 +36,36 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! # Tour
+//!
+//! * `sys` — every raw syscall (futex, memfd, mmap, sockets, poll, fork/exec); the port
+//!   boundary.
+//! * `shared` — the anonymous shared-memory `Region` (a sealed memfd with a checked header) and
+//!   `Region::at`, which hands out references only to `Shared` types (atomics and structs of
+//!   them); `handles`, which carries descriptors into a child as `Process` arguments.
+//! * [`sync`] — the lock word (`sync/raw.rs`: a futex naming its owner, taken over from a dead
+//!   holder) and the one waiting mechanism (`sync/wait.rs`), under every lock, semaphore,
+//!   event, condition and barrier.
+//! * [`queue`] — the shared-memory ring and the queues on it; [`shm`] — named segments, their
+//!   tracker, `ShareableList`, `Value`/`Array`; [`pipe`](mod@pipe) — connections over Unix sockets.
+//! * [`process`] — `Process`, spawn and fork.
+//!
+//! Two hooks run before `main` in every program linked with procshare (both via `ctor`, both
+//! return at once unless their environment variable is set):
+//! * **the spawn boot** (`process/mod.rs`, `procshare_load_time_init`): if `PROCSHARE_BOOT_FD`
+//!   names a start-up record from a procshare parent, this process is a spawned child: it runs
+//!   the child's target and exits without reaching `main`. A hook rather than only [`init`] so
+//!   that binaries whose `main` the user does not write (`cargo test`) can spawn; the record is
+//!   checked from end to end before anything is believed (see [`process`]).
+//! * **the shm reaper** (`shm/tracker.rs`, `procshare_shm_reaper_hook`): if
+//!   `PROCSHARE_SHM_REAPER` names our parent (and stdin is a pipe, outside secure execution),
+//!   this process is that parent's reaper: it waits for the parent to die, sweeps the segment
+//!   registry (unlinks the named segments whose users are all dead) and exits. A hook because
+//!   the reaper is this same executable re-run (no helper binary to install); a stray variable
+//!   is ignored and `main` runs as usual.
 #![deny(unsafe_code)]
+#![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
 pub mod codec;
@@ -41,6 +73,7 @@ mod error;
 pub mod pipe;
 pub mod process;
 pub mod queue;
+mod shared;
 pub mod shm;
 pub mod sync;
 mod sys;

@@ -25,7 +25,7 @@
 use super::stream;
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::process::handles::{RecvFd, SendFd};
+use crate::shared::handles::{RecvFd, SendFd};
 use crate::sys::{memfd, poll, socket};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

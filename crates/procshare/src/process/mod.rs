@@ -45,10 +45,9 @@
 //! working directory). With Fork, the whole address space as it was at the call.
 #![allow(unsafe_code)]
 
-pub(crate) mod handles;
-
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::shared::handles;
 use crate::sys::{self, fd as sysfd, memfd, poll, proc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

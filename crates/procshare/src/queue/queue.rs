@@ -3,7 +3,7 @@
 use super::ring::{GetStatus, PutSlot, PutStatus, Reserved, Ring, MAX_ITEMS};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::shm::region::Region;
+use crate::shared::region::Region;
 use crate::sync::wait;
 use crate::sys::futex;
 use serde::de::DeserializeOwned;

@@ -123,7 +123,7 @@
 #![allow(unsafe_code)]
 
 use crate::error::{Error, Result};
-use crate::shm::region::{Region, HEADER_LEN};
+use crate::shared::region::{Region, Shared, HEADER_LEN};
 use crate::sync::raw::RawLock;
 use crate::sync::wait::WaitWord;
 use crate::sys::{futex, owner, proc};
@@ -257,6 +257,22 @@ struct Header {
     join: JoinSide,
 }
 
+// SAFETY: this and the five impls below: each struct is `#[repr(C)]` and its fields are all
+// `Shared` (atomics, `RawLock`, `WaitWord`, or the structs above), so every bit pattern is
+// valid and every non-padding byte is inside an atomic (the `align(64)` padding is never
+// read); all fields are `Sync`, so the structs are.
+unsafe impl Shared for Constants {}
+// SAFETY: see above.
+unsafe impl Shared for ProdSide {}
+// SAFETY: see above.
+unsafe impl Shared for ConsSide {}
+// SAFETY: see above (`T: Shared`).
+unsafe impl<T: Shared> Shared for Line<T> {}
+// SAFETY: see above.
+unsafe impl Shared for JoinSide {}
+// SAFETY: see above.
+unsafe impl Shared for Header {}
+
 #[repr(C)]
 struct RecHdr {
     state: AtomicU32,
@@ -377,9 +393,8 @@ impl Ring {
     }
 
     fn header(&self) -> &Header {
-        // SAFETY: offset 0 of the payload is 64-aligned and the payload is larger than a Header
-        // (checked at creation/open); Header is made of atomics, valid for any bit pattern.
-        unsafe { self.region.at::<Header>(0) }
+        // The payload is larger than a Header (checked at creation/open).
+        self.region.at::<Header>(0)
     }
 
     /// Pointer to byte `off` of segment `seg`, for `n` bytes; checks the range.
@@ -402,10 +417,9 @@ impl Ring {
         if seg >= MAX_SEGS {
             return Err(corrupt("segment index out of range"));
         }
-        // SAFETY: the link table lies inside the payload (SEGS_BASE > LINKS_BASE + 4 * MAX_SEGS,
-        // checked at open), 4-aligned (LINKS_BASE + 64 is a page boundary); AtomicU32 is valid
-        // for any bit pattern.
-        Ok(unsafe { self.region.at::<AtomicU32>(LINKS_BASE + seg as usize * 4) })
+        // The link table lies inside the payload (SEGS_BASE > LINKS_BASE + 4 * MAX_SEGS, checked
+        // at open), 4-aligned (LINKS_BASE + 64 is a page boundary).
+        Ok(self.region.at::<AtomicU32>(LINKS_BASE + seg as usize * 4))
     }
 
     /// Pointer to `n` bytes from byte `off` of segment `seg`, running on through the following

@@ -8,7 +8,6 @@
 
 mod list;
 mod manager;
-pub(crate) mod region;
 mod segment;
 mod tracker;
 pub(crate) mod value;

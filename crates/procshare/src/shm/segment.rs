@@ -19,12 +19,12 @@
 //!
 //! # Safety
 //! The mapping is `MAP_SHARED` memory that other processes may write at any time, so it is only
-//! touched through raw-pointer copies bounded by the mapped length (checked before each copy);
-//! the `unsafe` accessors hand the aliasing question to the caller.
-#![allow(unsafe_code)]
+//! touched through `Mapping::read_at`/`write_at` (bounded copies, in `sys`); the two public
+//! `unsafe` slice accessors, the API's, hand the aliasing question to the caller and are the
+//! only items here allowed `unsafe`.
 
 use crate::error::{Error, Result};
-use crate::process::handles::{RecvFd, SendFd};
+use crate::shared::handles::{RecvFd, SendFd};
 use crate::shm::tracker;
 use crate::sys::{mmap::Mapping, shm as sys_shm};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -269,18 +269,10 @@ impl SharedMemory {
     /// ```
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check_range(offset, buf.len())?;
-        if !buf.is_empty() {
-            // SAFETY: offset..offset+len lies inside the mapping (checked above); `buf` is a
-            // distinct local buffer, so the ranges do not overlap.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.as_ptr().add(offset),
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                )
-            };
+        match &self.0.map {
+            Some(m) if !buf.is_empty() => Ok(m.read_at(offset, buf)?),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Copies `data` to `offset`; `Err(InvalidArgument)` past the end (nothing is written then).
@@ -294,15 +286,10 @@ impl SharedMemory {
     /// ```
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_range(offset, data.len())?;
-        if !data.is_empty() {
-            // SAFETY: offset..offset+len lies inside the mapping (checked above); `data` is
-            // caller memory, not this mapping's (a slice from `as_slice` would be the caller's
-            // broken promise), so the ranges do not overlap.
-            unsafe {
-                std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len())
-            };
+        match &self.0.map {
+            Some(m) if !data.is_empty() => Ok(m.write_at(offset, data)?),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// The first byte of the mapping (`size()` bytes are valid; other processes may write them
@@ -319,6 +306,7 @@ impl SharedMemory {
     /// # Safety
     /// Other processes (and other handles here) may write the bytes while the slice lives; the
     /// caller must make sure nobody does (e.g. by holding a `Lock` that all writers take).
+    #[allow(unsafe_code)] // the public API's accessor; the caller answers for the aliasing
     pub unsafe fn as_slice(&self) -> &[u8] {
         // SAFETY: the mapping is `size` bytes long and lives as long as `self`; exclusion of
         // writers is the caller's promise.
@@ -331,6 +319,7 @@ impl SharedMemory {
     /// The caller must make sure no other reference to these bytes is used while the slice
     /// lives — in this process (other `as_slice`/`as_mut_slice` results, clones) and in others.
     #[allow(clippy::mut_from_ref)]
+    #[allow(unsafe_code)] // as `as_slice`
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
         // SAFETY: as in `as_slice`; exclusivity is the caller's promise.
         unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.0.size) }

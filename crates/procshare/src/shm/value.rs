@@ -25,25 +25,25 @@
 //! | creating, before `READY`        | a memfd only the creator held            | the kernel, with the creator |
 //! | holding the lock (get/set/guard)| the lock held; the data maybe half written | the next locker takes the lock over and is told (`previous_holder_died`); the data is as the dead holder left it |
 //! | `RawValue`/`RawArray` `set`     | the element maybe half written           | nobody: raw means no lock, as in Python |
-#![allow(unsafe_code)]
-//! # Safety
-//! The data is plain old data (`T: Pod`: any bit pattern is a valid `T`), at offset 64 of the
-//! payload, `len * size_of::<T>()` bytes, checked against the region's length on creation and
-//! on receipt; `T`'s alignment is at most 64 (checked), so every element is aligned.
-//! `Value`/`Array` touch the data only while holding the region's lock, so the `&T`/`&mut T`
-//! the guards hand out alias nothing (other processes go through the same lock). `RawValue`/
-//! `RawArray` copy element by element with relaxed atomic loads and stores of the widest width
-//! the element's size and alignment allow: racing copies may mix old and new parts of a
+//!
+//! No `unsafe` here. The data is plain old data (`T: Pod`: any bit pattern is a valid `T`), at
+//! offset 64 of the payload, `len * size_of::<T>()` bytes, checked against the region's length
+//! on creation and on receipt; `T`'s alignment is at most 64 (checked), so every element is
+//! aligned. `Value`/`Array` touch the data only through [`LockedData`] (the lock word's layer),
+//! which holds the region's lock, so the `&T`/`&mut T` the guards hand out alias nothing (other
+//! processes go through the same lock). `RawValue`/`RawArray` copy element by element with
+//! `Region::load_bytes`/`store_bytes`: relaxed atomic loads and stores of the widest width the
+//! element's size and alignment allow, so racing copies may mix old and new parts of a
 //! multi-word element, but are not data races.
 
 use crate::error::{Error, Result};
-use crate::shm::region::Region;
-use crate::sync::raw::RawLock;
+use crate::shared::region::Region;
+use crate::sync::raw::{LockedData, RawLock};
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 const VALUE: u64 = u64::from_le_bytes(*b"psValue\0");
 const ARRAY: u64 = u64::from_le_bytes(*b"psArray\0");
@@ -85,17 +85,13 @@ impl<T: Pod> Shared<T> {
             .checked_mul(std::mem::size_of::<T>())
             .and_then(|b| b.checked_add(DATA_AT))
             .ok_or_else(|| Error::invalid(format!("an array of {len} elements is too large")))?;
-        let region = Region::create(magic, bytes, |p| {
-            // SAFETY: the payload is `bytes` long and 64-aligned; the header fields are in its
-            // first 64 bytes, aligned; `init` (empty or `len` long) fits at DATA_AT. Nobody
-            // else sees the region yet.
-            unsafe {
-                (p.add(LEN_AT) as *mut u64).write(len as u64);
-                (p.add(SIZE_AT) as *mut u32).write(std::mem::size_of::<T>() as u32);
-                (p.add(ALIGN_AT) as *mut u32).write(std::mem::align_of::<T>() as u32);
-                let init = bytemuck::cast_slice::<T, u8>(init);
-                std::ptr::copy_nonoverlapping(init.as_ptr(), p.add(DATA_AT), init.len());
-            }
+        let region = Region::create(magic, bytes, |r| {
+            // The header fields are in the payload's first 64 bytes; `init` (empty or `len`
+            // long) fits at DATA_AT. Nobody else sees the region yet.
+            r.at::<AtomicU64>(LEN_AT).store(len as u64, Ordering::Relaxed);
+            r.at::<AtomicU32>(SIZE_AT).store(std::mem::size_of::<T>() as u32, Ordering::Relaxed);
+            r.at::<AtomicU32>(ALIGN_AT).store(std::mem::align_of::<T>() as u32, Ordering::Relaxed);
+            r.store_bytes(DATA_AT, bytemuck::cast_slice::<T, u8>(init));
         })?;
         Ok(Shared { region, len, _t: PhantomData })
     }
@@ -107,15 +103,13 @@ impl<T: Pod> Shared<T> {
         if region.payload_len() < DATA_AT {
             return Err(bad());
         }
-        // SAFETY: within the first 64 bytes of the payload (checked just above), aligned;
-        // plain integers (read once, as atomics: a peer could write them).
-        let (len, size, align) = unsafe {
-            (
-                region.at::<AtomicU64>(LEN_AT).load(Ordering::Relaxed),
-                region.at::<AtomicU32>(SIZE_AT).load(Ordering::Relaxed),
-                region.at::<AtomicU32>(ALIGN_AT).load(Ordering::Relaxed),
-            )
-        };
+        // Within the first 64 bytes of the payload (checked just above); read once, as
+        // atomics: a peer could write them.
+        let (len, size, align) = (
+            region.at::<AtomicU64>(LEN_AT).load(Ordering::Relaxed),
+            region.at::<AtomicU32>(SIZE_AT).load(Ordering::Relaxed),
+            region.at::<AtomicU32>(ALIGN_AT).load(Ordering::Relaxed),
+        );
         if size as usize != std::mem::size_of::<T>() || align as usize != std::mem::align_of::<T>()
         {
             return Err(bad());
@@ -135,92 +129,38 @@ impl<T: Pod> Shared<T> {
         RawLock::at(&self.region, 0)
     }
 
-    fn data(&self) -> *mut T {
-        // SAFETY: DATA_AT is within the payload (checked at create/open).
-        unsafe { self.region.payload().add(DATA_AT) as *mut T }
-    }
-
-    /// Takes the lock; the guard pieces. Panics if this thread holds it already (it could only
+    /// Takes the lock; the guard's data. Panics if this thread holds it already (it could only
     /// wait for itself: no other thread can release it).
-    fn guard(&self) -> (&RawLock, bool) {
-        let raw = self.lock();
-        if raw.held_by_me() {
+    fn guard(&self) -> (LockedData<'_, T>, bool) {
+        if self.lock().held_by_me() {
             panic!(
                 "procshare: this thread already holds this Value/Array's lock (use the guard you \
                  hold instead of calling get/set/lock again)"
             );
         }
-        // No deadline: always `Some`.
-        let died = raw.lock(None).is_some_and(|a| a.owner_died);
-        (raw, died)
+        LockedData::lock(&self.region, DATA_AT, self.len)
+    }
+
+    /// Byte offset of element `i` in the payload.
+    fn elem_at(&self, i: usize) -> usize {
+        DATA_AT + i * std::mem::size_of::<T>()
     }
 
     /// Copies element `i` with atomic accesses (no lock). `i < len` is the caller's to check.
     fn load_raw(&self, i: usize) -> T {
         debug_assert!(i < self.len);
         let mut out = T::zeroed();
-        // SAFETY: element `i` is in bounds (caller) and aligned (module Safety).
-        unsafe {
-            atomic_copy(
-                self.data().add(i) as *const u8,
-                bytemuck::bytes_of_mut(&mut out),
-                Dir::Load,
-            )
-        };
+        self.region.load_bytes(self.elem_at(i), bytemuck::bytes_of_mut(&mut out));
         out
     }
 
-    fn store_raw(&self, i: usize, mut v: T) {
+    fn store_raw(&self, i: usize, v: T) {
         debug_assert!(i < self.len);
-        // SAFETY: as in `load_raw`.
-        unsafe {
-            atomic_copy(self.data().add(i) as *const u8, bytemuck::bytes_of_mut(&mut v), Dir::Store)
-        };
+        self.region.store_bytes(self.elem_at(i), bytemuck::bytes_of(&v));
     }
 
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.region.serialize(s)
-    }
-}
-
-enum Dir {
-    Load,
-    Store,
-}
-
-/// Copies `buf.len()` bytes between shared memory at `shared` and `buf` with relaxed atomic
-/// accesses, in chunks of the widest width that divides both the length and the address.
-///
-/// # Safety
-/// `shared .. shared + buf.len()` must be inside a live mapping.
-unsafe fn atomic_copy(shared: *const u8, buf: &mut [u8], dir: Dir) {
-    macro_rules! chunks {
-        ($atomic:ty, $int:ty) => {{
-            const W: usize = std::mem::size_of::<$int>();
-            for (k, chunk) in buf.chunks_exact_mut(W).enumerate() {
-                // SAFETY: in bounds (caller) and aligned to W (checked by the dispatch below).
-                let a = unsafe { &*(shared.add(k * W) as *const $atomic) };
-                match dir {
-                    Dir::Load => chunk.copy_from_slice(&a.load(Ordering::Relaxed).to_ne_bytes()),
-                    Dir::Store => {
-                        let mut x = [0u8; W];
-                        x.copy_from_slice(chunk);
-                        a.store(<$int>::from_ne_bytes(x), Ordering::Relaxed)
-                    }
-                }
-            }
-        }};
-    }
-    let n = buf.len();
-    let addr = shared as usize;
-    if n % 8 == 0 && addr % 8 == 0 {
-        chunks!(AtomicU64, u64)
-    } else if n % 4 == 0 && addr % 4 == 0 {
-        chunks!(AtomicU32, u32)
-    } else if n % 2 == 0 && addr % 2 == 0 {
-        chunks!(AtomicU16, u16)
-    } else {
-        chunks!(AtomicU8, u8)
     }
 }
 
@@ -342,20 +282,15 @@ handle_impls!(RawArray, RAW_ARRAY);
 /// Holds a [`Value`]'s lock; derefs to the value. Not `Send`.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T> {
-    raw: &'a RawLock,
-    data: *mut T,
+    data: LockedData<'a, T>,
     owner_died: bool,
-    _t: PhantomData<&'a mut T>,
 }
 
 /// Holds an [`Array`]'s lock; derefs to the whole slice. Not `Send`.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T> {
-    raw: &'a RawLock,
-    data: *mut T,
-    len: usize,
+    data: LockedData<'a, T>,
     owner_died: bool,
-    _t: PhantomData<&'a mut T>,
 }
 
 impl<T: Pod> Value<T> {
@@ -376,8 +311,8 @@ impl<T: Pod> Value<T> {
 
     /// Takes the value's lock; the guard derefs to the value.
     pub fn lock(&self) -> ValueGuard<'_, T> {
-        let (raw, owner_died) = self.shared.guard();
-        ValueGuard { raw, data: self.shared.data(), owner_died, _t: PhantomData }
+        let (data, owner_died) = self.shared.guard();
+        ValueGuard { data, owner_died }
     }
 }
 
@@ -433,14 +368,8 @@ impl<T: Pod> Array<T> {
 
     /// Takes the array's lock; the guard derefs to the whole slice.
     pub fn lock(&self) -> ArrayGuard<'_, T> {
-        let (raw, owner_died) = self.shared.guard();
-        ArrayGuard {
-            raw,
-            data: self.shared.data(),
-            len: self.shared.len,
-            owner_died,
-            _t: PhantomData,
-        }
+        let (data, owner_died) = self.shared.guard();
+        ArrayGuard { data, owner_died }
     }
 
     /// A copy of the whole array (under the lock).
@@ -545,42 +474,27 @@ impl<T> ArrayGuard<'_, T> {
 impl<T> Deref for ValueGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: module Safety: in bounds, aligned, any bits valid, and we hold the lock.
-        unsafe { &*self.data }
+        // A Value holds exactly one element.
+        &self.data.as_slice()[0]
     }
 }
 
 impl<T> DerefMut for ValueGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference from this guard.
-        unsafe { &mut *self.data }
+        &mut self.data.as_mut_slice()[0]
     }
 }
 
 impl<T> Deref for ArrayGuard<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        // SAFETY: module Safety: `len` elements in bounds, aligned, valid; we hold the lock.
-        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+        self.data.as_slice()
     }
 }
 
 impl<T> DerefMut for ArrayGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference from this guard.
-        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
-    }
-}
-
-impl<T> Drop for ValueGuard<'_, T> {
-    fn drop(&mut self) {
-        self.raw.unlock();
-    }
-}
-
-impl<T> Drop for ArrayGuard<'_, T> {
-    fn drop(&mut self) {
-        self.raw.unlock();
+        self.data.as_mut_slice()
     }
 }
 

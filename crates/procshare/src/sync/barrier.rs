@@ -42,17 +42,12 @@
 //! | released, before clearing `arrived` | a slot of a dead process                | waiters' check or the last arrival: broken (it held the barrier) |
 //! | dropping its last handle, after clearing `start` | a slot `start = 0`: never checked | a registrant that finds no slot free reuses it once that pid is gone |
 //! | registering (slot `pid` set, `start` not yet) | a slot never checked           | a registrant that finds no slot free reuses it once that pid is gone |
-#![allow(unsafe_code)]
-//! # Safety
-//! Two `unsafe` blocks view parts of the region as [`BarrierWords`] and [`Slot`]s: atomics only,
-//! valid for any bit pattern; `Region::at` checks bounds and alignment; slot indices are below
-//! [`SLOTS`].
 
 use super::raw::CHECK_EVERY;
 use super::wait::{self, WaitWord};
 use super::{check_region, magic};
 use crate::error::{Error, Result};
-use crate::shm::region::Region;
+use crate::shared::region::{shared_struct, Region};
 use crate::sys::{owner, proc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -65,26 +60,29 @@ const COUNT_MASK: u32 = 0xffff;
 /// Processes whose death a barrier can detect.
 pub(crate) const SLOTS: usize = 64;
 
-#[repr(C)]
-struct BarrierWords {
-    /// `{ broken:1 | generation:15 | count:16 }`; AcqRel CAS by arrivals.
-    state: WaitWord,
-    parties: AtomicU32,
-    /// `generation + 1` of the generation last ended by `reset` (0: none), written while the
-    /// state is broken (so no arrival can complete that generation) and before the Release
-    /// store of the next generation; waiters read it after seeing the generation move.
-    reset_gen: AtomicU32,
+shared_struct! {
+    struct BarrierWords {
+        /// `{ broken:1 | generation:15 | count:16 }`; AcqRel CAS by arrivals.
+        state: WaitWord,
+        parties: AtomicU32,
+        /// `generation + 1` of the generation last ended by `reset` (0: none), written while
+        /// the state is broken (so no arrival can complete that generation) and before the
+        /// Release store of the next generation; waiters read it after seeing the generation
+        /// move.
+        reset_gen: AtomicU32,
+    }
 }
 
-#[repr(C)]
-struct Slot {
-    /// The process, 0 = free slot; claimed by CAS.
-    pid: AtomicU32,
-    /// `generation + 1` while this process is in a `wait` of that generation (0: not waiting);
-    /// stored Release before the arrival CAS, read Acquire by the liveness checks.
-    arrived: AtomicU32,
-    /// The process's start time (0 until written: the slot is not checked).
-    start: AtomicU64,
+shared_struct! {
+    struct Slot {
+        /// The process, 0 = free slot; claimed by CAS.
+        pid: AtomicU32,
+        /// `generation + 1` while this process is in a `wait` of that generation (0: not
+        /// waiting); stored Release before the arrival CAS, read Acquire by the liveness checks.
+        arrived: AtomicU32,
+        /// The process's start time (0 until written: the slot is not checked).
+        start: AtomicU64,
+    }
 }
 
 const SLOTS_AT: usize = std::mem::size_of::<BarrierWords>();
@@ -92,8 +90,7 @@ const SLOTS_AT: usize = std::mem::size_of::<BarrierWords>();
 /// Slot `i` (below [`SLOTS`]) of a barrier's region.
 fn slot(region: &Region, i: usize) -> &Slot {
     debug_assert!(i < SLOTS);
-    // SAFETY: see the module's Safety section.
-    unsafe { region.at::<Slot>(SLOTS_AT + i * std::mem::size_of::<Slot>()) }
+    region.at::<Slot>(SLOTS_AT + i * std::mem::size_of::<Slot>())
 }
 const SIZE: usize = SLOTS_AT + SLOTS * std::mem::size_of::<Slot>();
 
@@ -176,8 +173,7 @@ impl Barrier {
     }
 
     fn words(&self) -> &BarrierWords {
-        // SAFETY: see the module's Safety section.
-        unsafe { self.region.at::<BarrierWords>(0) }
+        self.region.at::<BarrierWords>(0)
     }
 
     fn slot(&self, i: usize) -> &Slot {

@@ -7,17 +7,13 @@
 //! it over from a dead holder and is told). A notifier killed between its bump and its wake
 //! leaves waiters asleep until their next check ([`CHECK_EVERY`]), when they see the bump. A
 //! killed waiter leaves the sleeper count one high (a harmless extra `FUTEX_WAKE`).
-#![allow(unsafe_code)]
-//! # Safety
-//! One `unsafe` block views bytes 16..24 of the region as a [`WaitWord`]: atomics only, valid
-//! for any bit pattern; `Region::at` checks bounds and alignment.
 
 use super::magic;
 use super::raw::{RawLock, CHECK_EVERY};
 use super::region_handle;
 use super::wait::{self, WaitWord};
 use crate::error::{Error, Result};
-use crate::shm::region::Region;
+use crate::shared::region::Region;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -77,8 +73,7 @@ impl Condition {
     }
 
     fn seq(&self) -> &WaitWord {
-        // SAFETY: see the module's Safety section.
-        unsafe { self.region.at::<WaitWord>(SEQ) }
+        self.region.at::<WaitWord>(SEQ)
     }
 
     fn guard(&self, owner_died: bool) -> ConditionGuard<'_> {

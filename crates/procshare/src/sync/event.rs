@@ -4,17 +4,13 @@
 //! not. A setter killed between the store and the wake leaves sleepers asleep until their
 //! next check ([`CHECK_EVERY`]), when they see the flag. A killed sleeper leaves the sleeper
 //! count one high (a harmless extra `FUTEX_WAKE` per later `set`).
-#![allow(unsafe_code)]
-//! # Safety
-//! One `unsafe` block views the region's first 8 bytes as a [`WaitWord`]: atomics only, valid
-//! for any bit pattern; `Region::at` checks bounds and alignment.
 
 use super::magic;
 use super::raw::CHECK_EVERY;
 use super::region_handle;
 use super::wait::{self, WaitWord};
 use crate::error::Result;
-use crate::shm::region::Region;
+use crate::shared::region::Region;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -45,8 +41,7 @@ impl Event {
     }
 
     fn ww(&self) -> &WaitWord {
-        // SAFETY: see the module's Safety section.
-        unsafe { self.region.at::<WaitWord>(0) }
+        self.region.at::<WaitWord>(0)
     }
 
     /// Sets the flag and wakes every waiter.

@@ -6,7 +6,7 @@ use super::magic;
 use super::raw::RawLock;
 use super::region_handle;
 use crate::error::{Error, Result};
-use crate::shm::region::Region;
+use crate::shared::region::Region;
 use std::marker::PhantomData;
 use std::time::Duration;
 

@@ -46,7 +46,7 @@ pub use lock::{Lock, LockGuard, RLock};
 pub use semaphore::{BoundedSemaphore, Semaphore};
 
 use crate::error::{Error, Result};
-use crate::shm::region::Region;
+use crate::shared::region::Region;
 
 /// Region kinds (`Region` magic numbers), one per object type.
 pub(crate) mod magic {
@@ -83,7 +83,7 @@ macro_rules! region_handle {
             fn deserialize<D: serde::Deserializer<'de>>(
                 d: D,
             ) -> std::result::Result<Self, D::Error> {
-                let region = crate::shm::region::Region::deserialize(d)?;
+                let region = crate::shared::region::Region::deserialize(d)?;
                 let region = crate::sync::check_region(region, $magic, $len)
                     .map_err(<D::Error as serde::de::Error>::custom)?;
                 Ok($ty { region })

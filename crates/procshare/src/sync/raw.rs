@@ -3,14 +3,15 @@
 //!
 //! ```text
 //!  RawLock (16 bytes, #[repr(C)], all-zero = unlocked)
-//!  +---------------------------------------------------+------------+---------------------------------+
-//!  | state: u32 { waiters:1 | handoff:1 | starving:1 | 0:7 | tid:22 } | depth: u32 | owner: u64 { tid:24 | start:40 } |
-//!  +---------------------------------------------------+------------+---------------------------------+
+//!  +---------------------------------------------+------------+--------------------------------+
+//!  | state: u32 { W:1 | H:1 | S:1 | 0:7 | T:22 } | depth: u32 | owner: u64 { T:24 | start:40 } |
+//!  +---------------------------------------------+------------+--------------------------------+
 //! ```
-//! (Linux thread ids are below `PID_MAX_LIMIT` = 2^22.)
+//! `W` = waiters (bit 31), `H` = handoff (bit 30), `S` = starving (bit 29), `T` = the holder's
+//! thread id (Linux thread ids are below `PID_MAX_LIMIT` = 2^22), `start` = the holder's start
+//! time. The same letters name the states below, the field docs and every CAS site.
 //!
-//! State table (`state`; `T` = the holder's thread id, `W` = waiters, `H` = handoff,
-//! `S` = starving):
+//! State table (`state`):
 //!
 //! | state        | meaning                                   | who moves it, how                       |
 //! |--------------|-------------------------------------------|-----------------------------------------|
@@ -54,11 +55,11 @@
 //! an update, and the new holder must check or repair it.
 #![allow(unsafe_code)]
 //! # Safety
-//! The only `unsafe` is [`RawLock::at`], which views 16 bytes of a [`Region`]'s payload as a
-//! `RawLock`: made of atomics (valid for any bit pattern), and in bounds and aligned (checked
-//! by `Region::at`).
+//! [`RawLock::at`] is safe: `RawLock` is a [`shared_struct!`] of atomics, so `Region::at` may
+//! view a peer-written word as one. The only `unsafe` here is [`LockedData`], the `&mut [T]`
+//! that `Value`/`Array` guards hand out while holding the lock (see its doc).
 
-use crate::shm::region::Region;
+use crate::shared::region::{shared_struct, Region};
 use crate::sys::futex::{self, Wake};
 use crate::sys::{owner, proc};
 use std::cell::Cell;
@@ -81,18 +82,20 @@ const SPIN_ROUNDS: u32 = 10;
 /// A sleeper that has waited this long asks for the next release to be handed to a sleeper.
 pub(crate) const FAIR_AFTER: Duration = Duration::from_millis(1);
 
-/// The process-shared lock word. See the module doc for its state table.
-#[repr(C)]
-#[derive(Debug, Default)]
-pub(crate) struct RawLock {
-    /// `{ waiters:1 | 0:1 | tid:30 }`. Acquire on every successful lock CAS pairs with the
-    /// Release swap in `unlock`.
-    state: AtomicU32,
-    /// Re-entry depth for `RLock`; only the holder reads or writes it (ordered by `state`).
-    depth: AtomicU32,
-    /// `{ tid:24 | start:40 }` of the holder, written right after the CAS and cleared (0) just
-    /// before the release swap; a reader that sees a record for another tid ignores it.
-    owner: AtomicU64,
+shared_struct! {
+    /// The process-shared lock word. See the module doc for its state table.
+    #[derive(Debug, Default)]
+    pub(crate) struct RawLock {
+        /// `{ W:1 | H:1 | S:1 | 0:7 | T:22 }` (waiters, handoff, starving, holder tid). Acquire
+        /// on every successful lock CAS pairs with the Release swap in `unlock`.
+        state: AtomicU32,
+        /// Re-entry depth for `RLock`; only the holder reads or writes it (ordered by `state`).
+        depth: AtomicU32,
+        /// `{ T:24 | start:40 }` of the holder, written right after the CAS and cleared (0)
+        /// just before the release swap; a reader that sees a record for another tid ignores
+        /// it.
+        owner: AtomicU64,
+    }
 }
 
 /// A successful acquisition.
@@ -141,9 +144,7 @@ impl RawLock {
     /// lock. Panics if `offset` is out of bounds or misaligned (a bug in the caller's layout).
     #[inline]
     pub(crate) fn at(region: &Region, offset: usize) -> &RawLock {
-        // SAFETY: RawLock is #[repr(C)] atomics only, valid for any bit pattern a peer writes;
-        // `Region::at` checks bounds and alignment.
-        unsafe { region.at::<RawLock>(offset) }
+        region.at::<RawLock>(offset)
     }
 
     #[inline]
@@ -156,6 +157,7 @@ impl RawLock {
         let (tid, start) = me();
         let w = self.state.load(Ordering::Relaxed);
         if w & (TID_MASK | HANDOFF) == 0 {
+            // `0 -> T` or `W|0 -> W|T`.
             if self
                 .state
                 .compare_exchange(w, tid | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
@@ -177,6 +179,7 @@ impl RawLock {
     #[inline]
     pub(crate) fn lock(&self, deadline: Option<Duration>) -> Option<Acquired> {
         let (tid, start) = me();
+        // `0 -> T`.
         if self.state.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             self.record_owner(tid, start);
             return Some(Acquired { owner_died: false });
@@ -193,6 +196,7 @@ impl RawLock {
         for i in 0..SPIN_ROUNDS {
             let w = self.state.load(Ordering::Relaxed);
             if w == 0 {
+                // `0 -> T`.
                 if self
                     .state
                     .compare_exchange_weak(0, tid, Ordering::Acquire, Ordering::Relaxed)
@@ -215,6 +219,7 @@ impl RawLock {
             let w = self.state.load(Ordering::Relaxed);
             if w & TID_MASK == 0 && (w & HANDOFF == 0 || slept) {
                 // We may have slept, so others may sleep too: keep the waiters bit.
+                // `0`, `W|0`, or (once slept) `H|W` `-> W|T`.
                 if self
                     .state
                     .compare_exchange(w, tid | WAITERS, Ordering::Acquire, Ordering::Relaxed)
@@ -230,6 +235,7 @@ impl RawLock {
             if slept && w & TID_MASK != 0 && now.saturating_sub(began) >= FAIR_AFTER {
                 want |= STARVING;
             }
+            // `T -> W|T`, or `W|T -> S|W|T` once we have starved.
             if want != w
                 && self
                     .state
@@ -267,6 +273,7 @@ impl RawLock {
             return None;
         }
         // Keep the waiters bit: others may sleep on the dead holder too.
+        // `T (dead) -> me` or `W|T (dead) -> W|me` (`S` dropped: the starving waiter asks again).
         self.state
             .compare_exchange(w, tid | (w & WAITERS), Ordering::Acquire, Ordering::Relaxed)
             .ok()?;
@@ -307,6 +314,7 @@ impl RawLock {
         self.owner.store(0, Ordering::Relaxed);
         // Release: pairs with the Acquire of the next locker's CAS (and of `holder_is_dead`);
         // the hand-off CAS below continues its release sequence.
+        // `T`, `W|T` or `S|W|T` `-> 0`.
         let old = self.state.swap(0, Ordering::Release);
         if old & STARVING != 0 {
             self.hand_off();
@@ -320,11 +328,13 @@ impl RawLock {
     #[cold]
     fn hand_off(&self) {
         let reserved = HANDOFF | WAITERS;
+        // `0 -> H|W`.
         if self.state.compare_exchange(0, reserved, Ordering::Relaxed, Ordering::Relaxed).is_err() {
             return;
         }
         if futex::wake(&self.state, 1) == 0 {
             // Nobody asleep to take it (the waiter is between its checks, or died): free it.
+            // `H|W -> 0`.
             let _ = self.state.compare_exchange(reserved, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
@@ -374,5 +384,63 @@ impl RawLock {
     /// Sets the re-entry depth (holder only).
     pub(crate) fn set_depth(&self, d: u32) {
         self.depth.store(d, Ordering::Relaxed);
+    }
+}
+
+/// The data half of a `Value`/`Array` guard: `len` plain-data `T`s at `data_at` of a region
+/// whose lock word sits at offset 0, reachable only through this guard, which holds that lock
+/// and releases it on drop. The one place the crate turns shared memory into `&mut [T]`.
+///
+/// Sound because every in-crate user of such a region (the `Value`/`Array` kinds, told apart
+/// from the lock-free `Raw` kinds by their region's magic) touches the data only through this
+/// guard, so it aliases no other reference: other threads and processes wait on the lock, and
+/// this thread cannot take it twice (a second `lock` by the holder would wait, never alias).
+/// Not `Send` (the raw pointer): the lock names its holder thread.
+pub(crate) struct LockedData<'a, T> {
+    lock: &'a RawLock,
+    data: *mut T,
+    len: usize,
+    _t: std::marker::PhantomData<&'a mut [T]>,
+}
+
+impl<'a, T: bytemuck::Pod> LockedData<'a, T> {
+    /// Takes the lock at offset 0 of `region` (no deadline) and returns the guard and whether
+    /// the lock was taken over from a holder that died. Panics if `len` elements at `data_at`
+    /// do not fit the payload or are misaligned for `T` (the caller's layout, checked against
+    /// the region when it was created or received).
+    pub(crate) fn lock(region: &'a Region, data_at: usize, len: usize) -> (Self, bool) {
+        let bytes = len.checked_mul(std::mem::size_of::<T>()).and_then(|b| b.checked_add(data_at));
+        assert!(bytes.is_some_and(|b| b <= region.payload_len()), "LockedData out of bounds");
+        let data = region.payload().wrapping_add(data_at) as *mut T;
+        assert!(data as usize % std::mem::align_of::<T>() == 0, "LockedData misaligned");
+        let lock = RawLock::at(region, 0);
+        // No deadline: always `Some`.
+        let died = lock.lock(None).is_some_and(|a| a.owner_died);
+        (LockedData { lock, data, len, _t: std::marker::PhantomData }, died)
+    }
+}
+
+impl<T> LockedData<'_, T> {
+    /// The data, shared.
+    pub(crate) fn as_slice(&self) -> &[T] {
+        // SAFETY: `data` is non-null, aligned for `T` and `len` elements long inside the
+        // mapping (asserted in `lock`), which the borrowed region keeps alive for `'a`; `T: Pod`
+        // makes any bytes there valid `T`s; and while this guard holds the lock no other
+        // reference to them exists (type doc), nor can one be made from this guard while the
+        // returned borrow lives.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+
+    /// The data, exclusively.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
+        // SAFETY: as in `as_slice`; `&mut self` makes this the only reference made from this
+        // guard while it lives.
+        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+    }
+}
+
+impl<T> Drop for LockedData<'_, T> {
+    fn drop(&mut self) {
+        self.lock.unlock();
     }
 }

@@ -8,36 +8,32 @@
 //! and its wake leaves sleepers asleep until their next check ([`CHECK_EVERY`]). A killed sleeper leaves the sleeper count
 //! one high (a harmless extra `FUTEX_WAKE` per later release). Units held by a dead process are
 //! lost, as in Python.
-#![allow(unsafe_code)]
-//! # Safety
-//! One `unsafe` block views the region's first 16 bytes as [`SemaphoreWords`]: atomics only,
-//! valid for any bit pattern; `Region::at` checks bounds and alignment.
 
 use super::magic;
 use super::raw::CHECK_EVERY;
 use super::region_handle;
 use super::wait::{self, WaitWord};
 use crate::error::{Error, Result};
-use crate::shm::region::Region;
+use crate::shared::region::{shared_struct, Region};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// Python's `SEM_VALUE_MAX` on Linux.
 const MAX_VALUE: u32 = i32::MAX as u32;
 
-#[repr(C)]
-struct SemaphoreWords {
-    /// The count. Acquire CAS pairs with the Release of `release`.
-    count: WaitWord,
-    /// The start value, for `BoundedSemaphore`; fixed at creation.
-    start: AtomicU32,
-    _pad: AtomicU32,
+shared_struct! {
+    struct SemaphoreWords {
+        /// The count. Acquire CAS pairs with the Release of `release`.
+        count: WaitWord,
+        /// The start value, for `BoundedSemaphore`; fixed at creation.
+        start: AtomicU32,
+        _pad: AtomicU32,
+    }
 }
 const SIZE: usize = std::mem::size_of::<SemaphoreWords>();
 
 fn words(region: &Region) -> &SemaphoreWords {
-    // SAFETY: see the module's Safety section.
-    unsafe { region.at::<SemaphoreWords>(0) }
+    region.at::<SemaphoreWords>(0)
 }
 
 fn create(magic: u64, value: usize) -> Result<Region> {

@@ -12,6 +12,7 @@
 //! | asleep (sleepers counted)        | `sleepers` one too high         | nobody: later changes make one harmless `FUTEX_WAKE` each |
 //! | changing the word, before `wake` | a change sleepers did not see   | sleepers time out of their slice (callers wait in slices where a peer may die) |
 
+use crate::shared::region::shared_struct;
 use crate::sys::futex::{self, Wake};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::Duration;
@@ -19,18 +20,19 @@ use std::time::Duration;
 /// How many times a waiter looks at the word before it sleeps.
 pub(crate) const SPIN: u32 = 100;
 
-/// A futex word in shared memory and the number of processes/threads asleep on it.
-///
-/// All-zero bytes are a valid, idle `WaitWord` (word 0, nobody asleep).
-#[repr(C)]
-#[derive(Debug, Default)]
-pub(crate) struct WaitWord {
-    /// The value; meaning defined by the user. Changers store with Release, waiters load with
-    /// Acquire.
-    word: AtomicU32,
-    /// Threads that announced they are going to sleep on `word`. Written SeqCst before a waiter
-    /// re-reads `word`; read after a fence by [`WaitWord::wake`] (the Dekker pair).
-    sleepers: AtomicU32,
+shared_struct! {
+    /// A futex word in shared memory and the number of processes/threads asleep on it.
+    ///
+    /// All-zero bytes are a valid, idle `WaitWord` (word 0, nobody asleep).
+    #[derive(Debug, Default)]
+    pub(crate) struct WaitWord {
+        /// The value; meaning defined by the user. Changers store with Release, waiters load
+        /// with Acquire.
+        word: AtomicU32,
+        /// Threads that announced they are going to sleep on `word`. Written SeqCst before a
+        /// waiter re-reads `word`; read after a fence by [`WaitWord::wake`] (the Dekker pair).
+        sleepers: AtomicU32,
+    }
 }
 
 impl WaitWord {

@@ -187,7 +187,8 @@ impl Dir {
     /// # References
     /// fchmod(2)
     pub fn set_mode(&self, mode: libc::mode_t) -> io::Result<()> {
-        // SAFETY: no pointers.
+        // SAFETY: integer arguments only, no memory lent to the kernel; the descriptor is
+        // borrowed, so it stays open for the call.
         cvt(unsafe { libc::fchmod(self.0.as_raw_fd(), mode) }).map(drop)
     }
 

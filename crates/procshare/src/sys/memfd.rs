@@ -27,7 +27,8 @@ pub fn create(name: &str) -> io::Result<OwnedFd> {
 /// ftruncate(2)
 pub fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     let len = i64::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: no pointers.
+    // SAFETY: integer arguments only, no memory lent to the kernel; the descriptor is
+    // borrowed, so it stays open for the call.
     retry(|| cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })).map(drop)
 }
 
@@ -53,13 +54,15 @@ pub const SEAL_ALL: libc::c_int =
 /// # References
 /// fcntl(2), memfd_create(2)
 pub fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> io::Result<()> {
-    // SAFETY: no pointers.
+    // SAFETY: integer arguments only, no memory lent to the kernel; the descriptor is
+    // borrowed, so it stays open for the call.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
 }
 
 /// `fcntl(fd, F_GET_SEALS)`.
 pub fn seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
-    // SAFETY: no pointers.
+    // SAFETY: integer arguments only, no memory lent to the kernel; the descriptor is
+    // borrowed, so it stays open for the call.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
 }
 
@@ -69,8 +72,9 @@ pub fn seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
 /// pwrite(2)
 pub fn write_all_at(fd: BorrowedFd<'_>, mut data: &[u8], mut offset: u64) -> io::Result<()> {
     while !data.is_empty() {
-        // SAFETY: `data` is a live slice; the kernel reads at most `data.len()` bytes from it.
         let n = retry(|| {
+            // SAFETY: `data` is a live slice; the kernel reads at most `data.len()` bytes from
+            // it; `fd` is a borrowed open descriptor.
             super::cvt_size(unsafe {
                 libc::pwrite(
                     fd.as_raw_fd(),
@@ -95,8 +99,9 @@ pub fn write_all_at(fd: BorrowedFd<'_>, mut data: &[u8], mut offset: u64) -> io:
 /// pread(2)
 pub fn read_exact_at(fd: BorrowedFd<'_>, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
-        // SAFETY: `buf` is a live mutable slice; the kernel writes at most `buf.len()` bytes.
         let n = retry(|| {
+            // SAFETY: `buf` is a live mutable slice; the kernel writes at most `buf.len()`
+            // bytes; `fd` is a borrowed open descriptor.
             super::cvt_size(unsafe {
                 libc::pread(
                     fd.as_raw_fd(),

@@ -56,6 +56,44 @@ impl Mapping {
         self.len
     }
 
+    /// Copies `buf.len()` bytes at `offset` of the mapping into `buf` (a plain copy: bytes
+    /// other processes write meanwhile may be torn, as with Python's `buf`). `InvalidInput` if
+    /// the range is not inside the mapping.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> io::Result<()> {
+        self.check(offset, buf.len())?;
+        // SAFETY: `offset .. offset + buf.len()` is inside this live mapping (checked above),
+        // so valid for reads of `u8` (any bits are valid); `buf` is a distinct `&mut` slice,
+        // so the ranges do not overlap; `u8` needs no alignment.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Copies `data` to `offset` of the mapping (a plain copy, as `read_at`). `InvalidInput`
+    /// if the range is not inside the mapping (nothing is written then).
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> io::Result<()> {
+        self.check(offset, data.len())?;
+        // SAFETY: `offset .. offset + data.len()` is inside this live, writable mapping (checked
+        // above); `data` cannot overlap it unless a caller of an `unsafe` slice accessor broke
+        // its promise; `u8` needs no alignment.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(offset), data.len())
+        };
+        Ok(())
+    }
+
+    fn check(&self, offset: usize, len: usize) -> io::Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
+        }
+    }
+
     /// `madvise(addr, len, MADV_REMOVE)`: frees the backing pages of a page-aligned range of a
     /// shared file mapping; they read as zeros afterwards.
     ///
@@ -81,7 +119,7 @@ impl Drop for Mapping {
 
 /// `sysconf(_SC_PAGESIZE)`.
 pub fn page_size() -> usize {
-    // SAFETY: no pointers.
+    // SAFETY: integer arguments only, no memory lent to the kernel: nothing to uphold.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if n <= 0 {
         4096

@@ -98,7 +98,7 @@ pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
     if pid <= 0 {
         return Err(io::ErrorKind::InvalidInput.into());
     }
-    // SAFETY: no pointers.
+    // SAFETY: integer arguments only, no memory lent to the kernel: nothing to uphold.
     cvt(unsafe { libc::kill(pid, sig) }).map(drop)
 }
 
@@ -107,7 +107,8 @@ pub fn kill(pid: u32, sig: libc::c_int) -> io::Result<()> {
 /// # References
 /// pidfd_open(2)
 pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    // SAFETY: no pointers.
+    // SAFETY: integer arguments only, no memory lent to the kernel; the new descriptor
+    // is taken into an OwnedFd below only if the call succeeded.
     let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if r < 0 {
         return Err(io::Error::last_os_error());
@@ -143,7 +144,7 @@ pub fn exit_code(status: libc::c_int) -> i32 {
 /// # References
 /// prctl(2)
 pub fn set_parent_death_signal(sig: libc::c_int) -> io::Result<()> {
-    // SAFETY: no pointers.
+    // SAFETY: integer arguments only, no memory lent to the kernel: nothing to uphold.
     cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) }).map(drop)
 }
 

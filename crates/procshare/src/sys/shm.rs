@@ -28,7 +28,8 @@ pub fn dir() -> io::Result<Dir> {
 /// # References
 /// flock(2)
 pub fn try_lock(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    // SAFETY: no pointers.
+    // SAFETY: integer arguments only, no memory lent to the kernel; the descriptor is
+    // borrowed, so it stays open for the call.
     match retry(|| cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) })) {
         Ok(_) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
@@ -42,7 +43,8 @@ pub fn try_lock(fd: BorrowedFd<'_>) -> io::Result<bool> {
 /// # References
 /// flock(2)
 pub fn lock(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: no pointers.
+    // SAFETY: integer arguments only, no memory lent to the kernel; the descriptor is
+    // borrowed, so it stays open for the call.
     retry(|| cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) })).map(drop)
 }
 

@@ -42,7 +42,8 @@ pub fn shutdown(fd: BorrowedFd<'_>, read: bool, write: bool) -> io::Result<()> {
         (false, true) => libc::SHUT_WR,
         (false, false) => return Ok(()),
     };
-    // SAFETY: no pointers.
+    // SAFETY: integer arguments only, no memory lent to the kernel; the descriptor is
+    // borrowed, so it stays open for the call.
     cvt(unsafe { libc::shutdown(fd.as_raw_fd(), how) }).map(drop)
 }
 
@@ -292,7 +293,7 @@ pub fn connect_unix(path: &Path, timeout: Duration) -> io::Result<OwnedFd> {
         *d = *s as libc::c_char;
     }
     let len = mem::size_of::<libc::sa_family_t>() + bytes.len() + usize::from(!abstract_name);
-    // SAFETY: no pointers.
+    // SAFETY: integer arguments only, no memory lent to the kernel: nothing to uphold.
     let raw =
         cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: socket succeeded; the descriptor is new and ours.

@@ -23,14 +23,21 @@
 //!
 //! Crash table: a creator killed before `READY` leaves a memfd nobody else holds; it dies with
 //! the creator. After `READY` the header never changes.
+//!
+//! # Safety
+//! Users view the payload through [`Region::at`], a safe method: it checks bounds and
+//! alignment, and takes only [`Shared`] types (valid for any bit pattern, atomics only), so
+//! nothing a peer writes can make the view invalid or a data race. Byte ranges go through
+//! [`Region::load_bytes`]/[`Region::store_bytes`] (bounded relaxed atomic copies). The `unsafe`
+//! left here is the pointer arithmetic behind those, the `Shared` impls, and `header`.
 #![allow(unsafe_code)]
 
 use crate::error::{Error, Result};
-use crate::process::handles::{RecvFd, SendFd};
+use crate::shared::handles::{RecvFd, SendFd};
 use crate::sys::{memfd, mmap::Mapping};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// Bytes before the payload; keeps the payload cache-line aligned.
@@ -71,7 +78,7 @@ impl Region {
     pub(crate) fn create(
         magic: u64,
         payload_len: usize,
-        init: impl FnOnce(*mut u8),
+        init: impl FnOnce(&Region),
     ) -> Result<Region> {
         let total = payload_len
             .checked_add(HEADER_LEN)
@@ -81,7 +88,7 @@ impl Region {
         memfd::add_seals(fd.as_fd(), SEALS)?;
         let map = Mapping::map(fd.as_fd(), total)?;
         let region = Region(Arc::new(Inner { fd, map, magic }));
-        init(region.payload());
+        init(&region);
         let h = region.header();
         h.magic.store(magic, Ordering::Relaxed);
         h.version.store(VERSION, Ordering::Relaxed);
@@ -162,17 +169,154 @@ impl Region {
         &self.0.map
     }
 
-    /// A reference to a `T` at `offset` in the payload.
-    ///
-    /// # Safety
-    /// `T` must be valid for any bit pattern a peer may write (atomics, plain integers), and
-    /// `offset` aligned for `T`. Bounds are checked here.
-    pub(crate) unsafe fn at<T>(&self, offset: usize) -> &T {
-        assert!(offset + std::mem::size_of::<T>() <= self.payload_len());
-        assert!(offset % std::mem::align_of::<T>() == 0);
-        // SAFETY: in bounds and aligned (asserted; HEADER_LEN and the page are 64-aligned); the
-        // caller vouches for the bit patterns.
+    /// A reference to the `T` at `offset` in the payload. Panics if it is out of bounds or
+    /// misaligned: offsets come from the caller's fixed layout, never from a peer.
+    pub(crate) fn at<T: Shared>(&self, offset: usize) -> &T {
+        let end = offset.checked_add(std::mem::size_of::<T>());
+        assert!(end.is_some_and(|end| end <= self.payload_len()), "Region::at out of bounds");
+        assert!(
+            (self.payload() as usize).wrapping_add(offset) % std::mem::align_of::<T>() == 0,
+            "Region::at misaligned"
+        );
+        // SAFETY: the pointer is inside the mapping for `size_of::<T>()` bytes and aligned for
+        // `T` (both asserted above), and the mapping lives as long as `self`, which the
+        // reference borrows. `T: Shared` makes any bytes a peer left there a valid `T`, and
+        // every byte of it an atomic, so peers writing it while we hold `&T` is no data race.
         unsafe { &*(self.payload().add(offset) as *const T) }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` of the payload into `buf` with relaxed atomic loads
+    /// (racing writers may leave a mix of old and new words, never a data race). Panics if out
+    /// of bounds (the caller's layout).
+    pub(crate) fn load_bytes(&self, offset: usize, buf: &mut [u8]) {
+        self.check_span(offset, buf.len());
+        // SAFETY: `offset .. offset + buf.len()` is inside the mapping (checked just above),
+        // which lives while `self` does.
+        unsafe { atomic_copy(self.payload().add(offset), Dir::Load(buf)) }
+    }
+
+    /// Copies `buf` to `offset` of the payload with relaxed atomic stores. Panics if out of
+    /// bounds (the caller's layout).
+    pub(crate) fn store_bytes(&self, offset: usize, buf: &[u8]) {
+        self.check_span(offset, buf.len());
+        // SAFETY: as in `load_bytes`.
+        unsafe { atomic_copy(self.payload().add(offset), Dir::Store(buf)) }
+    }
+
+    fn check_span(&self, offset: usize, len: usize) {
+        let end = offset.checked_add(len);
+        assert!(end.is_some_and(|end| end <= self.payload_len()), "Region span out of bounds");
+    }
+}
+
+/// Types [`Region::at`] may view shared memory as: what a peer process can write into them at
+/// any moment must neither make them invalid nor race with us.
+///
+/// Implemented here for the atomics and arrays of them, and for structs through
+/// [`shared_struct!`], which checks its fields. `pub(crate)` seals it:
+/// nothing outside this crate can add an impl.
+///
+/// # Safety
+/// An implementor must be `Sync` and
+/// * valid for every bit pattern of its size (no `bool`, enum, reference or niche), and
+/// * made only of atomics: every byte that is not padding lies inside an atomic, so all of its
+///   mutation through `&Self` is atomic (no plain field, no `Cell`).
+pub(crate) unsafe trait Shared: Sync {}
+
+// SAFETY: atomic integers are valid for every bit pattern and are all atomic.
+unsafe impl Shared for AtomicU8 {}
+// SAFETY: as for `AtomicU8`.
+unsafe impl Shared for AtomicU16 {}
+// SAFETY: as for `AtomicU8`.
+unsafe impl Shared for AtomicU32 {}
+// SAFETY: as for `AtomicU8`.
+unsafe impl Shared for AtomicU64 {}
+// SAFETY: an array has no padding between elements and is valid and atomic where each element
+// is.
+unsafe impl<T: Shared, const N: usize> Shared for [T; N] {}
+
+/// Declares a `#[repr(C)]` struct and implements [`Shared`] for it, after checking at compile
+/// time that every field is `Shared` and that the fields fill the struct (no padding).
+macro_rules! shared_struct {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$fmeta:meta])* $fvis:vis $field:ident : $fty:ty),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        $vis struct $name {
+            $($(#[$fmeta])* $fvis $field: $fty),*
+        }
+        const _: () = {
+            const fn size_of_shared<T: $crate::shared::region::Shared>() -> usize {
+                ::std::mem::size_of::<T>()
+            }
+            assert!(
+                ::std::mem::size_of::<$name>() == 0 $(+ size_of_shared::<$fty>())*,
+                "a shared_struct has padding"
+            );
+        };
+        // SAFETY: `#[repr(C)]` with every field `Shared` (the const block above does not compile
+        // otherwise) and no padding (the sizes add up): every bit pattern is valid field by
+        // field, every byte is inside a field's atomics, and a struct of `Sync` fields is `Sync`.
+        #[allow(unsafe_code)]
+        unsafe impl $crate::shared::region::Shared for $name {}
+    };
+}
+pub(crate) use shared_struct;
+
+/// Which way `atomic_copy` copies, with the private buffer.
+enum Dir<'a> {
+    Load(&'a mut [u8]),
+    Store(&'a [u8]),
+}
+
+/// Copies the buffer's length in bytes between shared memory at `shared` and the buffer with
+/// relaxed atomic accesses, in chunks of the widest width that divides both the length and the
+/// address.
+///
+/// # Safety
+/// `shared .. shared + len` must be inside a live mapping, `len` being the buffer's length.
+unsafe fn atomic_copy(shared: *const u8, dir: Dir<'_>) {
+    macro_rules! chunks {
+        ($atomic:ty, $int:ty) => {{
+            const W: usize = std::mem::size_of::<$int>();
+            // SAFETY: word `k` ends at `(k + 1) * W <= len`, so it is in bounds (caller);
+            // aligned to W (the dispatch below checked the address and the length); an atomic
+            // integer is valid for any bits, and other processes touch these bytes only as
+            // atomics.
+            let word = |k: usize| unsafe { &*(shared.add(k * W) as *const $atomic) };
+            match dir {
+                Dir::Load(buf) => {
+                    for (k, chunk) in buf.chunks_exact_mut(W).enumerate() {
+                        chunk.copy_from_slice(&word(k).load(Ordering::Relaxed).to_ne_bytes());
+                    }
+                }
+                Dir::Store(buf) => {
+                    for (k, chunk) in buf.chunks_exact(W).enumerate() {
+                        let mut x = [0u8; W];
+                        x.copy_from_slice(chunk);
+                        word(k).store(<$int>::from_ne_bytes(x), Ordering::Relaxed);
+                    }
+                }
+            }
+        }};
+    }
+    let n = match &dir {
+        Dir::Load(buf) => buf.len(),
+        Dir::Store(buf) => buf.len(),
+    };
+    let addr = shared as usize;
+    if n % 8 == 0 && addr % 8 == 0 {
+        chunks!(AtomicU64, u64)
+    } else if n % 4 == 0 && addr % 4 == 0 {
+        chunks!(AtomicU32, u32)
+    } else if n % 2 == 0 && addr % 2 == 0 {
+        chunks!(AtomicU16, u16)
+    } else {
+        chunks!(AtomicU8, u8)
     }
 }
 
@@ -229,10 +373,43 @@ mod tests {
         assert_eq!(memfd::len(r.fd()).unwrap(), total);
         // Still writable, and a second opener sees the same memory.
         let again = Region::open(dup(r.fd()), MAGIC).unwrap();
-        // SAFETY: u64 at offset 0 of a 100-byte payload; any bit pattern is valid.
-        unsafe { r.at::<AtomicU64>(0) }.store(7, Ordering::Relaxed);
-        // SAFETY: as above.
-        assert_eq!(unsafe { again.at::<AtomicU64>(0) }.load(Ordering::Relaxed), 7);
+        r.at::<AtomicU64>(0).store(7, Ordering::Relaxed);
+        assert_eq!(again.at::<AtomicU64>(0).load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn at_and_byte_copies_refuse_spans_outside_the_payload() {
+        let r = Region::create(MAGIC, 100, |_| {}).unwrap();
+        let panics = |f: &dyn Fn(&Region)| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&r))).is_err()
+        };
+        assert!(!panics(&|r| {
+            r.at::<AtomicU64>(88);
+        }));
+        assert!(
+            panics(&|r| {
+                r.at::<AtomicU64>(96);
+            }),
+            "past the end"
+        );
+        assert!(
+            panics(&|r| {
+                r.at::<AtomicU64>(usize::MAX - 3);
+            }),
+            "offset wraps"
+        );
+        assert!(
+            panics(&|r| {
+                r.at::<AtomicU64>(4);
+            }),
+            "misaligned"
+        );
+        let mut buf = [0u8; 10];
+        assert!(panics(&|r| r.load_bytes(95, &mut [0u8; 10])));
+        assert!(panics(&|r| r.store_bytes(usize::MAX, &[1])));
+        r.store_bytes(3, b"procshare!");
+        r.load_bytes(3, &mut buf);
+        assert_eq!(&buf, b"procshare!");
     }
 
     #[test]
