@@ -96,17 +96,20 @@ impl<S: Sink> postcard::ser_flavors::Flavor for ToSink<S> {
 }
 
 /// [`encode_to`] with postcard's own error, so that a refusal can be told from a bad value.
+#[inline]
 fn serialize_to<T: Serialize + ?Sized, S: Sink>(value: &T, sink: S) -> postcard::Result<S> {
     postcard::serialize_with_flavor(value, ToSink(sink))
 }
 
 /// Encodes `value` (native) into `sink` and hands the sink back (to say, e.g., how much of its
 /// room is left). A refusal by the sink is `Err(Codec)`; what it took before stays written.
+#[inline]
 pub(crate) fn encode_to<T: Serialize + ?Sized, S: Sink>(value: &T, sink: S) -> Result<S> {
     serialize_to(value, sink).map_err(|e| Error::Codec(e.to_string()))
 }
 
 /// The length of `value`'s native encoding, without writing it anywhere.
+#[inline]
 pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize> {
     struct Count(usize);
     impl Sink for Count {
@@ -122,6 +125,7 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize> {
 /// Appends the native encoding of `value` to `buf` while `buf` stays within `cap` bytes:
 /// `Ok(true)` when it all fit, `Ok(false)` when it would not (`buf` then holds part of it), so a
 /// caller tries a small buffer first without encoding a large value whole.
+#[inline]
 pub(crate) fn encode_capped<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
