@@ -723,51 +723,30 @@ struct PythonBaseline {
     optional: bool,
 }
 
+/// A CPython baseline that is always measured.
+const fn py_baseline(
+    scenario: Scenario,
+    baseline: &'static str,
+    key: &'static str,
+) -> PythonBaseline {
+    PythonBaseline { scenario, baseline, key, optional: false }
+}
+
 /// The CPython baselines, in report order.
 const PYTHON_BASELINES: [PythonBaseline; 8] = [
-    PythonBaseline {
-        scenario: PIPE_64,
-        baseline: "Python mp.Pipe send_bytes",
-        key: "pipe_64",
-        optional: false,
-    },
-    PythonBaseline {
-        scenario: PIPE_1MIB,
-        baseline: "Python mp.Pipe send_bytes",
-        key: "pipe_1m",
-        optional: false,
-    },
-    PythonBaseline {
-        scenario: QUEUE_64,
-        baseline: "Python mp.Queue",
-        key: "queue_64",
-        optional: false,
-    },
+    py_baseline(PIPE_64, "Python mp.Pipe send_bytes", "pipe_64"),
+    py_baseline(PIPE_1MIB, "Python mp.Pipe send_bytes", "pipe_1m"),
+    py_baseline(QUEUE_64, "Python mp.Queue", "queue_64"),
     PythonBaseline {
         scenario: QUEUE_64,
         baseline: "Python faster_fifo",
         key: "faster_fifo",
         optional: true,
     },
-    PythonBaseline {
-        scenario: SPAWN,
-        baseline: "Python spawn Process + join",
-        key: "spawn_us",
-        optional: false,
-    },
-    PythonBaseline {
-        scenario: QUEUE_2X2,
-        baseline: "Python mp.Queue 2 -> 2",
-        key: "queue_2x2",
-        optional: false,
-    },
-    PythonBaseline { scenario: LOCK, baseline: "Python mp.Lock", key: "lock", optional: false },
-    PythonBaseline {
-        scenario: THREAD_QUEUE,
-        baseline: "Python queue.Queue",
-        key: "thread_queue",
-        optional: false,
-    },
+    py_baseline(SPAWN, "Python spawn Process + join", "spawn_us"),
+    py_baseline(QUEUE_2X2, "Python mp.Queue 2 -> 2", "queue_2x2"),
+    py_baseline(LOCK, "Python mp.Lock", "lock"),
+    py_baseline(THREAD_QUEUE, "Python queue.Queue", "thread_queue"),
 ];
 
 /// Runs every scenario and prints the table (and JSON / SVG when asked).
