@@ -610,6 +610,148 @@ fn human(v: f64, unit: &str) -> String {
     }
 }
 
+/// One scenario of the report: how procshare does it and the baseline it is compared with.
+struct Scenario {
+    name: &'static str,
+    unit: &'static str,
+    /// More is better (a rate), or less (a latency, a cost).
+    higher_better: bool,
+    ours: fn(Duration) -> f64,
+    baseline: &'static str,
+    base: fn(Duration) -> f64,
+}
+
+const PIPE_64: Scenario = Scenario {
+    name: "pipe 64 B, 1 process -> 1",
+    unit: "msg/s",
+    higher_better: true,
+    ours: |d| pipe_rate(64, d),
+    baseline: "OS pipe, 1 write/msg",
+    base: |d| os_pipe_rate(64, d),
+};
+const PIPE_RTT: Scenario = Scenario {
+    name: "pipe ping-pong 8 B (median RTT)",
+    unit: "µs",
+    higher_better: false,
+    ours: pipe_rtt,
+    baseline: "OS pipe pair",
+    base: os_pipe_rtt,
+};
+const PIPE_1MIB: Scenario = Scenario {
+    name: "pipe 1 MiB, 1 process -> 1",
+    unit: "B/s",
+    higher_better: true,
+    ours: |d| pipe_rate(1 << 20, d) * (1 << 20) as f64,
+    baseline: "memcpy (1 thread)",
+    base: memcpy_rate,
+};
+const QUEUE_64: Scenario = Scenario {
+    name: "Queue 64 B, 1 process -> 1",
+    unit: "msg/s",
+    higher_better: true,
+    ours: |d| queue_rate(64, d),
+    baseline: "crossbeam bounded, 2 threads",
+    base: |d| crossbeam_items_rate(64, d),
+};
+const QUEUE_2X2: Scenario = Scenario {
+    name: "Queue 64 B, 2 -> 2 processes",
+    unit: "msg/s",
+    higher_better: true,
+    ours: queue_2x2_rate,
+    baseline: "crossbeam bounded, 1 -> 1 threads",
+    base: |d| crossbeam_items_rate(64, d),
+};
+const QUEUE_RTT: Scenario = Scenario {
+    name: "Queue ping-pong (median RTT)",
+    unit: "µs",
+    higher_better: false,
+    ours: queue_rtt,
+    baseline: "procshare pipe ping-pong",
+    base: pipe_rtt,
+};
+const QUEUE_1MIB: Scenario = Scenario {
+    name: "Queue 1 MiB, 1 process -> 1",
+    unit: "B/s",
+    higher_better: true,
+    ours: |d| queue_rate(1 << 20, d) * (1 << 20) as f64,
+    baseline: "memcpy (1 thread)",
+    base: memcpy_rate,
+};
+const SPAWN: Scenario = Scenario {
+    name: "Process spawn + join (median)",
+    unit: "µs",
+    higher_better: false,
+    ours: |d| spawn_cost(StartMethod::Spawn, d),
+    baseline: "procshare fork + join",
+    base: |d| spawn_cost(StartMethod::Fork, d),
+};
+const LOCK: Scenario = Scenario {
+    name: "Lock, 2 processes contending",
+    unit: "ops/s",
+    higher_better: true,
+    ours: lock_rate,
+    baseline: "parking_lot, 2 threads",
+    base: parking_lot_rate,
+};
+const THREAD_QUEUE: Scenario = Scenario {
+    name: "thread_queue::Queue 1 -> 1 threads",
+    unit: "msg/s",
+    higher_better: true,
+    ours: thread_queue_rate,
+    baseline: "crossbeam bounded(1024)",
+    base: crossbeam_rate,
+};
+
+/// The scenarios, in report order.
+const SCENARIOS: [Scenario; 10] = [
+    PIPE_64,
+    PIPE_RTT,
+    PIPE_1MIB,
+    QUEUE_64,
+    QUEUE_2X2,
+    QUEUE_RTT,
+    QUEUE_1MIB,
+    SPAWN,
+    LOCK,
+    THREAD_QUEUE,
+];
+
+/// A CPython baseline (`--python`) of a scenario: its name and its key in [`PYTHON`]'s JSON.
+struct PythonBaseline {
+    scenario: Scenario,
+    baseline: &'static str,
+    key: &'static str,
+    /// Measured only when an optional package is installed: no row without it (the others
+    /// report NaN when missing).
+    optional: bool,
+}
+
+/// A CPython baseline that is always measured.
+const fn py_baseline(
+    scenario: Scenario,
+    baseline: &'static str,
+    key: &'static str,
+) -> PythonBaseline {
+    PythonBaseline { scenario, baseline, key, optional: false }
+}
+
+/// The CPython baselines, in report order.
+const PYTHON_BASELINES: [PythonBaseline; 8] = [
+    py_baseline(PIPE_64, "Python mp.Pipe send_bytes", "pipe_64"),
+    py_baseline(PIPE_1MIB, "Python mp.Pipe send_bytes", "pipe_1m"),
+    py_baseline(QUEUE_64, "Python mp.Queue", "queue_64"),
+    PythonBaseline {
+        scenario: QUEUE_64,
+        baseline: "Python faster_fifo",
+        key: "faster_fifo",
+        optional: true,
+    },
+    py_baseline(SPAWN, "Python spawn Process + join", "spawn_us"),
+    py_baseline(QUEUE_2X2, "Python mp.Queue 2 -> 2", "queue_2x2"),
+    py_baseline(LOCK, "Python mp.Lock", "lock"),
+    py_baseline(THREAD_QUEUE, "Python queue.Queue", "thread_queue"),
+];
+
 /// Runs every scenario and prints the table (and JSON / SVG when asked).
 pub fn run(args: Args) -> procshare::Result<()> {
     if args.redis {
@@ -637,97 +779,29 @@ pub fn run(args: Args) -> procshare::Result<()> {
         plan.rounds, plan.duration
     );
 
-    let pipe64 = compare(&plan, &mut |d| pipe_rate(64, d), &mut |d| os_pipe_rate(64, d));
-    say(row("pipe 64 B, 1 process -> 1", "msg/s", "OS pipe, 1 write/msg", pipe64, true));
-    let rtt = compare(&plan, &mut pipe_rtt, &mut os_pipe_rtt);
-    say(row("pipe ping-pong 8 B (median RTT)", "µs", "OS pipe pair", rtt, false));
-    let mib = compare(&plan, &mut |d| pipe_rate(1 << 20, d) * (1 << 20) as f64, &mut memcpy_rate);
-    say(row("pipe 1 MiB, 1 process -> 1", "B/s", "memcpy (1 thread)", mib, true));
-    let q64 = compare(&plan, &mut |d| queue_rate(64, d), &mut |d| crossbeam_items_rate(64, d));
-    say(row("Queue 64 B, 1 process -> 1", "msg/s", "crossbeam bounded, 2 threads", q64, true));
-    let q2x2 = compare(&plan, &mut queue_2x2_rate, &mut |d| crossbeam_items_rate(64, d));
-    say(row(
-        "Queue 64 B, 2 -> 2 processes",
-        "msg/s",
-        "crossbeam bounded, 1 -> 1 threads",
-        q2x2,
-        true,
-    ));
-    let qrtt = compare(&plan, &mut queue_rtt, &mut pipe_rtt);
-    say(row("Queue ping-pong (median RTT)", "µs", "procshare pipe ping-pong", qrtt, false));
-    let qmib = compare(&plan, &mut |d| queue_rate(1 << 20, d) * (1 << 20) as f64, &mut memcpy_rate);
-    say(row("Queue 1 MiB, 1 process -> 1", "B/s", "memcpy (1 thread)", qmib, true));
-    let spawn = compare(&plan, &mut |d| spawn_cost(StartMethod::Spawn, d), &mut |d| {
-        spawn_cost(StartMethod::Fork, d)
-    });
-    say(row("Process spawn + join (median)", "µs", "procshare fork + join", spawn, false));
-    let lock = compare(&plan, &mut lock_rate, &mut parking_lot_rate);
-    say(row("Lock, 2 processes contending", "ops/s", "parking_lot, 2 threads", lock, true));
-    let tq = compare(&plan, &mut thread_queue_rate, &mut crossbeam_rate);
-    say(row("thread_queue::Queue 1 -> 1 threads", "msg/s", "crossbeam bounded(1024)", tq, true));
+    // Each scenario's median for procshare, kept for its Python rows.
+    let mut ours = Vec::with_capacity(SCENARIOS.len());
+    for s in &SCENARIOS {
+        let (mut run_ours, mut run_base) = (s.ours, s.base);
+        let measured = compare(&plan, &mut run_ours, &mut run_base);
+        say(row(s.name, s.unit, s.baseline, measured, s.higher_better));
+        ours.push((s.name, measured.0));
+    }
 
     if args.python {
         match python(plan.duration) {
             Some(py) => {
-                let get = |k: &str| py.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
-                say(row(
-                    "pipe 64 B, 1 process -> 1",
-                    "msg/s",
-                    "Python mp.Pipe send_bytes",
-                    (pipe64.0, get("pipe_64")),
-                    true,
-                ));
-                say(row(
-                    "pipe 1 MiB, 1 process -> 1",
-                    "B/s",
-                    "Python mp.Pipe send_bytes",
-                    (mib.0, get("pipe_1m")),
-                    true,
-                ));
-                say(row(
-                    "Queue 64 B, 1 process -> 1",
-                    "msg/s",
-                    "Python mp.Queue",
-                    (q64.0, get("queue_64")),
-                    true,
-                ));
-                if let Some(ff) = py.get("faster_fifo").and_then(|v| v.as_f64()) {
-                    say(row(
-                        "Queue 64 B, 1 process -> 1",
-                        "msg/s",
-                        "Python faster_fifo",
-                        (q64.0, ff),
-                        true,
-                    ));
+                for p in &PYTHON_BASELINES {
+                    let s = &p.scenario;
+                    let value = match py.get(p.key).and_then(|v| v.as_f64()) {
+                        Some(v) => v,
+                        None if p.optional => continue,
+                        None => f64::NAN,
+                    };
+                    let mine =
+                        ours.iter().find(|(name, _)| *name == s.name).map_or(f64::NAN, |o| o.1);
+                    say(row(s.name, s.unit, p.baseline, (mine, value), s.higher_better));
                 }
-                say(row(
-                    "Process spawn + join (median)",
-                    "µs",
-                    "Python spawn Process + join",
-                    (spawn.0, get("spawn_us")),
-                    false,
-                ));
-                say(row(
-                    "Queue 64 B, 2 -> 2 processes",
-                    "msg/s",
-                    "Python mp.Queue 2 -> 2",
-                    (q2x2.0, get("queue_2x2")),
-                    true,
-                ));
-                say(row(
-                    "Lock, 2 processes contending",
-                    "ops/s",
-                    "Python mp.Lock",
-                    (lock.0, get("lock")),
-                    true,
-                ));
-                say(row(
-                    "thread_queue::Queue 1 -> 1 threads",
-                    "msg/s",
-                    "Python queue.Queue",
-                    (tq.0, get("thread_queue")),
-                    true,
-                ));
             }
             None => eprintln!("python3 is not available: no Python baselines"),
         }

@@ -162,17 +162,23 @@ fn a_party_killed_before_arriving_breaks_the_barrier() {
     assert_eq!(victim.join().unwrap(), -9);
 }
 
-#[test]
-fn a_party_killed_before_its_first_wait_breaks_the_barrier() {
-    let barrier = Barrier::new(2).unwrap();
+/// A child that holds `barrier` (registered when it received it) and never arrives; returned
+/// once it has started.
+fn spawn_idle_party(barrier: &Barrier) -> Process {
     let (mine, theirs) = pipe().unwrap();
-    // Registered when it received the barrier; never arrives.
-    let mut kid = Process::spawn((barrier.clone(), theirs), |(_b, conn): (Barrier, Connection)| {
+    let kid = Process::spawn((barrier.clone(), theirs), |(_b, conn): (Barrier, Connection)| {
         conn.send(&"started").unwrap();
         std::thread::sleep(Duration::from_secs(60));
     })
     .unwrap();
     assert_eq!(mine.recv::<String>().unwrap(), "started");
+    kid
+}
+
+#[test]
+fn a_party_killed_before_its_first_wait_breaks_the_barrier() {
+    let barrier = Barrier::new(2).unwrap();
+    let mut kid = spawn_idle_party(&barrier);
     kid.kill().unwrap();
     assert!(matches!(barrier.wait(), Err(Error::PeerDied)));
     assert_eq!(kid.join().unwrap(), -9);
@@ -182,13 +188,7 @@ fn a_party_killed_before_its_first_wait_breaks_the_barrier() {
 #[test]
 fn reset_forgets_a_dead_holder() {
     let barrier = Barrier::new(2).unwrap();
-    let (mine, theirs) = pipe().unwrap();
-    let mut kid = Process::spawn((barrier.clone(), theirs), |(_b, conn): (Barrier, Connection)| {
-        conn.send(&"started").unwrap();
-        std::thread::sleep(Duration::from_secs(60));
-    })
-    .unwrap();
-    assert_eq!(mine.recv::<String>().unwrap(), "started");
+    let mut kid = spawn_idle_party(&barrier);
     kid.kill().unwrap();
     assert_eq!(kid.join().unwrap(), -9);
     assert!(matches!(barrier.wait(), Err(Error::PeerDied)));

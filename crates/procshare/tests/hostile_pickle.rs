@@ -11,14 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+mod common;
+
 fn python() -> Option<Command> {
-    match Command::new("python3").arg("--version").output() {
-        Ok(o) if o.status.success() => Some(Command::new("python3")),
-        _ => {
-            eprintln!("python3 not found: SKIPPING the CPython part of this test");
-            None
-        }
-    }
+    common::python3("multiprocessing.connection", "the CPython part of this test")
 }
 
 /// Runs a python3 script and returns its stdout lines, `None` without python3.
@@ -248,13 +244,7 @@ print(repr(c.recv()))
 "#,
         port = addr.port()
     );
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_python(&script);
     // Python connects before it reads its stdin, so the writing must not wait for the accept.
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || stdin.write_all(payloads.join("\n").as_bytes()));

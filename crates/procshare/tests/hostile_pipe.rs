@@ -10,32 +10,15 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod common;
+use common::{localhost, port, python3, spawn_python, within, HANG};
+
 const KEY: &[u8] = b"hostile-pipe-key";
-/// Bound on waits that only a hang would reach.
-const HANG: Duration = Duration::from_secs(60);
-
-fn localhost() -> Address {
-    Address::Tcp("127.0.0.1:0".parse().unwrap())
-}
-
-fn port(a: &Address) -> u16 {
-    match a {
-        Address::Tcp(s) => s.port(),
-        Address::Unix(_) => unreachable!(),
-    }
-}
 
 /// Runs `listener.accept()` on a thread and waits for it at most [`HANG`].
 fn accept_bounded(listener: &std::sync::Arc<Listener>) -> Connection {
-    let (tx, rx) = mpsc::channel();
     let l = listener.clone();
-    std::thread::spawn(move || {
-        let _ = tx.send(l.accept());
-    });
-    match rx.recv_timeout(HANG) {
-        Ok(r) => r.unwrap(),
-        Err(_) => panic!("accept is stuck behind a silent or slow peer"),
-    }
+    within("accept behind a silent or slow peer", move || l.accept()).unwrap()
 }
 
 fn recv_bounded<T: serde::de::DeserializeOwned>(c: &Connection) -> T {
@@ -146,8 +129,7 @@ fn handshake_deadline_drops_silent_and_slow_peers_only() {
 
 #[test]
 fn python_silent_client_does_not_block_accept() {
-    if !Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        eprintln!("python3 not found: skipping");
+    if python3("multiprocessing.connection", "this test").is_none() {
         return;
     }
     let listener = std::sync::Arc::new(Listener::bind(localhost(), Some(KEY)).unwrap());
@@ -159,13 +141,7 @@ fn python_silent_client_does_not_block_accept() {
         "from multiprocessing.connection import Client\nimport sys\n\
          c = Client(('127.0.0.1', {port}))\nprint('connected', flush=True)\nsys.stdin.read()\n"
     );
-    let mut silent = Command::new("python3")
-        .arg("-c")
-        .arg(silent)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut silent = spawn_python(&silent);
     let mut line = [0u8; 10];
     silent.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
     assert_eq!(&line, b"connected\n");

@@ -6,25 +6,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
+mod common;
+use common::{localhost, port};
+
 fn python() -> Option<Command> {
-    match Command::new("python3").arg("--version").output() {
-        Ok(o) if o.status.success() => Some(Command::new("python3")),
-        _ => {
-            eprintln!("python3 not found: skipping the CPython interop part");
-            None
-        }
-    }
-}
-
-fn localhost() -> Address {
-    Address::Tcp("127.0.0.1:0".parse().unwrap())
-}
-
-fn port(a: &Address) -> u16 {
-    match a {
-        Address::Tcp(s) => s.port(),
-        Address::Unix(_) => unreachable!(),
-    }
+    common::python3("multiprocessing.connection", "the CPython interop part")
 }
 
 #[test]

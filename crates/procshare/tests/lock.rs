@@ -4,6 +4,8 @@
 use procshare::{pipe, Connection, Lock, Process, RLock, RawValue};
 use std::time::Duration;
 
+mod common;
+
 /// Increments per process: 100,000 in release builds, 20,000 in debug builds (slow otherwise).
 const INCREMENTS: u64 = if cfg!(debug_assertions) { 20_000 } else { 100_000 };
 
@@ -207,9 +209,8 @@ fn thread_that_ends_holding_the_lock_counts_as_dead() {
 
 #[test]
 fn handles_are_send_sync_clone() {
-    fn check<T: Send + Sync + Clone>() {}
-    check::<Lock>();
-    check::<RLock>();
+    common::assert_send_sync_clone::<Lock>();
+    common::assert_send_sync_clone::<RLock>();
 }
 
 #[test]

@@ -204,9 +204,8 @@ fn wait_on_ten_connections() {
     assert!(wait(&[&w], Some(Duration::ZERO)).is_err());
 }
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
-}
+mod common;
+use common::pattern;
 
 #[test]
 fn sizes_round_trip_across_processes() {

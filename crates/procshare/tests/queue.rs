@@ -5,12 +5,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashSet;
 use std::time::Duration;
 
-/// A byte buffer that serializes as one byte string (one memcpy), not as a sequence of u8.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Bytes(#[serde(with = "serde_bytes")] Vec<u8>);
+mod common;
+use common::Bytes;
 
 fn pattern(len: usize, seed: u8) -> Bytes {
-    Bytes((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect())
+    Bytes(common::pattern(len, seed))
 }
 
 const SEG: usize = 256 << 10; // the ring's segment size
@@ -377,10 +376,9 @@ fn fork_children_share_the_queue() {
 
 #[test]
 fn handles_are_send_sync_clone() {
-    fn check<T: Send + Sync + Clone>() {}
-    check::<Queue<String>>();
-    check::<JoinableQueue<Vec<u8>>>();
-    check::<SimpleQueue<u8>>();
+    common::assert_send_sync_clone::<Queue<String>>();
+    common::assert_send_sync_clone::<JoinableQueue<Vec<u8>>>();
+    common::assert_send_sync_clone::<SimpleQueue<u8>>();
 }
 
 fn memfds_open() -> usize {

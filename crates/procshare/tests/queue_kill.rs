@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A byte buffer that serializes as one byte string (one memcpy), not as a sequence of u8.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Bytes(#[serde(with = "serde_bytes")] Vec<u8>);
+mod common;
+use common::Bytes;
 
 #[derive(Serialize, Deserialize)]
 enum Msg {

@@ -4,17 +4,8 @@
 use procshare::{Error, Item, Process, ShareableList, SharedMemory};
 use proptest::prelude::*;
 
-fn basics() -> Vec<Item> {
-    vec![
-        Item::Str("howdy".into()),
-        Item::Bytes(b"HoWdY".to_vec()),
-        Item::Float(-273.154),
-        Item::Int(100),
-        Item::None,
-        Item::Bool(true),
-        Item::Int(42),
-    ]
-}
+mod common;
+use common::shareable_list_basics as basics;
 
 #[test]
 fn cpython_basics() {

@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtOrd};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -16,21 +16,10 @@ use procshare::thread_queue::{Deque, LifoQueue, PriorityQueue, Queue, SimpleQueu
 use procshare::Error;
 use proptest::prelude::*;
 
-const SHORT: Duration = Duration::from_millis(20);
-/// Long enough that only a bug (a lost wake-up, a deadlock) reaches it.
-const HANG: Duration = Duration::from_secs(60);
+mod common;
+use common::{within, HANG};
 
-/// Run `f` on a thread and fail the test (instead of hanging) if it never finishes.
-fn within<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(HANG) {
-        Ok(r) => r,
-        Err(_) => panic!("{what}: did not finish (deadlock or lost wake-up)"),
-    }
-}
+const SHORT: Duration = Duration::from_millis(20);
 
 fn is_shutdown<T: std::fmt::Debug>(r: procshare::Result<T>) -> bool {
     matches!(r, Err(Error::ShutDown))

@@ -5,6 +5,8 @@ use procshare::{pipe, Array, Connection, Process, RawArray, RawValue, Value};
 
 use std::time::Duration;
 
+mod common;
+
 const INCREMENTS: u64 = if cfg!(debug_assertions) { 5_000 } else { 50_000 };
 
 #[test]
@@ -168,11 +170,10 @@ fn raw_kinds() {
 
 #[test]
 fn handles_are_send_sync_clone() {
-    fn check<T: Send + Sync + Clone>() {}
-    check::<Value<u64>>();
-    check::<Array<f64>>();
-    check::<RawValue<u8>>();
-    check::<RawArray<i32>>();
+    common::assert_send_sync_clone::<Value<u64>>();
+    common::assert_send_sync_clone::<Array<f64>>();
+    common::assert_send_sync_clone::<RawValue<u8>>();
+    common::assert_send_sync_clone::<RawArray<i32>>();
 }
 
 #[test]

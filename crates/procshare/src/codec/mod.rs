@@ -62,6 +62,96 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Where [`encode_to`] puts the bytes it produces: the codec decides what the bytes are, a sink
+/// only where they go (a queue's slot, a capped buffer, nowhere at all).
+pub(crate) trait Sink {
+    /// Takes the next piece of the encoding, or refuses it (no room), which ends the encoding
+    /// with `Err(Codec)`.
+    fn write(&mut self, data: &[u8]) -> std::result::Result<(), Refused>;
+}
+
+/// A [`Sink`]'s refusal of more bytes.
+#[derive(Debug)]
+pub(crate) struct Refused;
+
+/// postcard's output type over a [`Sink`]; its output is the sink, handed back.
+struct ToSink<S>(S);
+
+impl<S: Sink> postcard::ser_flavors::Flavor for ToSink<S> {
+    type Output = S;
+
+    #[inline]
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.try_extend(&[b])
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.write(data).map_err(|Refused| postcard::Error::SerializeBufferFull)
+    }
+
+    fn finalize(self) -> postcard::Result<S> {
+        Ok(self.0)
+    }
+}
+
+/// [`encode_to`] with postcard's own error, so that a refusal can be told from a bad value.
+#[inline]
+fn serialize_to<T: Serialize + ?Sized, S: Sink>(value: &T, sink: S) -> postcard::Result<S> {
+    postcard::serialize_with_flavor(value, ToSink(sink))
+}
+
+/// Encodes `value` (native) into `sink` and hands the sink back (to say, e.g., how much of its
+/// room is left). A refusal by the sink is `Err(Codec)`; what it took before stays written.
+#[inline]
+pub(crate) fn encode_to<T: Serialize + ?Sized, S: Sink>(value: &T, sink: S) -> Result<S> {
+    serialize_to(value, sink).map_err(|e| Error::Codec(e.to_string()))
+}
+
+/// The length of `value`'s native encoding, without writing it anywhere.
+#[inline]
+pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize> {
+    struct Count(usize);
+    impl Sink for Count {
+        #[inline]
+        fn write(&mut self, data: &[u8]) -> std::result::Result<(), Refused> {
+            self.0 += data.len();
+            Ok(())
+        }
+    }
+    Ok(encode_to(value, Count(0))?.0)
+}
+
+/// Appends the native encoding of `value` to `buf` while `buf` stays within `cap` bytes:
+/// `Ok(true)` when it all fit, `Ok(false)` when it would not (`buf` then holds part of it), so a
+/// caller tries a small buffer first without encoding a large value whole.
+#[inline]
+pub(crate) fn encode_capped<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> Result<bool> {
+    struct Capped<'a> {
+        buf: &'a mut Vec<u8>,
+        cap: usize,
+    }
+    impl Sink for Capped<'_> {
+        #[inline]
+        fn write(&mut self, data: &[u8]) -> std::result::Result<(), Refused> {
+            if self.buf.len() + data.len() > self.cap {
+                return Err(Refused);
+            }
+            self.buf.extend_from_slice(data);
+            Ok(())
+        }
+    }
+    match serialize_to(value, Capped { buf, cap }) {
+        Ok(_) => Ok(true),
+        Err(postcard::Error::SerializeBufferFull) => Ok(false),
+        Err(e) => Err(Error::Codec(e.to_string())),
+    }
+}
+
 /// Decodes one native-encoded value that fills `bytes` exactly.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let (value, rest) =
@@ -120,6 +210,34 @@ mod tests {
         // A Vec<u8> claiming u32::MAX elements, then nothing.
         let b = [0xff, 0xff, 0xff, 0xff, 0x0f];
         assert!(matches!(decode::<Vec<u64>>(&b), Err(Error::Codec(_))));
+    }
+
+    #[test]
+    fn length_capped_and_sink_encoders_agree_with_encode() {
+        let v = (7u64, String::from("a string"), vec![3u8; 300]);
+        let whole = encode(&v).unwrap();
+        assert_eq!(encoded_len(&v).unwrap(), whole.len());
+
+        let mut buf = Vec::new();
+        assert!(encode_capped(&v, &mut buf, whole.len()).unwrap());
+        assert_eq!(buf, whole);
+        buf.clear();
+        assert!(!encode_capped(&v, &mut buf, whole.len() - 1).unwrap());
+        assert!(buf.len() < whole.len());
+
+        /// Takes at most `room` bytes, like a reserved slot.
+        struct Room(Vec<u8>, usize);
+        impl Sink for Room {
+            fn write(&mut self, data: &[u8]) -> std::result::Result<(), Refused> {
+                if data.len() > self.1 - self.0.len() {
+                    return Err(Refused);
+                }
+                self.0.extend_from_slice(data);
+                Ok(())
+            }
+        }
+        assert_eq!(encode_to(&v, Room(Vec::new(), whole.len())).unwrap().0, whole);
+        assert!(matches!(encode_to(&v, Room(Vec::new(), 10)), Err(Error::Codec(_))));
     }
 
     #[test]

@@ -35,53 +35,6 @@ fn backoff(spins: &mut u32) {
     *spins += 1;
 }
 
-/// A postcard output into a buffer that refuses to grow past `cap` bytes.
-struct Capped<'a> {
-    buf: &'a mut Vec<u8>,
-    cap: usize,
-}
-
-impl postcard::ser_flavors::Flavor for Capped<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
-        self.try_extend(&[b])
-    }
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if self.buf.len() + data.len() > self.cap {
-            return Err(postcard::Error::SerializeBufferFull);
-        }
-        self.buf.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
-/// A postcard output that only counts bytes.
-struct Count(usize);
-
-impl postcard::ser_flavors::Flavor for Count {
-    type Output = usize;
-
-    fn try_push(&mut self, _: u8) -> postcard::Result<()> {
-        self.0 += 1;
-        Ok(())
-    }
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0 += data.len();
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<usize> {
-        Ok(self.0)
-    }
-}
-
 #[derive(Default)]
 struct Scratch {
     enc: Vec<u8>,
@@ -320,12 +273,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.check_open()?;
         with_scratch(|s| {
             s.enc.clear();
-            match postcard::serialize_with_flavor(item, Capped { buf: &mut s.enc, cap: LARGE }) {
-                Ok(()) => {}
-                Err(postcard::Error::SerializeBufferFull) => {
-                    return self.put_large(item, &mut s.slots, deadline);
-                }
-                Err(e) => return Err(Error::Codec(e.to_string())),
+            if !codec::encode_capped(item, &mut s.enc, LARGE)? {
+                return self.put_large(item, &mut s.slots, deadline);
             }
             if s.enc.len() <= SMALL {
                 return self.put_small(&s.enc, &mut s.slots, deadline);
@@ -348,16 +297,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         slots: &mut Vec<PutSlot>,
         deadline: Option<Duration>,
     ) -> Result<()> {
-        let size = postcard::serialize_with_flavor(item, Count(0))
-            .map_err(|e| Error::Codec(e.to_string()))?;
+        let size = codec::encoded_len(item)?;
         slots.clear();
         self.reserve(&[size], slots, deadline)?;
         let mut slot = Reserved::new(&self.ring, slots);
         let writer = self.ring.slot_writer(slot.next().ok_or(Error::Full)?);
-        match postcard::serialize_with_flavor(item, writer) {
-            Ok(0) => slot.commit_written(),
-            Ok(_) => Err(Error::Codec("the item serialized to fewer bytes the second time".into())),
-            Err(e) => Err(Error::Codec(e.to_string())),
+        if codec::encode_to(item, writer)?.unwritten() == 0 {
+            slot.commit_written()
+        } else {
+            Err(Error::Codec("the item serialized to fewer bytes the second time".into()))
         }
     }
 

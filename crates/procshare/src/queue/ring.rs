@@ -122,6 +122,7 @@
 //! outside the mapping.
 #![allow(unsafe_code)]
 
+use crate::codec::{Refused, Sink};
 use crate::error::{Error, Result};
 use crate::shared::region::{Region, Shared, HEADER_LEN};
 use crate::sync::raw::RawLock;
@@ -804,9 +805,9 @@ impl Ring {
         Ok(())
     }
 
-    /// A postcard output writing straight into a reserved slot (large items are serialized in
-    /// place, without an intermediate buffer). Its output is the number of reserved bytes left
-    /// unwritten (0 when the item filled the slot exactly).
+    /// A codec sink writing straight into a reserved slot (large items are encoded in place,
+    /// without an intermediate buffer); [`SlotWriter::unwritten`] then says how many reserved
+    /// bytes the item left unwritten (0 when it filled the slot exactly).
     pub(crate) fn slot_writer(&self, slot: &PutSlot) -> SlotWriter<'_> {
         SlotWriter { ring: self, seg: slot.seg, off: slot.off + REC_HDR, left: slot.len }
     }
@@ -1213,31 +1214,26 @@ pub(crate) struct SlotWriter<'a> {
     left: usize,
 }
 
-impl postcard::ser_flavors::Flavor for SlotWriter<'_> {
-    type Output = usize;
-
-    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
-        self.try_extend(&[b])
+impl SlotWriter<'_> {
+    /// The reserved bytes not written yet.
+    pub(crate) fn unwritten(&self) -> usize {
+        self.left
     }
+}
 
-    fn try_extend(&mut self, mut data: &[u8]) -> postcard::Result<()> {
+impl Sink for SlotWriter<'_> {
+    fn write(&mut self, mut data: &[u8]) -> std::result::Result<(), Refused> {
         // More bytes than the first (counting) pass produced: refuse, the caller abandons.
         if data.len() > self.left {
-            return Err(postcard::Error::SerializeBufferFull);
+            return Err(Refused);
         }
         while !data.is_empty() {
             if self.off == SEG_SIZE {
-                self.seg = self
-                    .ring
-                    .seg_next(self.seg)
-                    .map_err(|_| postcard::Error::SerializeBufferFull)?;
+                self.seg = self.ring.seg_next(self.seg).map_err(|_| Refused)?;
                 self.off = SEG_HDR;
             }
             let n = data.len().min(SEG_SIZE - self.off);
-            let dst = self
-                .ring
-                .seg_ptr(self.seg, self.off, n)
-                .map_err(|_| postcard::Error::SerializeBufferFull)?;
+            let dst = self.ring.seg_ptr(self.seg, self.off, n).map_err(|_| Refused)?;
             // SAFETY: `dst..dst+n` is inside the mapping (checked by seg_ptr) and inside our
             // reservation (`left` bounds it), which nobody else touches before COMMITTED;
             // `data` is the serializer's own buffer, so the ranges do not overlap.
@@ -1247,10 +1243,6 @@ impl postcard::ser_flavors::Flavor for SlotWriter<'_> {
             self.left -= n;
         }
         Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<usize> {
-        Ok(self.left)
     }
 }
 
