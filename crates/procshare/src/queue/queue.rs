@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::RefCell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How long a waiter spins (checking cheaply) before it sleeps on the futex.
@@ -157,7 +157,48 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 pub struct Queue<T> {
     ring: Ring,
     closed: AtomicBool,
+    /// The WRITING record this handle last found at the head, remembered across calls so that
+    /// gets which each wait less than [`PENDING_CHECK`] (`get_nowait` in a loop) still get to
+    /// check its producer's liveness once it has been pending that long.
+    pending: PendingSeen,
     _items: PhantomData<fn(T) -> T>,
+}
+
+/// The owner of a pending head record and when this handle first saw it pending. Only a hint
+/// for when to pay for a `/proc` read: a record is skipped only if its owner is dead, so a stale
+/// or torn pair (two threads of one handle) costs at most an early or late check.
+#[derive(Debug, Default)]
+struct PendingSeen {
+    /// The record's owner value; 0 for none (a live writer's owner holds its pid, never 0).
+    owner: AtomicU64,
+    /// `futex::now()` in nanoseconds when `owner` was first seen pending.
+    since_ns: AtomicU64,
+}
+
+impl PendingSeen {
+    /// Whether the record seen pending has been pending for `PENDING_CHECK` by `now`.
+    fn overdue(&self, now: Duration) -> bool {
+        self.owner.load(Ordering::Relaxed) != 0
+            && now.saturating_sub(Duration::from_nanos(self.since_ns.load(Ordering::Relaxed)))
+                >= PENDING_CHECK
+    }
+
+    /// Notes that a record of `owner` is pending at the head at `now`.
+    fn saw(&self, owner: u64, now: Duration) {
+        if self.owner.load(Ordering::Relaxed) != owner {
+            let ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+            self.since_ns.store(ns, Ordering::Relaxed);
+            self.owner.store(owner, Ordering::Relaxed);
+        }
+    }
+
+    /// The head moved or the queue is empty: nothing is pending.
+    fn clear(&self) {
+        // A load first: the get fast path calls this, and a store would dirty the line.
+        if self.owner.load(Ordering::Relaxed) != 0 {
+            self.owner.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 impl<T> Clone for Queue<T> {
@@ -165,6 +206,7 @@ impl<T> Clone for Queue<T> {
         Queue {
             ring: self.ring.clone(),
             closed: AtomicBool::new(self.closed.load(Ordering::Relaxed)),
+            pending: PendingSeen::default(),
             _items: PhantomData,
         }
     }
@@ -189,7 +231,12 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let (region, closed) = <(Region, bool)>::deserialize(d)?;
         let ring = Ring::from_region(region).map_err(serde::de::Error::custom)?;
-        Ok(Queue { ring, closed: AtomicBool::new(closed), _items: PhantomData })
+        Ok(Queue {
+            ring,
+            closed: AtomicBool::new(closed),
+            pending: PendingSeen::default(),
+            _items: PhantomData,
+        })
     }
 }
 
@@ -221,7 +268,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     pub(crate) fn with_ring(ring: Ring) -> Result<Self> {
-        Ok(Queue { ring, closed: AtomicBool::new(false), _items: PhantomData })
+        Ok(Queue {
+            ring,
+            closed: AtomicBool::new(false),
+            pending: PendingSeen::default(),
+            _items: PhantomData,
+        })
     }
 
     pub(crate) fn ring(&self) -> &Ring {
@@ -503,22 +555,24 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ) -> Result<()> {
         // The fast path (an item is there) reads no clock.
         if self.ring.try_get(max, false, deadline, scratch, sink)? == GetStatus::Took {
+            // The head moved: a record seen pending before is gone.
+            self.pending.clear();
             return Ok(());
         }
         let start = futex::now();
-        let mut pending: Option<(u64, Duration)> = None;
         loop {
             let now = futex::now();
-            let reap = pending.is_some_and(|(_, since)| now.saturating_sub(since) >= PENDING_CHECK);
+            // Across calls (see `pending`): a dead producer's record must not starve a consumer
+            // that only ever polls briefly.
+            let reap = self.pending.overdue(now);
             match self.ring.try_get(max, reap, deadline, scratch, sink)? {
-                GetStatus::Took => return Ok(()),
-                GetStatus::Busy => return Err(Error::Empty),
-                GetStatus::Empty => pending = None,
-                GetStatus::Pending(owner) => {
-                    if pending.map(|p| p.0) != Some(owner) {
-                        pending = Some((owner, now));
-                    }
+                GetStatus::Took => {
+                    self.pending.clear();
+                    return Ok(());
                 }
+                GetStatus::Busy => return Err(Error::Empty),
+                GetStatus::Empty => self.pending.clear(),
+                GetStatus::Pending(owner) => self.pending.saw(owner, now),
             }
             if deadline.is_some_and(|d| now >= d) {
                 return Err(Error::Empty);
