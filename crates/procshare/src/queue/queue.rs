@@ -4,7 +4,7 @@ use super::ring::{GetStatus, PutSlot, PutStatus, Reserved, Ring, MAX_ITEMS};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::shm::region::Region;
-use crate::sync::wait;
+use crate::sys::deadline::Deadline;
 use crate::sys::futex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -24,15 +24,18 @@ const LARGE: usize = 64 << 10;
 /// A record pending this long makes a getter check whether its producer is alive.
 const PENDING_CHECK: Duration = Duration::from_millis(20);
 
-/// One step of a waiter's spin phase: busy-spin briefly, then give the core away (the peer we
-/// wait for may be waiting for it).
-fn backoff(spins: &mut u32) {
-    if *spins < 64 {
-        std::hint::spin_loop();
-    } else {
-        std::thread::yield_now();
+/// A waiter's spin phase: until `ready()` or [`SPIN`] after `start`, busy-spin briefly, then
+/// give the core away (the peer we wait for may be waiting for it).
+fn spin_until(start: Duration, ready: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !ready() && futex::now().saturating_sub(start) < SPIN {
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+        spins += 1;
     }
-    *spins += 1;
 }
 
 /// A postcard output into a buffer that refuses to grow past `cap` bytes.
@@ -291,7 +294,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn put(&self, item: T) -> Result<()> {
-        self.put_until(&item, None)
+        self.put_until(&item, Deadline::NEVER)
     }
 
     /// Like [`Queue::put`], but gives up with `Err(Full)` after `timeout`.
@@ -304,7 +307,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
-        self.put_until(&item, futex::deadline(Some(timeout)))
+        self.put_until(&item, Deadline::after(timeout))
     }
 
     /// Puts `item` only if there is room now, else `Err(Full)`.
@@ -316,7 +319,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn put_nowait(&self, item: T) -> Result<()> {
-        self.put_until(&item, Some(futex::now()))
+        self.put_until(&item, Deadline::now())
     }
 
     /// Puts every item of `items`, in order, with one lock round per batch of reservations:
@@ -344,7 +347,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let mut done = 0;
             while done < s.lens.len() {
                 s.slots.clear();
-                self.reserve(&s.lens[done..], &mut s.slots, None)?;
+                self.reserve(&s.lens[done..], &mut s.slots, Deadline::NEVER)?;
                 debug_assert!(!s.slots.is_empty());
                 // On an error the slots not yet committed are abandoned (and getters woken) as
                 // `batch` drops.
@@ -368,7 +371,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    fn put_until(&self, item: &T, deadline: Option<Duration>) -> Result<()> {
+    fn put_until(&self, item: &T, deadline: Deadline) -> Result<()> {
         self.check_open()?;
         with_scratch(|s| {
             s.enc.clear();
@@ -394,12 +397,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// The item's `Serialize` runs with the slot reserved: if it fails, gives other bytes than
     /// the first time, or panics, the slot is abandoned (consumers skip it) by the guard's drop,
     /// also while unwinding.
-    fn put_large(
-        &self,
-        item: &T,
-        slots: &mut Vec<PutSlot>,
-        deadline: Option<Duration>,
-    ) -> Result<()> {
+    fn put_large(&self, item: &T, slots: &mut Vec<PutSlot>, deadline: Deadline) -> Result<()> {
         let size = postcard::serialize_with_flavor(item, Count(0))
             .map_err(|e| Error::Codec(e.to_string()))?;
         slots.clear();
@@ -415,12 +413,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts an encoded small item (copied under the producer lock), waiting for room until
     /// `deadline`.
-    fn put_small(
-        &self,
-        data: &[u8],
-        slots: &mut Vec<PutSlot>,
-        deadline: Option<Duration>,
-    ) -> Result<()> {
+    fn put_small(&self, data: &[u8], slots: &mut Vec<PutSlot>, deadline: Deadline) -> Result<()> {
         match self.ring.put_small(data, slots, deadline)? {
             PutStatus::Reserved => Ok(()),
             PutStatus::Busy => Err(Error::Full),
@@ -434,41 +427,38 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Reserves at least one of `lens` (as many as fit), waiting for room until `deadline`.
-    fn reserve(
-        &self,
-        lens: &[usize],
-        slots: &mut Vec<PutSlot>,
-        deadline: Option<Duration>,
-    ) -> Result<()> {
+    fn reserve(&self, lens: &[usize], slots: &mut Vec<PutSlot>, deadline: Deadline) -> Result<()> {
         let start = futex::now();
         let mut last_reap = start;
-        loop {
-            match self.ring.start_put(lens, slots, deadline)? {
-                PutStatus::Reserved => return Ok(()),
-                PutStatus::Busy => return Err(Error::Full),
-                PutStatus::Full => {}
+        let has_room = || self.ring.len() < self.ring.maxsize();
+        let attempt = |_: bool| {
+            match self.ring.start_put(lens, slots, deadline) {
+                Ok(PutStatus::Reserved) => return Some(Ok(())),
+                Ok(PutStatus::Busy) => return Some(Err(Error::Full)),
+                Ok(PutStatus::Full) => {}
+                Err(e) => return Some(Err(e)),
             }
             let now = futex::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(Error::Full);
+            if deadline.expired_at(now) {
+                return None;
             }
             if now.saturating_sub(last_reap) >= PENDING_CHECK {
                 // A dead producer's unfinished record holds a slot until a consumer skips it;
                 // with no consumer around, skip it ourselves.
-                self.ring.reap()?;
+                if let Err(e) = self.ring.reap() {
+                    return Some(Err(e));
+                }
                 last_reap = now;
             }
-            let has_room = || self.ring.len() < self.ring.maxsize();
-            if now.saturating_sub(start) < SPIN {
-                let mut spins = 0u32;
-                while !has_room() && futex::now().saturating_sub(start) < SPIN {
-                    backoff(&mut spins);
-                }
-                continue;
-            }
-            // Sleep in slices: the consumer that should make room may die.
-            self.ring.get_signal().wait_until(wait::slice(deadline, POLL), |_| has_room());
-        }
+            // Spin first (the sleep below then returns at once if room came).
+            spin_until(start, has_room);
+            None
+        };
+        // In slices: the consumer that should make room may die.
+        self.ring
+            .get_signal()
+            .wait_sliced(deadline, POLL, |_| has_room(), attempt)
+            .unwrap_or(Err(Error::Full))
     }
 
     /// Removes and returns the oldest item, waiting for one. `Err(Codec)` if the bytes do not
@@ -481,7 +471,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn get(&self) -> Result<T> {
-        self.get_one(None)
+        self.get_one(Deadline::NEVER)
     }
 
     /// Like [`Queue::get`], but gives up with `Err(Empty)` after `timeout`.
@@ -493,7 +483,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.get_one(futex::deadline(Some(timeout)))
+        self.get_one(Deadline::after(timeout))
     }
 
     /// An item if one is ready now, else `Err(Empty)`.
@@ -504,7 +494,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn get_nowait(&self) -> Result<T> {
-        self.get_one(Some(futex::now()))
+        self.get_one(Deadline::now())
     }
 
     /// Waits for at least one item, then takes up to `max` that are ready, in queue order, with
@@ -524,7 +514,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut items = Vec::new();
         let mut first_err = None;
         with_scratch(|s| {
-            self.get_with(max, None, &mut s.dec, &mut |b| match codec::decode(b) {
+            self.get_with(max, Deadline::NEVER, &mut s.dec, &mut |b| match codec::decode(b) {
                 Ok(v) => items.push(v),
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -537,7 +527,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    fn get_one(&self, deadline: Option<Duration>) -> Result<T> {
+    fn get_one(&self, deadline: Deadline) -> Result<T> {
         let mut item = None;
         with_scratch(|s| {
             self.get_with(1, deadline, &mut s.dec, &mut |b| item = Some(codec::decode(b)))
@@ -549,7 +539,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn get_with(
         &self,
         max: usize,
-        deadline: Option<Duration>,
+        deadline: Deadline,
         scratch: &mut Vec<u8>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<()> {
@@ -560,36 +550,32 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return Ok(());
         }
         let start = futex::now();
-        loop {
+        let head_ready = || self.ring.head_ready();
+        let attempt = |_: bool| {
             let now = futex::now();
             // Across calls (see `pending`): a dead producer's record must not starve a consumer
             // that only ever polls briefly.
             let reap = self.pending.overdue(now);
-            match self.ring.try_get(max, reap, deadline, scratch, sink)? {
-                GetStatus::Took => {
+            match self.ring.try_get(max, reap, deadline, scratch, sink) {
+                Ok(GetStatus::Took) => {
                     self.pending.clear();
-                    return Ok(());
+                    return Some(Ok(()));
                 }
-                GetStatus::Busy => return Err(Error::Empty),
-                GetStatus::Empty => self.pending.clear(),
-                GetStatus::Pending(owner) => self.pending.saw(owner, now),
+                Ok(GetStatus::Busy) => return Some(Err(Error::Empty)),
+                Ok(GetStatus::Empty) => self.pending.clear(),
+                Ok(GetStatus::Pending(owner)) => self.pending.saw(owner, now),
+                Err(e) => return Some(Err(e)),
             }
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(Error::Empty);
+            if !deadline.expired_at(now) {
+                spin_until(start, head_ready);
             }
-            if now.saturating_sub(start) < SPIN {
-                // Spin a little, then yield: on a busy machine the producer may need this core.
-                let mut spins = 0u32;
-                while !self.ring.head_ready() && futex::now().saturating_sub(start) < SPIN {
-                    backoff(&mut spins);
-                }
-                continue;
-            }
-            // Sleep in slices: the producer of a pending record may die (then we skip it).
-            self.ring
-                .put_signal()
-                .wait_until(wait::slice(deadline, POLL), |_| self.ring.head_ready());
-        }
+            None
+        };
+        // In slices: the producer of a pending record may die (then we skip it).
+        self.ring
+            .put_signal()
+            .wait_sliced(deadline, POLL, |_| head_ready(), attempt)
+            .unwrap_or(Err(Error::Empty))
     }
 
     /// Items in the queue: exact, counted in shared memory (an item whose `put` is under way

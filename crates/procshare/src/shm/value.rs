@@ -39,6 +39,7 @@
 use crate::error::{Error, Result};
 use crate::shm::region::Region;
 use crate::sync::raw::RawLock;
+use crate::sys::deadline::Deadline;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::marker::PhantomData;
@@ -151,7 +152,7 @@ impl<T: Pod> Shared<T> {
             );
         }
         // No deadline: always `Some`.
-        let died = raw.lock(None).is_some_and(|a| a.owner_died);
+        let died = raw.lock(Deadline::NEVER).is_some_and(|a| a.owner_died);
         (raw, died)
     }
 

@@ -19,7 +19,7 @@
 //! * `wait::WaitWord` — 8 bytes, all-zero = idle: a futex word plus a sleeper count;
 //!   `wait_until(deadline, |word| ready)` and `wake(n)` / `wake_all()` after changing the word
 //!   (no syscall when nobody sleeps), or `bump_wake_all()` when the condition lives outside the
-//!   word (the queue's ring: no read-modify-write when nobody sleeps). Wait in slices (`wait::slice(deadline, CHECK_EVERY)`)
+//!   word (the queue's ring: no read-modify-write when nobody sleeps). Wait in slices (`wait_sliced(deadline, CHECK_EVERY, ready, attempt)`)
 //!   wherever a peer that should wake you may die, and check that peer between slices.
 //!
 //! Every handle is `Send + Sync + Clone` (a clone is another handle on the same object) and can
@@ -92,8 +92,3 @@ macro_rules! region_handle {
     };
 }
 pub(crate) use region_handle;
-
-/// Turns a user timeout into an absolute deadline.
-pub(crate) fn deadline(t: std::time::Duration) -> Option<std::time::Duration> {
-    crate::sys::futex::deadline(Some(t))
-}

@@ -59,6 +59,7 @@
 //! by `Region::at`).
 
 use crate::shm::region::Region;
+use crate::sys::deadline::Deadline;
 use crate::sys::futex::{self, Wake};
 use crate::sys::{owner, proc};
 use std::cell::Cell;
@@ -172,10 +173,9 @@ impl RawLock {
         None
     }
 
-    /// Takes the lock, waiting at most until the absolute monotonic `deadline` (`None`: no
-    /// limit). `None` back means the deadline passed.
+    /// Takes the lock, waiting at most until `deadline`. `None` back means the deadline passed.
     #[inline]
-    pub(crate) fn lock(&self, deadline: Option<Duration>) -> Option<Acquired> {
+    pub(crate) fn lock(&self, deadline: Deadline) -> Option<Acquired> {
         let (tid, start) = me();
         if self.state.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             self.record_owner(tid, start);
@@ -185,7 +185,7 @@ impl RawLock {
     }
 
     #[cold]
-    fn lock_slow(&self, tid: u32, start: u64, deadline: Option<Duration>) -> Option<Acquired> {
+    fn lock_slow(&self, tid: u32, start: u64, deadline: Deadline) -> Option<Acquired> {
         // Spin only while nobody sleeps (a sleeper means a long holder), and take only a plainly
         // free lock (a handed-off one is for the sleepers).
         // Exponential backoff between looks: a waiter polling the word steals its cache line
@@ -239,7 +239,7 @@ impl RawLock {
                 continue;
             }
             let w = want;
-            if deadline.is_some_and(|d| now >= d) {
+            if deadline.expired_at(now) {
                 return None;
             }
             if now >= next_check {
@@ -252,8 +252,7 @@ impl RawLock {
                 next_check = now.saturating_add(CHECK_EVERY);
                 continue;
             }
-            let until = deadline.map_or(next_check, |d| d.min(next_check));
-            match futex::wait(&self.state, w, Some(until)) {
+            match futex::wait(&self.state, w, deadline.min(Deadline::at(next_check))) {
                 Ok(Wake::Woken) | Ok(Wake::TimedOut) => {}
                 Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
