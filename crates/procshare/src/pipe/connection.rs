@@ -581,6 +581,9 @@ fn zero_length_is_eof(fd: BorrowedFd<'_>) -> Result<bool> {
 /// goes to sleep on every message pays a wake-up per message, which costs more than the message
 /// when the writer is just behind.
 fn recv_spinning(fd: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<socket::Received> {
+    // Not `sync::backoff::Backoff`: each look here is a system call, so the schedule is counted
+    // in tries, not in pause hints. Measured: the shared schedule (11 tries over ~380 pauses)
+    // made `pipe_ping_pong_8B` 1.6x and `pipe_1to1_64B` 1.8x slower than these 16 tries.
     for _ in 0..SPIN_TRIES {
         match socket::recv_record(fd, &mut [&mut scratch[..]], false, true) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),

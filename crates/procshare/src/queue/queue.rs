@@ -4,6 +4,7 @@ use super::ring::{GetStatus, PutSlot, PutStatus, Reserved, Ring, MAX_ITEMS};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::shm::region::Region;
+use crate::sync::backoff::Backoff;
 use crate::sys::deadline::Deadline;
 use crate::sys::futex;
 use serde::de::DeserializeOwned;
@@ -27,14 +28,9 @@ const PENDING_CHECK: Duration = Duration::from_millis(20);
 /// A waiter's spin phase: until `ready()` or [`SPIN`] after `start`, busy-spin briefly, then
 /// give the core away (the peer we wait for may be waiting for it).
 fn spin_until(start: Duration, ready: impl Fn() -> bool) {
-    let mut spins = 0u32;
+    let backoff = Backoff::new();
     while !ready() && futex::now().saturating_sub(start) < SPIN {
-        if spins < 64 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
-        spins += 1;
+        backoff.snooze();
     }
 }
 

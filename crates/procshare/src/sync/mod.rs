@@ -7,10 +7,10 @@
 //! (tens of milliseconds), never a hang, and the next holder is told
 //! ([`LockGuard::previous_holder_died`]).
 //!
-//! Layers, as in parking_lot: `raw` holds the lock word and its state table, `wait` the one
-//! waiting mechanism (spin, then `FUTEX_WAIT` on a shared word, sleepers counted so that a
-//! change nobody waits for makes no system call); the public types are thin handles on a
-//! shared-memory region.
+//! Layers, as in parking_lot: `backoff` is the one spinning schedule, `raw` holds the lock word
+//! and its state table, `wait` the one waiting mechanism (spin, then `FUTEX_WAIT` on a shared
+//! word, sleepers counted so that a change nobody waits for makes no system call); the public
+//! types are thin handles on a shared-memory region.
 //!
 //! For other modules (queues, `Value`), the crate-internal API is:
 //! * `raw::RawLock` — 16 bytes, all-zero = unlocked, 8-aligned, at any offset of a `Region`
@@ -30,6 +30,7 @@
 //! is shared, not copied). A lock held by the parent when it forks stays held by the parent's
 //! thread; the child does not own it.
 
+pub(crate) mod backoff;
 pub(crate) mod raw;
 pub(crate) mod wait;
 

@@ -58,6 +58,7 @@
 //! `RawLock`: made of atomics (valid for any bit pattern), and in bounds and aligned (checked
 //! by `Region::at`).
 
+use super::backoff::Backoff;
 use crate::shm::region::Region;
 use crate::sys::deadline::Deadline;
 use crate::sys::futex::{self, Wake};
@@ -77,8 +78,6 @@ const START_MASK: u64 = (1 << START_BITS) - 1;
 pub(crate) const FIRST_CHECK: Duration = Duration::from_millis(10);
 /// ... and then at this interval.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(50);
-/// Looks at the word before sleeping (with 2, 4, ... 64 pauses between looks).
-const SPIN_ROUNDS: u32 = 10;
 /// A sleeper that has waited this long asks for the next release to be handed to a sleeper.
 pub(crate) const FAIR_AFTER: Duration = Duration::from_millis(1);
 
@@ -190,7 +189,8 @@ impl RawLock {
         // free lock (a handed-off one is for the sleepers).
         // Exponential backoff between looks: a waiter polling the word steals its cache line
         // from a holder that re-locks at once, which costs both.
-        for i in 0..SPIN_ROUNDS {
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
             let w = self.state.load(Ordering::Relaxed);
             if w == 0 {
                 if self
@@ -204,9 +204,7 @@ impl RawLock {
             } else if w & WAITERS != 0 {
                 break;
             }
-            for _ in 0..(2u32 << i.min(5)) {
-                std::hint::spin_loop();
-            }
+            backoff.spin();
         }
         let began = futex::now();
         let mut next_check = began.saturating_add(FIRST_CHECK);

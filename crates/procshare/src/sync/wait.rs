@@ -16,13 +16,11 @@
 //! | asleep (sleepers counted)        | `sleepers` one too high         | nobody: later changes make one harmless `FUTEX_WAKE` each |
 //! | changing the word, before `wake` | a change sleepers did not see   | sleepers time out of their slice (callers wait in slices where a peer may die) |
 
+use super::backoff::Backoff;
 use crate::sys::deadline::Deadline;
 use crate::sys::futex::{self, Wake};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::Duration;
-
-/// How many times a waiter looks at the word before it sleeps.
-pub(crate) const SPIN: u32 = 100;
 
 /// A futex word in shared memory and the number of processes/threads asleep on it.
 ///
@@ -51,11 +49,12 @@ impl WaitWord {
         deadline: Deadline,
         mut ready: impl FnMut(u32) -> bool,
     ) -> bool {
-        for _ in 0..SPIN {
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
             if ready(self.word.load(Ordering::Acquire)) {
                 return true;
             }
-            std::hint::spin_loop();
+            backoff.spin();
         }
         loop {
             self.sleepers.fetch_add(1, Ordering::SeqCst);

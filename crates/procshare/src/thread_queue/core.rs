@@ -16,10 +16,11 @@ use std::mem;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crossbeam_utils::{Backoff, CachePadded};
+use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+use crate::sync::backoff::Backoff;
 use crate::sys::deadline::Deadline;
 
 /// How many items a bounded queue allocates room for up front; a huge `maxsize` must not

@@ -24,11 +24,12 @@ use std::mem;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crossbeam_utils::{Backoff, CachePadded};
+use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 
 use super::core::wait_on;
 use crate::error::{Error, Result};
+use crate::sync::backoff::Backoff;
 use crate::sys::deadline::Deadline;
 
 /// The producers' side.
