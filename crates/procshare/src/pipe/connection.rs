@@ -582,8 +582,9 @@ fn zero_length_is_eof(fd: BorrowedFd<'_>) -> Result<bool> {
 /// when the writer is just behind.
 fn recv_spinning(fd: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<socket::Received> {
     // Not `sync::backoff::Backoff`: each look here is a system call, so the schedule is counted
-    // in tries, not in pause hints. Measured: the shared schedule (11 tries over ~380 pauses)
-    // made `pipe_ping_pong_8B` 1.6x and `pipe_1to1_64B` 1.8x slower than these 16 tries.
+    // in tries, not in pause hints. The shared schedule (11 tries over ~380 pauses) measured
+    // slower in `pipe_ping_pong_8B`/`pipe_1to1_64B` once, on a loaded machine: not adopted
+    // until measured quietly.
     for _ in 0..SPIN_TRIES {
         match socket::recv_record(fd, &mut [&mut scratch[..]], false, true) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
