@@ -2,12 +2,12 @@
 //! the others run; the queue must keep working, never return a torn item, and deliver every
 //! committed item exactly once.
 
-use procshare::{Connection, Process, Queue};
+use procshare::{Connection, Event, Process, Queue};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -227,4 +227,78 @@ fn random_kills_never_tear_lose_or_duplicate() {
     q.put(Msg::Stop).unwrap();
     assert!(matches!(q.get().unwrap(), Msg::Stop));
     assert!(q.empty());
+}
+
+/// In the child: the queue it puts on and the event it sets once its big put is under way.
+static MID_PUT: OnceLock<(Queue<Item>, Event)> = OnceLock::new();
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+enum Item {
+    Text(String),
+    Big(Stalling),
+}
+
+/// A 64 MiB item (serialized straight into the queue's memory) whose `Serialize`, in the child,
+/// stops once its slot is reserved (the queue counts it), so the kill lands mid-put every time.
+#[derive(Debug, PartialEq)]
+struct Stalling(Vec<u8>);
+
+impl Serialize for Stalling {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if let Some((q, under_way)) = MID_PUT.get() {
+            if q.qsize() > 0 {
+                under_way.set();
+                // The parent kills us here; the sleep only bounds a broken test.
+                std::thread::sleep(Duration::from_secs(120));
+            }
+        }
+        serde_bytes::Bytes::new(&self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Stalling {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Stalling(serde_bytes::ByteBuf::deserialize(d)?.into_vec()))
+    }
+}
+
+fn big_putter((q, under_way): (Queue<Item>, Event)) {
+    MID_PUT.set((q.clone(), under_way)).ok().unwrap();
+    q.put(Item::Big(Stalling(vec![7; 64 << 20]))).unwrap();
+}
+
+/// Regression: the record of a producer killed mid-put was only skipped by a get that itself
+/// waited `PENDING_CHECK` (20 ms) in one call, so a consumer polling with `get_nowait` (or
+/// `get_timeout` below 20 ms) never got the committed items behind it.
+#[test]
+fn short_polls_skip_the_record_of_a_producer_killed_mid_put() {
+    for timeout in [None, Some(Duration::from_millis(2))] {
+        let q: Queue<Item> = Queue::new().unwrap();
+        let under_way = Event::new().unwrap();
+        let mut child = Process::spawn((q.clone(), under_way.clone()), big_putter).unwrap();
+        let started = under_way.wait(Some(Duration::from_secs(30)));
+        child.kill().unwrap();
+        assert!(started.unwrap(), "the child never got mid-put");
+        assert_eq!(child.join().unwrap(), -9);
+        q.put(Item::Text("after".into())).unwrap();
+        let start = Instant::now();
+        let got = loop {
+            let r = match timeout {
+                None => q.get_nowait(),
+                Some(t) => q.get_timeout(t),
+            };
+            match r {
+                Ok(item) => break item,
+                Err(procshare::Error::Empty) => {}
+                Err(e) => panic!("get failed: {e}"),
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{timeout:?} polls never got past the dead producer's record"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert_eq!(got, Item::Text("after".into()));
+        assert!(q.empty());
+    }
 }

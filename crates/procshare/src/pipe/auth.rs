@@ -7,10 +7,10 @@
 //! `Listener` drives the handshakes of all its pending peers at once (see `listener.rs`).
 
 use crate::error::{Error, Result};
-use crate::sys::{futex, poll, retry, socket};
+use crate::sys::deadline::Deadline;
+use crate::sys::{poll, retry, socket};
 use hmac::{Mac, SimpleHmac};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
 
 const CHALLENGE: &[u8] = b"#CHALLENGE#";
 const WELCOME: &[u8] = b"#WELCOME#";
@@ -98,14 +98,14 @@ pub(crate) struct Handshake {
     head_got: usize,
     body: Vec<u8>,
     body_len: usize,
-    /// Monotonic instant (`futex::now` clock) after which the peer has taken too long.
-    pub(crate) deadline: Duration,
+    /// When the peer has taken too long.
+    pub(crate) deadline: Deadline,
     /// The peer answered our challenge with a wrong MAC: it holds another key.
     refused: bool,
 }
 
 impl Handshake {
-    pub(crate) fn new(fd: OwnedFd, key: &[u8], role: Role, deadline: Duration) -> Handshake {
+    pub(crate) fn new(fd: OwnedFd, key: &[u8], role: Role, deadline: Deadline) -> Handshake {
         let parts = match role {
             Role::Server => [Part::Deliver, Part::Answer],
             Role::Client => [Part::Answer, Part::Deliver],
@@ -282,10 +282,10 @@ impl Handshake {
             if self.advance()? {
                 return Ok(self.fd);
             }
-            if futex::now() >= self.deadline {
+            if self.deadline.expired() {
                 return Err(Error::Timeout);
             }
-            poll::poll(&[(self.fd.as_fd(), self.events())], Some(self.deadline))?;
+            poll::poll(&[(self.fd.as_fd(), self.events())], self.deadline)?;
         }
     }
 }

@@ -27,6 +27,7 @@
 use super::auth::{Handshake, Role};
 use super::Connection;
 use crate::error::{Error, Result};
+use crate::sys::deadline::Deadline;
 use crate::sys::{futex, poll, socket};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -161,7 +162,7 @@ impl Listener {
         if let Some(left) = p.left_at.take() {
             let away = futex::now().saturating_sub(left);
             for h in &mut p.shakes {
-                h.deadline = h.deadline.saturating_add(away);
+                h.deadline = h.deadline.delayed(away);
             }
         }
         let r = self.accept_locked(&mut p);
@@ -179,7 +180,7 @@ impl Listener {
                         let fd = p.shakes.swap_remove(i).into_fd();
                         return Ok(Connection::from_stream(fd));
                     }
-                    Ok(false) if p.shakes[i].deadline > now => i += 1,
+                    Ok(false) if !p.shakes[i].deadline.expired_at(now) => i += 1,
                     // A peer with the wrong key: as Python's `accept`, say so (the others'
                     // handshakes stay pending for the next call).
                     Err(_) if p.shakes[i].refused() => {
@@ -196,7 +197,7 @@ impl Listener {
                 fds.push((self.listening_fd(), poll::POLLIN));
             }
             fds.extend(p.shakes.iter().map(|h| (h.fd(), h.events())));
-            let deadline = p.shakes.iter().map(|h| h.deadline).min();
+            let deadline = p.shakes.iter().map(|h| h.deadline).min().unwrap_or(Deadline::NEVER);
             let revents = poll::poll(&fds, deadline)?;
             if !listening || revents[0] == 0 {
                 continue;
@@ -212,7 +213,7 @@ impl Listener {
                 let Some(key) = &self.authkey else {
                     return Ok(Connection::from_stream(fd));
                 };
-                let deadline = futex::now().saturating_add(self.handshake_timeout());
+                let deadline = Deadline::after(self.handshake_timeout());
                 p.shakes.push(Handshake::new(fd, key, Role::Server, deadline));
             }
         }
@@ -285,7 +286,7 @@ pub fn connect_timeout(
     authkey: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Connection> {
-    let deadline = futex::now().saturating_add(timeout);
+    let deadline = Deadline::after(timeout);
     let timed_out = |e: io::Error| match e.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout,
         _ => Error::Io(e),

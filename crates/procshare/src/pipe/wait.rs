@@ -3,7 +3,8 @@
 
 use super::Connection;
 use crate::error::{Error, Result};
-use crate::sys::{futex, poll};
+use crate::sys::deadline::Deadline;
+use crate::sys::poll;
 use std::time::Duration;
 
 /// Waits until at least one of `conns` has a message or end-of-file, or `timeout` passes
@@ -27,7 +28,8 @@ pub fn wait(conns: &[&Connection], timeout: Option<Duration>) -> Result<Vec<usiz
     }
     let pending: Vec<usize> =
         conns.iter().enumerate().filter(|(_, c)| c.has_pending()).map(|(i, _)| i).collect();
-    let deadline = if pending.is_empty() { futex::deadline(timeout) } else { Some(futex::now()) };
+    let deadline =
+        if pending.is_empty() { Deadline::from_timeout(timeout) } else { Deadline::now() };
     let fds: Vec<_> = conns.iter().map(|c| (c.raw_fd(), poll::POLLIN)).collect();
     let revents = poll::poll(&fds, deadline)?;
     Ok(revents

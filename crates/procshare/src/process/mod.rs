@@ -48,7 +48,8 @@
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::shared::handles;
-use crate::sys::{self, fd as sysfd, memfd, poll, proc};
+use crate::sys::deadline::Deadline;
+use crate::sys::{fd as sysfd, memfd, poll, proc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -311,7 +312,7 @@ impl Process {
         if let Some(code) = self.try_reap(true)? {
             return Ok(Some(code));
         }
-        let deadline = sys::futex::deadline(Some(timeout));
+        let deadline = Deadline::after(timeout);
         match proc::pidfd_open(self.pid) {
             Ok(pidfd) => {
                 poll::poll(&[(pidfd.as_fd(), poll::POLLIN)], deadline)?;
@@ -322,7 +323,7 @@ impl Process {
                 if let Some(code) = self.try_reap(true)? {
                     return Ok(Some(code));
                 }
-                if deadline.is_some_and(|d| sys::futex::now() >= d) {
+                if deadline.expired() {
                     return Ok(None);
                 }
                 std::thread::sleep(Duration::from_millis(2));

@@ -3,8 +3,7 @@
 use super::queue::Queue;
 use super::ring::Ring;
 use crate::error::{Error, Result};
-use crate::sync::wait;
-use crate::sys::futex;
+use crate::sys::deadline::Deadline;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -115,7 +114,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn join(&self) -> Result<()> {
-        self.join_until(None)
+        self.join_until(Deadline::NEVER)
     }
 
     /// Like [`JoinableQueue::join`], but `Err(Timeout)` after `t`.
@@ -128,22 +127,19 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn join_timeout(&self, t: Duration) -> Result<()> {
-        self.join_until(futex::deadline(Some(t)))
+        self.join_until(Deadline::after(t))
     }
 
-    fn join_until(&self, deadline: Option<Duration>) -> Result<()> {
+    fn join_until(&self, deadline: Deadline) -> Result<()> {
         let ring = self.queue.ring();
-        let signal = ring.join_signal();
-        loop {
-            if ring.unfinished() == 0 {
-                return Ok(());
-            }
-            let now = futex::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(Error::Timeout);
-            }
-            // Sleep in slices: a consumer that dies skipping a record may not wake us.
-            signal.wait_until(wait::slice(deadline, POLL), |_| ring.unfinished() == 0);
-        }
+        // In slices: a consumer that dies skipping a record may not wake us.
+        ring.join_signal()
+            .wait_sliced(
+                deadline,
+                POLL,
+                |_| ring.unfinished() == 0,
+                |_| (ring.unfinished() == 0).then_some(()),
+            )
+            .ok_or(Error::Timeout)
     }
 }

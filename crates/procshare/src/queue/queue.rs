@@ -4,13 +4,14 @@ use super::ring::{GetStatus, PutSlot, PutStatus, Reserved, Ring, MAX_ITEMS};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::shared::region::Region;
-use crate::sync::wait;
+use crate::sync::backoff::Backoff;
+use crate::sys::deadline::Deadline;
 use crate::sys::futex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::RefCell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How long a waiter spins (checking cheaply) before it sleeps on the futex.
@@ -24,15 +25,13 @@ const LARGE: usize = 64 << 10;
 /// A record pending this long makes a getter check whether its producer is alive.
 const PENDING_CHECK: Duration = Duration::from_millis(20);
 
-/// One step of a waiter's spin phase: busy-spin briefly, then give the core away (the peer we
-/// wait for may be waiting for it).
-fn backoff(spins: &mut u32) {
-    if *spins < 64 {
-        std::hint::spin_loop();
-    } else {
-        std::thread::yield_now();
+/// A waiter's spin phase: until `ready()` or [`SPIN`] after `start`, busy-spin briefly, then
+/// give the core away (the peer we wait for may be waiting for it).
+fn spin_until(start: Duration, ready: impl Fn() -> bool) {
+    let backoff = Backoff::new();
+    while !ready() && futex::now().saturating_sub(start) < SPIN {
+        backoff.snooze();
     }
-    *spins += 1;
 }
 
 #[derive(Default)]
@@ -110,7 +109,48 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 pub struct Queue<T> {
     ring: Ring,
     closed: AtomicBool,
+    /// The WRITING record this handle last found at the head, remembered across calls so that
+    /// gets which each wait less than [`PENDING_CHECK`] (`get_nowait` in a loop) still get to
+    /// check its producer's liveness once it has been pending that long.
+    pending: PendingSeen,
     _items: PhantomData<fn(T) -> T>,
+}
+
+/// The owner of a pending head record and when this handle first saw it pending. Only a hint
+/// for when to pay for a `/proc` read: a record is skipped only if its owner is dead, so a stale
+/// or torn pair (two threads of one handle) costs at most an early or late check.
+#[derive(Debug, Default)]
+struct PendingSeen {
+    /// The record's owner value; 0 for none (a live writer's owner holds its pid, never 0).
+    owner: AtomicU64,
+    /// `futex::now()` in nanoseconds when `owner` was first seen pending.
+    since_ns: AtomicU64,
+}
+
+impl PendingSeen {
+    /// Whether the record seen pending has been pending for `PENDING_CHECK` by `now`.
+    fn overdue(&self, now: Duration) -> bool {
+        self.owner.load(Ordering::Relaxed) != 0
+            && now.saturating_sub(Duration::from_nanos(self.since_ns.load(Ordering::Relaxed)))
+                >= PENDING_CHECK
+    }
+
+    /// Notes that a record of `owner` is pending at the head at `now`.
+    fn saw(&self, owner: u64, now: Duration) {
+        if self.owner.load(Ordering::Relaxed) != owner {
+            let ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+            self.since_ns.store(ns, Ordering::Relaxed);
+            self.owner.store(owner, Ordering::Relaxed);
+        }
+    }
+
+    /// The head moved or the queue is empty: nothing is pending.
+    fn clear(&self) {
+        // A load first: the get fast path calls this, and a store would dirty the line.
+        if self.owner.load(Ordering::Relaxed) != 0 {
+            self.owner.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 impl<T> Clone for Queue<T> {
@@ -118,6 +158,7 @@ impl<T> Clone for Queue<T> {
         Queue {
             ring: self.ring.clone(),
             closed: AtomicBool::new(self.closed.load(Ordering::Relaxed)),
+            pending: PendingSeen::default(),
             _items: PhantomData,
         }
     }
@@ -142,7 +183,12 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let (region, closed) = <(Region, bool)>::deserialize(d)?;
         let ring = Ring::from_region(region).map_err(serde::de::Error::custom)?;
-        Ok(Queue { ring, closed: AtomicBool::new(closed), _items: PhantomData })
+        Ok(Queue {
+            ring,
+            closed: AtomicBool::new(closed),
+            pending: PendingSeen::default(),
+            _items: PhantomData,
+        })
     }
 }
 
@@ -174,7 +220,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     pub(crate) fn with_ring(ring: Ring) -> Result<Self> {
-        Ok(Queue { ring, closed: AtomicBool::new(false), _items: PhantomData })
+        Ok(Queue {
+            ring,
+            closed: AtomicBool::new(false),
+            pending: PendingSeen::default(),
+            _items: PhantomData,
+        })
     }
 
     pub(crate) fn ring(&self) -> &Ring {
@@ -192,7 +243,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn put(&self, item: T) -> Result<()> {
-        self.put_until(&item, None)
+        self.put_until(&item, Deadline::NEVER)
     }
 
     /// Like [`Queue::put`], but gives up with `Err(Full)` after `timeout`.
@@ -205,7 +256,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
-        self.put_until(&item, futex::deadline(Some(timeout)))
+        self.put_until(&item, Deadline::after(timeout))
     }
 
     /// Puts `item` only if there is room now, else `Err(Full)`.
@@ -217,7 +268,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn put_nowait(&self, item: T) -> Result<()> {
-        self.put_until(&item, Some(futex::now()))
+        self.put_until(&item, Deadline::now())
     }
 
     /// Puts every item of `items`, in order, with one lock round per batch of reservations:
@@ -245,7 +296,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let mut done = 0;
             while done < s.lens.len() {
                 s.slots.clear();
-                self.reserve(&s.lens[done..], &mut s.slots, None)?;
+                self.reserve(&s.lens[done..], &mut s.slots, Deadline::NEVER)?;
                 debug_assert!(!s.slots.is_empty());
                 // On an error the slots not yet committed are abandoned (and getters woken) as
                 // `batch` drops.
@@ -269,7 +320,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    fn put_until(&self, item: &T, deadline: Option<Duration>) -> Result<()> {
+    fn put_until(&self, item: &T, deadline: Deadline) -> Result<()> {
         self.check_open()?;
         with_scratch(|s| {
             s.enc.clear();
@@ -291,12 +342,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// The item's `Serialize` runs with the slot reserved: if it fails, gives other bytes than
     /// the first time, or panics, the slot is abandoned (consumers skip it) by the guard's drop,
     /// also while unwinding.
-    fn put_large(
-        &self,
-        item: &T,
-        slots: &mut Vec<PutSlot>,
-        deadline: Option<Duration>,
-    ) -> Result<()> {
+    fn put_large(&self, item: &T, slots: &mut Vec<PutSlot>, deadline: Deadline) -> Result<()> {
         let size = codec::encoded_len(item)?;
         slots.clear();
         self.reserve(&[size], slots, deadline)?;
@@ -311,12 +357,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts an encoded small item (copied under the producer lock), waiting for room until
     /// `deadline`.
-    fn put_small(
-        &self,
-        data: &[u8],
-        slots: &mut Vec<PutSlot>,
-        deadline: Option<Duration>,
-    ) -> Result<()> {
+    fn put_small(&self, data: &[u8], slots: &mut Vec<PutSlot>, deadline: Deadline) -> Result<()> {
         match self.ring.put_small(data, slots, deadline)? {
             PutStatus::Reserved => Ok(()),
             PutStatus::Busy => Err(Error::Full),
@@ -330,41 +371,38 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Reserves at least one of `lens` (as many as fit), waiting for room until `deadline`.
-    fn reserve(
-        &self,
-        lens: &[usize],
-        slots: &mut Vec<PutSlot>,
-        deadline: Option<Duration>,
-    ) -> Result<()> {
+    fn reserve(&self, lens: &[usize], slots: &mut Vec<PutSlot>, deadline: Deadline) -> Result<()> {
         let start = futex::now();
         let mut last_reap = start;
-        loop {
-            match self.ring.start_put(lens, slots, deadline)? {
-                PutStatus::Reserved => return Ok(()),
-                PutStatus::Busy => return Err(Error::Full),
-                PutStatus::Full => {}
+        let has_room = || self.ring.len() < self.ring.maxsize();
+        let attempt = |_: bool| {
+            match self.ring.start_put(lens, slots, deadline) {
+                Ok(PutStatus::Reserved) => return Some(Ok(())),
+                Ok(PutStatus::Busy) => return Some(Err(Error::Full)),
+                Ok(PutStatus::Full) => {}
+                Err(e) => return Some(Err(e)),
             }
             let now = futex::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(Error::Full);
+            if deadline.expired_at(now) {
+                return None;
             }
             if now.saturating_sub(last_reap) >= PENDING_CHECK {
                 // A dead producer's unfinished record holds a slot until a consumer skips it;
                 // with no consumer around, skip it ourselves.
-                self.ring.reap()?;
+                if let Err(e) = self.ring.reap() {
+                    return Some(Err(e));
+                }
                 last_reap = now;
             }
-            let has_room = || self.ring.len() < self.ring.maxsize();
-            if now.saturating_sub(start) < SPIN {
-                let mut spins = 0u32;
-                while !has_room() && futex::now().saturating_sub(start) < SPIN {
-                    backoff(&mut spins);
-                }
-                continue;
-            }
-            // Sleep in slices: the consumer that should make room may die.
-            self.ring.get_signal().wait_until(wait::slice(deadline, POLL), |_| has_room());
-        }
+            // Spin first (the sleep below then returns at once if room came).
+            spin_until(start, has_room);
+            None
+        };
+        // In slices: the consumer that should make room may die.
+        self.ring
+            .get_signal()
+            .wait_sliced(deadline, POLL, |_| has_room(), attempt)
+            .unwrap_or(Err(Error::Full))
     }
 
     /// Removes and returns the oldest item, waiting for one. `Err(Codec)` if the bytes do not
@@ -377,7 +415,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn get(&self) -> Result<T> {
-        self.get_one(None)
+        self.get_one(Deadline::NEVER)
     }
 
     /// Like [`Queue::get`], but gives up with `Err(Empty)` after `timeout`.
@@ -389,7 +427,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.get_one(futex::deadline(Some(timeout)))
+        self.get_one(Deadline::after(timeout))
     }
 
     /// An item if one is ready now, else `Err(Empty)`.
@@ -400,7 +438,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn get_nowait(&self) -> Result<T> {
-        self.get_one(Some(futex::now()))
+        self.get_one(Deadline::now())
     }
 
     /// Waits for at least one item, then takes up to `max` that are ready, in queue order, with
@@ -420,7 +458,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut items = Vec::new();
         let mut first_err = None;
         with_scratch(|s| {
-            self.get_with(max, None, &mut s.dec, &mut |b| match codec::decode(b) {
+            self.get_with(max, Deadline::NEVER, &mut s.dec, &mut |b| match codec::decode(b) {
                 Ok(v) => items.push(v),
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -433,7 +471,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    fn get_one(&self, deadline: Option<Duration>) -> Result<T> {
+    fn get_one(&self, deadline: Deadline) -> Result<T> {
         let mut item = None;
         with_scratch(|s| {
             self.get_with(1, deadline, &mut s.dec, &mut |b| item = Some(codec::decode(b)))
@@ -445,45 +483,43 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn get_with(
         &self,
         max: usize,
-        deadline: Option<Duration>,
+        deadline: Deadline,
         scratch: &mut Vec<u8>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<()> {
         // The fast path (an item is there) reads no clock.
         if self.ring.try_get(max, false, deadline, scratch, sink)? == GetStatus::Took {
+            // The head moved: a record seen pending before is gone.
+            self.pending.clear();
             return Ok(());
         }
         let start = futex::now();
-        let mut pending: Option<(u64, Duration)> = None;
-        loop {
+        let head_ready = || self.ring.head_ready();
+        let attempt = |_: bool| {
             let now = futex::now();
-            let reap = pending.is_some_and(|(_, since)| now.saturating_sub(since) >= PENDING_CHECK);
-            match self.ring.try_get(max, reap, deadline, scratch, sink)? {
-                GetStatus::Took => return Ok(()),
-                GetStatus::Busy => return Err(Error::Empty),
-                GetStatus::Empty => pending = None,
-                GetStatus::Pending(owner) => {
-                    if pending.map(|p| p.0) != Some(owner) {
-                        pending = Some((owner, now));
-                    }
+            // Across calls (see `pending`): a dead producer's record must not starve a consumer
+            // that only ever polls briefly.
+            let reap = self.pending.overdue(now);
+            match self.ring.try_get(max, reap, deadline, scratch, sink) {
+                Ok(GetStatus::Took) => {
+                    self.pending.clear();
+                    return Some(Ok(()));
                 }
+                Ok(GetStatus::Busy) => return Some(Err(Error::Empty)),
+                Ok(GetStatus::Empty) => self.pending.clear(),
+                Ok(GetStatus::Pending(owner)) => self.pending.saw(owner, now),
+                Err(e) => return Some(Err(e)),
             }
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(Error::Empty);
+            if !deadline.expired_at(now) {
+                spin_until(start, head_ready);
             }
-            if now.saturating_sub(start) < SPIN {
-                // Spin a little, then yield: on a busy machine the producer may need this core.
-                let mut spins = 0u32;
-                while !self.ring.head_ready() && futex::now().saturating_sub(start) < SPIN {
-                    backoff(&mut spins);
-                }
-                continue;
-            }
-            // Sleep in slices: the producer of a pending record may die (then we skip it).
-            self.ring
-                .put_signal()
-                .wait_until(wait::slice(deadline, POLL), |_| self.ring.head_ready());
-        }
+            None
+        };
+        // In slices: the producer of a pending record may die (then we skip it).
+        self.ring
+            .put_signal()
+            .wait_sliced(deadline, POLL, |_| head_ready(), attempt)
+            .unwrap_or(Err(Error::Empty))
     }
 
     /// Items in the queue: exact, counted in shared memory (an item whose `put` is under way

@@ -127,7 +127,8 @@ use crate::error::{Error, Result};
 use crate::shared::region::{Region, Shared, HEADER_LEN};
 use crate::sync::raw::RawLock;
 use crate::sync::wait::WaitWord;
-use crate::sys::{futex, owner, proc};
+use crate::sys::deadline::Deadline;
+use crate::sys::{owner, proc};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -679,7 +680,7 @@ impl Ring {
         &self,
         lens: &[usize],
         slots: &mut Vec<PutSlot>,
-        lock_deadline: Option<Duration>,
+        lock_deadline: Deadline,
     ) -> Result<PutStatus> {
         let limit = self.max_message();
         if let Some(&big) = lens.iter().find(|&&l| l > limit) {
@@ -746,7 +747,7 @@ impl Ring {
         &self,
         data: &[u8],
         slots: &mut Vec<PutSlot>,
-        lock_deadline: Option<Duration>,
+        lock_deadline: Deadline,
     ) -> Result<PutStatus> {
         let p = &self.header().prod;
         if p.lock.lock(lock_deadline).is_none() {
@@ -840,7 +841,7 @@ impl Ring {
     /// Skips records of dead producers at the head (producers call it when the queue has been
     /// full for a while, so a dead producer's slot does not hold the bound forever).
     pub(crate) fn reap(&self) -> Result<()> {
-        if !self.lock_consumer(Some(futex::now() + Duration::from_millis(10))) {
+        if !self.lock_consumer(Deadline::after(Duration::from_millis(10))) {
             return Ok(());
         }
         let mut moved = false;
@@ -871,7 +872,7 @@ impl Ring {
     // ---- consumer side ----------------------------------------------------------------------
 
     /// Takes the consumer lock, replaying a dead holder's unfinished skip.
-    fn lock_consumer(&self, deadline: Option<Duration>) -> bool {
+    fn lock_consumer(&self, deadline: Deadline) -> bool {
         let c = &self.header().cons;
         match c.lock.lock(deadline) {
             None => false,
@@ -897,7 +898,7 @@ impl Ring {
         &self,
         max: usize,
         reap: bool,
-        lock_deadline: Option<Duration>,
+        lock_deadline: Deadline,
         scratch: &mut Vec<u8>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<GetStatus> {
@@ -1285,13 +1286,17 @@ mod tests {
 
     fn put(r: &Ring, data: &[u8]) {
         let mut slots = Vec::new();
-        assert_eq!(r.start_put(&[data.len()], &mut slots, None).unwrap(), PutStatus::Reserved);
+        assert_eq!(
+            r.start_put(&[data.len()], &mut slots, Deadline::NEVER).unwrap(),
+            PutStatus::Reserved
+        );
         r.commit_put(&slots.pop().unwrap(), data).unwrap();
     }
 
     fn get(r: &Ring) -> Option<Vec<u8>> {
         let mut out = None;
-        r.try_get(1, true, None, &mut Vec::new(), &mut |b| out = Some(b.to_vec())).unwrap();
+        r.try_get(1, true, Deadline::NEVER, &mut Vec::new(), &mut |b| out = Some(b.to_vec()))
+            .unwrap();
         out
     }
 
@@ -1335,20 +1340,23 @@ mod tests {
     fn bounded_counts_items() {
         let r = Ring::create(2).unwrap();
         let mut slots = Vec::new();
-        assert_eq!(r.start_put(&[1, 1, 1], &mut slots, None).unwrap(), PutStatus::Reserved);
+        assert_eq!(
+            r.start_put(&[1, 1, 1], &mut slots, Deadline::NEVER).unwrap(),
+            PutStatus::Reserved
+        );
         assert_eq!(slots.len(), 2);
-        assert_eq!(r.start_put(&[1], &mut slots, None).unwrap(), PutStatus::Full);
+        assert_eq!(r.start_put(&[1], &mut slots, Deadline::NEVER).unwrap(), PutStatus::Full);
     }
 
     #[test]
     fn dead_writer_is_skipped_and_live_one_waited_for() {
         let r = Ring::create(0).unwrap();
         let mut slots = Vec::new();
-        r.start_put(&[4], &mut slots, None).unwrap();
+        r.start_put(&[4], &mut slots, Deadline::NEVER).unwrap();
         let slot = slots.pop().unwrap();
         put(&r, b"next");
         assert!(matches!(
-            r.try_get(1, true, None, &mut Vec::new(), &mut |_| {}).unwrap(),
+            r.try_get(1, true, Deadline::NEVER, &mut Vec::new(), &mut |_| {}).unwrap(),
             GetStatus::Pending(_)
         ));
         // Pretend the writer died: a pid that cannot exist.
@@ -1363,8 +1371,8 @@ mod tests {
         // A thread that takes both locks and exits holding them (its tid is then gone).
         std::thread::scope(|s| {
             s.spawn(|| {
-                assert!(r.header().prod.lock.lock(None).is_some());
-                assert!(r.header().cons.lock.lock(None).is_some());
+                assert!(r.header().prod.lock.lock(Deadline::NEVER).is_some());
+                assert!(r.header().cons.lock.lock(Deadline::NEVER).is_some());
             });
         });
         put(&r, b"x");
@@ -1382,7 +1390,7 @@ mod tests {
         // A consumer thread died half way through a skip: log written, head not yet moved.
         std::thread::scope(|s| {
             s.spawn(|| {
-                assert!(c.lock.lock(None).is_some());
+                assert!(c.lock.lock(Deadline::NEVER).is_some());
                 // (Its `start_get` had refreshed the cached tail, as a real skip does.)
                 let end = Pos::unpack(r.header().prod.tail.load(Ordering::Relaxed));
                 c.cached_tail.store(end.pack(), Ordering::Relaxed);
@@ -1408,9 +1416,9 @@ mod tests {
                 r.header().prod.lock.unlock();
                 r.header().cons.lock.unlock();
             }
-            let _ = r.try_get(4, true, Some(futex::now()), &mut Vec::new(), &mut |_| {});
+            let _ = r.try_get(4, true, Deadline::now(), &mut Vec::new(), &mut |_| {});
             let mut slots = Vec::new();
-            let _ = r.start_put(&[10], &mut slots, Some(futex::now()));
+            let _ = r.start_put(&[10], &mut slots, Deadline::now());
             let _ = r.len();
         }
     }
@@ -1419,7 +1427,7 @@ mod tests {
     /// must return (Ok or Err), never panic.
     fn exercise(r: &Ring) -> Vec<String> {
         let mut out = Vec::new();
-        let soon = Some(futex::now() + Duration::from_millis(50));
+        let soon = Deadline::after(Duration::from_millis(50));
         let got = r.try_get(4, true, soon, &mut Vec::new(), &mut |b| {
             out.push(format!("item {b:?}"));
         });
@@ -1503,7 +1511,7 @@ mod tests {
             ("redo log to nowhere, holder dead", |r, _| {
                 let c = &r.header().cons;
                 std::thread::scope(|s| {
-                    s.spawn(|| assert!(c.lock.lock(None).is_some()));
+                    s.spawn(|| assert!(c.lock.lock(Deadline::NEVER).is_some()));
                 });
                 c.log_head.store(u64::MAX, Ordering::Relaxed);
                 c.log_dead.store(u64::MAX, Ordering::Relaxed);
@@ -1513,7 +1521,7 @@ mod tests {
         for (what, poke) in cases {
             let r = Ring::create(0).unwrap();
             let mut slots = Vec::new();
-            r.start_put(&[5], &mut slots, None).unwrap();
+            r.start_put(&[5], &mut slots, Deadline::NEVER).unwrap();
             let slot = slots.pop().unwrap();
             r.commit_put(&slot, b"first").unwrap();
             put(&r, b"second");
@@ -1527,7 +1535,7 @@ mod tests {
     fn a_skip_past_a_wrapped_dead_count_delivers_the_next_item() {
         let r = Ring::create(0).unwrap();
         let mut slots = Vec::new();
-        r.start_put(&[4], &mut slots, None).unwrap();
+        r.start_put(&[4], &mut slots, Deadline::NEVER).unwrap();
         let slot = slots.pop().unwrap();
         put(&r, b"next");
         r.header().cons.dead.store(u64::MAX, Ordering::Relaxed);
@@ -1541,7 +1549,7 @@ mod tests {
     fn uncommitted_slots_are_abandoned_on_error_and_unwind() {
         let r = Ring::create(0).unwrap();
         let mut slots = Vec::new();
-        r.start_put(&[1, 1, 1], &mut slots, None).unwrap();
+        r.start_put(&[1, 1, 1], &mut slots, Deadline::NEVER).unwrap();
         {
             let mut batch = Reserved::new(&r, &mut slots);
             batch.commit(b"a").unwrap();
@@ -1552,7 +1560,7 @@ mod tests {
         put(&r, b"b");
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut slots = Vec::new();
-            r.start_put(&[1], &mut slots, None).unwrap();
+            r.start_put(&[1], &mut slots, Deadline::NEVER).unwrap();
             let _batch = Reserved::new(&r, &mut slots);
             panic!("a Serialize impl panicked");
         }));
@@ -1560,7 +1568,8 @@ mod tests {
         put(&r, b"c");
         // A consumer that does not even look at /proc (reap = false) gets past all three.
         let mut got = Vec::new();
-        r.try_get(10, false, None, &mut Vec::new(), &mut |b| got.push(b.to_vec())).unwrap();
+        r.try_get(10, false, Deadline::NEVER, &mut Vec::new(), &mut |b| got.push(b.to_vec()))
+            .unwrap();
         assert_eq!(got, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
         assert_eq!(r.len(), 0);
     }

@@ -44,10 +44,11 @@
 //! | registering (slot `pid` set, `start` not yet) | a slot never checked           | a registrant that finds no slot free reuses it once that pid is gone |
 
 use super::raw::CHECK_EVERY;
-use super::wait::{self, WaitWord};
+use super::wait::WaitWord;
 use super::{check_region, magic};
 use crate::error::{Error, Result};
 use crate::shared::region::{shared_struct, Region};
+use crate::sys::deadline::Deadline;
 use crate::sys::{owner, proc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -359,24 +360,30 @@ impl Barrier {
             self.words().state.wake_all();
             return Ok(index as usize);
         }
-        loop {
-            let until = wait::slice(None, CHECK_EVERY);
-            let done =
-                self.words().state.wait_until(until, |v| v & BROKEN != 0 || generation(v) != gen);
-            let s = w.load(Ordering::Acquire);
-            if generation(s) != gen {
-                if self.words().reset_gen.load(Ordering::Relaxed) == gen + 1 {
-                    return Err(Error::PeerDied); // ended by `reset`, not completed
+        let ended = self.words().state.wait_sliced(
+            Deadline::NEVER,
+            CHECK_EVERY,
+            |v| v & BROKEN != 0 || generation(v) != gen,
+            |ran_out| {
+                let s = w.load(Ordering::Acquire);
+                if generation(s) != gen {
+                    if self.words().reset_gen.load(Ordering::Relaxed) == gen + 1 {
+                        return Some(Err(Error::PeerDied)); // ended by `reset`, not completed
+                    }
+                    return Some(Ok(index as usize));
                 }
-                return Ok(index as usize);
-            }
-            if s & BROKEN != 0 {
-                return Err(Error::PeerDied);
-            }
-            if !done && self.party_died(slot) && self.break_from(s) {
-                return Err(Error::PeerDied);
-            }
-        }
+                if s & BROKEN != 0 {
+                    return Some(Err(Error::PeerDied));
+                }
+                // Only after a slice ran out: a dead party cannot wake us, and `/proc` is slow.
+                if ran_out && self.party_died(slot) && self.break_from(s) {
+                    return Some(Err(Error::PeerDied));
+                }
+                None
+            },
+        );
+        // A wait without a deadline ends only through `attempt`.
+        ended.unwrap_or(Err(Error::PeerDied))
     }
 }
 

@@ -11,9 +11,10 @@
 use super::magic;
 use super::raw::{RawLock, CHECK_EVERY};
 use super::region_handle;
-use super::wait::{self, WaitWord};
+use super::wait::WaitWord;
 use crate::error::{Error, Result};
 use crate::shared::region::Region;
+use crate::sys::deadline::Deadline;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -82,7 +83,7 @@ impl Condition {
 
     /// Takes the condition's lock (taking it over if its holder died).
     pub fn lock(&self) -> Result<ConditionGuard<'_>> {
-        let a = self.raw().lock(None).ok_or(Error::Timeout)?;
+        let a = self.raw().lock(Deadline::NEVER).ok_or(Error::Timeout)?;
         Ok(self.guard(a.owner_died))
     }
 
@@ -93,7 +94,7 @@ impl Condition {
 
     /// Waits at most `timeout` for the lock; `Ok(None)` if it stayed held.
     pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<ConditionGuard<'_>>> {
-        Ok(self.raw().lock(super::deadline(timeout)).map(|a| self.guard(a.owner_died)))
+        Ok(self.raw().lock(Deadline::after(timeout)).map(|a| self.guard(a.owner_died)))
     }
 
     /// Wakes up to `n` waiters (in any process). Callable with or without the lock held;
@@ -123,32 +124,32 @@ impl ConditionGuard<'_> {
 
     /// Releases the lock, sleeps until notified, and takes the lock again.
     pub fn wait(&mut self) -> Result<()> {
-        self.wait_deadline(None);
+        self.wait_deadline(Deadline::NEVER);
         Ok(())
     }
 
     /// Like [`wait`](ConditionGuard::wait) but for at most `timeout`: `Ok(false)` if it timed
     /// out (the lock is held again either way).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool> {
-        Ok(self.wait_deadline(super::deadline(timeout)))
+        Ok(self.wait_deadline(Deadline::after(timeout)))
     }
 
-    fn wait_deadline(&mut self, deadline: Option<Duration>) -> bool {
+    fn wait_deadline(&mut self, deadline: Deadline) -> bool {
         let cond = self.cond;
         let seq = cond.seq().word().load(Ordering::Acquire);
         cond.raw().unlock();
-        let notified = loop {
-            let until = wait::slice(deadline, CHECK_EVERY);
-            if cond.seq().wait_until(until, |v| v != seq) {
-                break true;
-            }
-            if wait::expired(deadline) {
-                break false;
-            }
-        };
+        let notified = cond
+            .seq()
+            .wait_sliced(
+                deadline,
+                CHECK_EVERY,
+                |v| v != seq,
+                |_| (cond.seq().word().load(Ordering::Acquire) != seq).then_some(()),
+            )
+            .is_some();
         // No deadline for re-locking (so it always succeeds): the guard must come back holding
         // the lock.
-        self.owner_died = cond.raw().lock(None).is_some_and(|a| a.owner_died);
+        self.owner_died = cond.raw().lock(Deadline::NEVER).is_some_and(|a| a.owner_died);
         notified
     }
 }

@@ -8,9 +8,10 @@
 use super::magic;
 use super::raw::CHECK_EVERY;
 use super::region_handle;
-use super::wait::{self, WaitWord};
+use super::wait::WaitWord;
 use crate::error::Result;
 use crate::shared::region::Region;
+use crate::sys::deadline::Deadline;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -64,16 +65,13 @@ impl Event {
     /// Waits until the flag is set (`Ok(true)`), or `timeout` passes (`Ok(false)`); `None`
     /// waits as long as it takes.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        let deadline = crate::sys::futex::deadline(timeout);
-        loop {
-            // Wait in slices, so a setter killed between its store and its wake costs a delay.
-            let until = wait::slice(deadline, CHECK_EVERY);
-            if self.ww().wait_until(until, |v| v != 0) {
-                return Ok(true);
-            }
-            if wait::expired(deadline) {
-                return Ok(self.is_set());
-            }
-        }
+        // In slices, so a setter killed between its store and its wake costs a delay.
+        let set = self.ww().wait_sliced(
+            Deadline::from_timeout(timeout),
+            CHECK_EVERY,
+            |v| v != 0,
+            |_| self.is_set().then_some(()),
+        );
+        Ok(set.is_some())
     }
 }

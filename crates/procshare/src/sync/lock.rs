@@ -7,6 +7,7 @@ use super::raw::RawLock;
 use super::region_handle;
 use crate::error::{Error, Result};
 use crate::shared::region::Region;
+use crate::sys::deadline::Deadline;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -131,7 +132,7 @@ impl Lock {
     /// Returns `Ok` once it has the lock; if the holder died, after taking it over.
     #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>> {
-        let a = self.raw().lock(None).ok_or(Error::Timeout)?;
+        let a = self.raw().lock(Deadline::NEVER).ok_or(Error::Timeout)?;
         Ok(self.guard(a.owner_died))
     }
 
@@ -145,19 +146,19 @@ impl Lock {
 
     /// Waits at most `timeout` for the lock; `Ok(None)` if it stayed held.
     pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>> {
-        Ok(self.raw().lock(super::deadline(timeout)).map(|a| self.guard(a.owner_died)))
+        Ok(self.raw().lock(Deadline::after(timeout)).map(|a| self.guard(a.owner_died)))
     }
 
     /// Python's `acquire()`: takes the lock with no guard; pair it with [`Lock::release`].
     ///
     /// Prefer [`Lock::lock`]. Whether the previous holder died is not reported here.
     pub fn acquire(&self) -> Result<()> {
-        self.raw().lock(None).map(drop).ok_or(Error::Timeout)
+        self.raw().lock(Deadline::NEVER).map(drop).ok_or(Error::Timeout)
     }
 
     /// Python's `acquire(timeout=t)`: `Ok(false)` if the lock stayed held.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-        Ok(self.raw().lock(super::deadline(timeout)).is_some())
+        Ok(self.raw().lock(Deadline::after(timeout)).is_some())
     }
 
     /// Python's `release()`: frees a lock taken with [`Lock::acquire`] (by any thread or process,
@@ -215,7 +216,7 @@ impl RLock {
         if let Some(g) = self.reenter() {
             return Ok(g);
         }
-        let a = self.raw().lock(None).ok_or(Error::Timeout)?;
+        let a = self.raw().lock(Deadline::NEVER).ok_or(Error::Timeout)?;
         Ok(self.acquired(a))
     }
 
@@ -232,7 +233,7 @@ impl RLock {
         if let Some(g) = self.reenter() {
             return Ok(Some(g));
         }
-        Ok(self.raw().lock(super::deadline(timeout)).map(|a| self.acquired(a)))
+        Ok(self.raw().lock(Deadline::after(timeout)).map(|a| self.acquired(a)))
     }
 
     /// Python's `acquire()`, without a guard; pair each with [`RLock::release`].

@@ -7,10 +7,10 @@
 //! (tens of milliseconds), never a hang, and the next holder is told
 //! ([`LockGuard::previous_holder_died`]).
 //!
-//! Layers, as in parking_lot: `raw` holds the lock word and its state table, `wait` the one
-//! waiting mechanism (spin, then `FUTEX_WAIT` on a shared word, sleepers counted so that a
-//! change nobody waits for makes no system call); the public types are thin handles on a
-//! shared-memory region.
+//! Layers, as in parking_lot: `backoff` is the one spinning schedule, `raw` holds the lock word
+//! and its state table, `wait` the one waiting mechanism (spin, then `FUTEX_WAIT` on a shared
+//! word, sleepers counted so that a change nobody waits for makes no system call); the public
+//! types are thin handles on a shared-memory region.
 //!
 //! For other modules (queues, `Value`), the crate-internal API is:
 //! * `raw::RawLock` — 16 bytes, all-zero = unlocked, 8-aligned, at any offset of a `Region`
@@ -19,7 +19,7 @@
 //! * `wait::WaitWord` — 8 bytes, all-zero = idle: a futex word plus a sleeper count;
 //!   `wait_until(deadline, |word| ready)` and `wake(n)` / `wake_all()` after changing the word
 //!   (no syscall when nobody sleeps), or `bump_wake_all()` when the condition lives outside the
-//!   word (the queue's ring: no read-modify-write when nobody sleeps). Wait in slices (`wait::slice(deadline, CHECK_EVERY)`)
+//!   word (the queue's ring: no read-modify-write when nobody sleeps). Wait in slices (`wait_sliced(deadline, CHECK_EVERY, ready, attempt)`)
 //!   wherever a peer that should wake you may die, and check that peer between slices.
 //!
 //! Every handle is `Send + Sync + Clone` (a clone is another handle on the same object) and can
@@ -30,6 +30,7 @@
 //! is shared, not copied). A lock held by the parent when it forks stays held by the parent's
 //! thread; the child does not own it.
 
+pub(crate) mod backoff;
 pub(crate) mod raw;
 pub(crate) mod wait;
 
@@ -92,8 +93,3 @@ macro_rules! region_handle {
     };
 }
 pub(crate) use region_handle;
-
-/// Turns a user timeout into an absolute deadline.
-pub(crate) fn deadline(t: std::time::Duration) -> Option<std::time::Duration> {
-    crate::sys::futex::deadline(Some(t))
-}

@@ -59,7 +59,9 @@
 //! view a peer-written word as one. The only `unsafe` here is [`LockedData`], the `&mut [T]`
 //! that `Value`/`Array` guards hand out while holding the lock (see its doc).
 
+use super::backoff::Backoff;
 use crate::shared::region::{shared_struct, Region};
+use crate::sys::deadline::Deadline;
 use crate::sys::futex::{self, Wake};
 use crate::sys::{owner, proc};
 use std::cell::Cell;
@@ -77,8 +79,6 @@ const START_MASK: u64 = (1 << START_BITS) - 1;
 pub(crate) const FIRST_CHECK: Duration = Duration::from_millis(10);
 /// ... and then at this interval.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(50);
-/// Looks at the word before sleeping (with 2, 4, ... 64 pauses between looks).
-const SPIN_ROUNDS: u32 = 10;
 /// A sleeper that has waited this long asks for the next release to be handed to a sleeper.
 pub(crate) const FAIR_AFTER: Duration = Duration::from_millis(1);
 
@@ -174,10 +174,9 @@ impl RawLock {
         None
     }
 
-    /// Takes the lock, waiting at most until the absolute monotonic `deadline` (`None`: no
-    /// limit). `None` back means the deadline passed.
+    /// Takes the lock, waiting at most until `deadline`. `None` back means the deadline passed.
     #[inline]
-    pub(crate) fn lock(&self, deadline: Option<Duration>) -> Option<Acquired> {
+    pub(crate) fn lock(&self, deadline: Deadline) -> Option<Acquired> {
         let (tid, start) = me();
         // `0 -> T`.
         if self.state.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
@@ -188,12 +187,13 @@ impl RawLock {
     }
 
     #[cold]
-    fn lock_slow(&self, tid: u32, start: u64, deadline: Option<Duration>) -> Option<Acquired> {
+    fn lock_slow(&self, tid: u32, start: u64, deadline: Deadline) -> Option<Acquired> {
         // Spin only while nobody sleeps (a sleeper means a long holder), and take only a plainly
         // free lock (a handed-off one is for the sleepers).
         // Exponential backoff between looks: a waiter polling the word steals its cache line
         // from a holder that re-locks at once, which costs both.
-        for i in 0..SPIN_ROUNDS {
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
             let w = self.state.load(Ordering::Relaxed);
             if w == 0 {
                 // `0 -> T`.
@@ -208,9 +208,7 @@ impl RawLock {
             } else if w & WAITERS != 0 {
                 break;
             }
-            for _ in 0..(2u32 << i.min(5)) {
-                std::hint::spin_loop();
-            }
+            backoff.spin();
         }
         let began = futex::now();
         let mut next_check = began.saturating_add(FIRST_CHECK);
@@ -245,7 +243,7 @@ impl RawLock {
                 continue;
             }
             let w = want;
-            if deadline.is_some_and(|d| now >= d) {
+            if deadline.expired_at(now) {
                 return None;
             }
             if now >= next_check {
@@ -258,8 +256,7 @@ impl RawLock {
                 next_check = now.saturating_add(CHECK_EVERY);
                 continue;
             }
-            let until = deadline.map_or(next_check, |d| d.min(next_check));
-            match futex::wait(&self.state, w, Some(until)) {
+            match futex::wait(&self.state, w, deadline.min(Deadline::at(next_check))) {
                 Ok(Wake::Woken) | Ok(Wake::TimedOut) => {}
                 Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
@@ -415,7 +412,7 @@ impl<'a, T: bytemuck::Pod> LockedData<'a, T> {
         assert!(data as usize % std::mem::align_of::<T>() == 0, "LockedData misaligned");
         let lock = RawLock::at(region, 0);
         // No deadline: always `Some`.
-        let died = lock.lock(None).is_some_and(|a| a.owner_died);
+        let died = lock.lock(Deadline::NEVER).is_some_and(|a| a.owner_died);
         (LockedData { lock, data, len, _t: std::marker::PhantomData }, died)
     }
 }

@@ -12,9 +12,10 @@
 use super::magic;
 use super::raw::CHECK_EVERY;
 use super::region_handle;
-use super::wait::{self, WaitWord};
+use super::wait::WaitWord;
 use crate::error::{Error, Result};
 use crate::shared::region::{shared_struct, Region};
+use crate::sys::deadline::Deadline;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -52,17 +53,11 @@ fn try_acquire(w: &SemaphoreWords) -> bool {
     w.count.word().fetch_update(Ordering::Acquire, Ordering::Relaxed, |c| c.checked_sub(1)).is_ok()
 }
 
-fn acquire(w: &SemaphoreWords, deadline: Option<Duration>) -> bool {
-    loop {
-        if try_acquire(w) {
-            return true;
-        }
-        // In slices, so a releaser killed between its increment and its wake costs a delay.
-        let until = wait::slice(deadline, CHECK_EVERY);
-        if !w.count.wait_until(until, |c| c > 0) && wait::expired(deadline) {
-            return try_acquire(w);
-        }
-    }
+fn acquire(w: &SemaphoreWords, deadline: Deadline) -> bool {
+    // In slices, so a releaser killed between its increment and its wake costs a delay.
+    w.count
+        .wait_sliced(deadline, CHECK_EVERY, |c| c > 0, |_| try_acquire(w).then_some(()))
+        .is_some()
 }
 
 fn release(w: &SemaphoreWords, bound: u32) -> Result<()> {
@@ -95,13 +90,13 @@ macro_rules! semaphore {
 
             /// Takes one unit, waiting as long as it takes.
             pub fn acquire(&self) -> Result<()> {
-                acquire(self.words(), None);
+                acquire(self.words(), Deadline::NEVER);
                 Ok(())
             }
 
             /// Takes one unit, waiting at most `timeout`: `Ok(false)` if none came.
             pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-                Ok(acquire(self.words(), super::deadline(timeout)))
+                Ok(acquire(self.words(), Deadline::after(timeout)))
             }
 
             /// Takes one unit if there is one now (Python's `acquire(block=False)`).

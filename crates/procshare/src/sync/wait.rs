@@ -3,7 +3,11 @@
 //! [`WaitWord`] is a 32-bit word whose meaning belongs to its user (an event flag, a semaphore
 //! count, a condition's sequence number, a queue's head...) plus a count of sleepers, so that a
 //! change nobody waits for costs no system call. Waiters loop on their own predicate; wakes are
-//! hints. Deadlines are absolute `CLOCK_MONOTONIC` times (`sys::futex::deadline`).
+//! hints. Deadlines are [`Deadline`]s (absolute `CLOCK_MONOTONIC` times).
+//!
+//! Where a peer may die between its change and its wake, or a condition lives outside the word,
+//! waiters use [`WaitWord::wait_sliced`], the one sliced wait: look (the caller's `attempt`),
+//! sleep at most one slice, look again, until the deadline.
 //!
 //! Crash table:
 //! | killed while ...                 | leaves                          | repaired by            |
@@ -12,13 +16,12 @@
 //! | asleep (sleepers counted)        | `sleepers` one too high         | nobody: later changes make one harmless `FUTEX_WAKE` each |
 //! | changing the word, before `wake` | a change sleepers did not see   | sleepers time out of their slice (callers wait in slices where a peer may die) |
 
+use super::backoff::Backoff;
 use crate::shared::region::shared_struct;
+use crate::sys::deadline::Deadline;
 use crate::sys::futex::{self, Wake};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::Duration;
-
-/// How many times a waiter looks at the word before it sleeps.
-pub(crate) const SPIN: u32 = 100;
 
 shared_struct! {
     /// A futex word in shared memory and the number of processes/threads asleep on it.
@@ -42,17 +45,18 @@ impl WaitWord {
     }
 
     /// Waits until `ready(word)` holds (`true`) or `deadline` passes (`false`, after one last
-    /// look). `None` waits forever. Spurious wakeups are absorbed here.
+    /// look). Spurious wakeups are absorbed here.
     pub(crate) fn wait_until(
         &self,
-        deadline: Option<Duration>,
+        deadline: Deadline,
         mut ready: impl FnMut(u32) -> bool,
     ) -> bool {
-        for _ in 0..SPIN {
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
             if ready(self.word.load(Ordering::Acquire)) {
                 return true;
             }
-            std::hint::spin_loop();
+            backoff.spin();
         }
         loop {
             self.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -64,7 +68,7 @@ impl WaitWord {
                 self.sleepers.fetch_sub(1, Ordering::Relaxed);
                 return true;
             }
-            if deadline.is_some_and(|d| futex::now() >= d) {
+            if deadline.expired() {
                 self.sleepers.fetch_sub(1, Ordering::Relaxed);
                 return false;
             }
@@ -76,6 +80,34 @@ impl WaitWord {
                 // Not expected from FUTEX_WAIT on valid memory; do not busy-loop on it.
                 Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
+        }
+    }
+
+    /// The sliced wait: `attempt` looks (takes the item, reads the flag, checks peers); while
+    /// it finds nothing (`None`) and `deadline` has not passed, sleeps until `ready(word)` for
+    /// at most `every`, then looks again. Returns what `attempt` found, or `None` once the
+    /// deadline has passed (after one last look).
+    ///
+    /// Slices bound what a peer that dies between its change and its wake, or a condition the
+    /// word does not carry, can cost a waiter: `every`. `attempt`'s argument says whether the
+    /// last slice ran out without `ready` (false on the first look and after a wake), for
+    /// checks too costly to make every time (reading `/proc`).
+    pub(crate) fn wait_sliced<R>(
+        &self,
+        deadline: Deadline,
+        every: Duration,
+        mut ready: impl FnMut(u32) -> bool,
+        mut attempt: impl FnMut(bool) -> Option<R>,
+    ) -> Option<R> {
+        let mut ran_out = false;
+        loop {
+            if let Some(r) = attempt(ran_out) {
+                return Some(r);
+            }
+            if deadline.expired() {
+                return None;
+            }
+            ran_out = !self.wait_until(deadline.slice(every), &mut ready);
         }
     }
 
@@ -106,16 +138,4 @@ impl WaitWord {
             futex::wake(&self.word, u32::MAX);
         }
     }
-}
-
-/// The deadline of the next sleep when a waiter must also look for dead peers every `check`:
-/// the earlier of the caller's deadline and `now + check`.
-pub(crate) fn slice(deadline: Option<Duration>, check: Duration) -> Option<Duration> {
-    let next = futex::now().saturating_add(check);
-    Some(deadline.map_or(next, |d| d.min(next)))
-}
-
-/// Whether `deadline` has passed.
-pub(crate) fn expired(deadline: Option<Duration>) -> bool {
-    deadline.is_some_and(|d| futex::now() >= d)
 }

@@ -1,30 +1,14 @@
 //! Futex waits and wakes on words in shared memory.
 //!
 //! Always the shared form (no `FUTEX_PRIVATE_FLAG`): the word may be mapped by other processes.
-//! Deadlines are absolute `CLOCK_MONOTONIC` times ([`now`] + timeout), so a wait that is
+//! Deadlines are [`Deadline`]s (absolute `CLOCK_MONOTONIC` times), so a wait that is
 //! interrupted and restarted never waits longer in total.
 
+use super::deadline::Deadline;
 use std::io;
 use std::sync::atomic::AtomicU32;
-use std::time::Duration;
 
-/// `clock_gettime(CLOCK_MONOTONIC)` as a `Duration` since an arbitrary epoch (boot).
-///
-/// The same clock in every process of the machine, so deadlines can be stored in shared memory.
-///
-/// # References
-/// clock_gettime(2)
-pub fn now() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// An absolute monotonic deadline `timeout` from now; `None` stays `None` (wait forever).
-pub fn deadline(timeout: Option<Duration>) -> Option<Duration> {
-    timeout.map(|t| now().saturating_add(t))
-}
+pub use super::deadline::now;
 
 /// How a [`wait`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,18 +26,9 @@ pub enum Wake {
 ///
 /// # References
 /// futex(2)
-pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Duration>) -> io::Result<Wake> {
-    let ts;
-    let ts_ptr = match deadline {
-        Some(d) => {
-            ts = libc::timespec {
-                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-                tv_nsec: d.subsec_nanos() as libc::c_long,
-            };
-            &ts as *const libc::timespec
-        }
-        None => std::ptr::null(),
-    };
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Deadline) -> io::Result<Wake> {
+    let ts = deadline.timespec();
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `word` is a live, aligned u32; `ts_ptr` is null or points to `ts`, alive until the
     // call returns. The kernel only reads both.
     let r = unsafe {

@@ -9,6 +9,7 @@
 //! owned file descriptors, and with lengths taken from the same slices; each block says which.
 #![allow(unsafe_code)]
 
+pub mod deadline;
 pub mod dir;
 pub mod fd;
 pub mod futex;

@@ -14,12 +14,14 @@ use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::mem;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_utils::{Backoff, CachePadded};
+use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+use crate::sync::backoff::Backoff;
+use crate::sys::deadline::Deadline;
 
 /// How many items a bounded queue allocates room for up front; a huge `maxsize` must not
 /// allocate a huge buffer before anything is put.
@@ -169,9 +171,17 @@ impl<C: Container> State<C> {
     }
 }
 
-/// Whether a deadline has passed already (`timeout == 0`): then a waiter does not spin.
-pub(crate) fn expired(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| d <= Instant::now())
+/// Sleeps on `cv` until notified or `deadline`; whether it timed out. Spurious wakeups are the
+/// caller's to handle (it re-checks its condition).
+pub(crate) fn wait_on<T>(cv: &Condvar, guard: &mut MutexGuard<'_, T>, deadline: Deadline) -> bool {
+    match deadline.remaining() {
+        None => {
+            cv.wait(guard);
+            false
+        }
+        // parking_lot treats a timeout too large for an `Instant` as "forever".
+        Some(left) => cv.wait_for(guard, left).timed_out(),
+    }
 }
 
 /// The shared queue core.
@@ -218,8 +228,9 @@ impl<C: Container> Core<C> {
 
     /// Spin briefly until the hint says `want` might be satisfiable; returns at once when
     /// the queue is shut down. Saves a sleep + wake pair when the other side is just behind.
-    fn spin_for(&self, want: Want, maxsize: usize, deadline: Option<Instant>) {
-        if expired(deadline) {
+    fn spin_for(&self, want: Want, maxsize: usize, deadline: Deadline) {
+        // A passed deadline (`timeout == 0`): no spinning.
+        if deadline.expired() {
             return;
         }
         let backoff = Backoff::new();
@@ -265,8 +276,8 @@ impl<C: Container> Core<C> {
         Ok(item)
     }
 
-    /// `put(item, block=True, timeout)`; `deadline` None waits forever.
-    fn put_until(&self, item: C::Item, deadline: Option<Instant>) -> Result<()> {
+    /// `put(item, block=True, timeout)`; `deadline` may be never.
+    fn put_until(&self, item: C::Item, deadline: Deadline) -> Result<()> {
         let mut st = self.state.lock();
         if st.is_shutdown {
             return Err(Error::ShutDown);
@@ -284,13 +295,7 @@ impl<C: Container> Core<C> {
                     break;
                 }
                 st.sleeping_putters += 1;
-                let timed_out = match deadline {
-                    None => {
-                        self.not_full.wait(&mut st);
-                        false
-                    }
-                    Some(d) => self.not_full.wait_until(&mut st, d).timed_out(),
-                };
+                let timed_out = wait_on(&self.not_full, &mut st, deadline);
                 st.sleeping_putters -= 1;
                 if timed_out {
                     if st.is_shutdown {
@@ -307,8 +312,8 @@ impl<C: Container> Core<C> {
         Ok(())
     }
 
-    /// `get(block=True, timeout)`; `deadline` None waits forever.
-    fn get_until(&self, deadline: Option<Instant>) -> Result<C::Item> {
+    /// `get(block=True, timeout)`; `deadline` may be never.
+    fn get_until(&self, deadline: Deadline) -> Result<C::Item> {
         let mut st = self.state.lock();
         if st.items.len() == 0 {
             if st.is_shutdown {
@@ -325,13 +330,7 @@ impl<C: Container> Core<C> {
                     return Err(Error::ShutDown);
                 }
                 st.sleeping_getters += 1;
-                let timed_out = match deadline {
-                    None => {
-                        self.not_empty.wait(&mut st);
-                        false
-                    }
-                    Some(d) => self.not_empty.wait_until(&mut st, d).timed_out(),
-                };
+                let timed_out = wait_on(&self.not_empty, &mut st, deadline);
                 st.sleeping_getters -= 1;
                 if timed_out {
                     if st.items.len() > 0 {
@@ -348,12 +347,11 @@ impl<C: Container> Core<C> {
     }
 
     pub(crate) fn put(&self, item: C::Item) -> Result<()> {
-        self.put_until(item, None)
+        self.put_until(item, Deadline::NEVER)
     }
 
     pub(crate) fn put_timeout(&self, item: C::Item, timeout: Duration) -> Result<()> {
-        // A timeout too large for `Instant` is "forever".
-        self.put_until(item, Instant::now().checked_add(timeout))
+        self.put_until(item, Deadline::after(timeout))
     }
 
     pub(crate) fn put_nowait(&self, item: C::Item) -> Result<()> {
@@ -369,11 +367,11 @@ impl<C: Container> Core<C> {
     }
 
     pub(crate) fn get(&self) -> Result<C::Item> {
-        self.get_until(None)
+        self.get_until(Deadline::NEVER)
     }
 
     pub(crate) fn get_timeout(&self, timeout: Duration) -> Result<C::Item> {
-        self.get_until(Instant::now().checked_add(timeout))
+        self.get_until(Deadline::after(timeout))
     }
 
     pub(crate) fn get_nowait(&self) -> Result<C::Item> {
@@ -427,18 +425,11 @@ impl<C: Container> Core<C> {
     }
 
     pub(crate) fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = Deadline::after(timeout);
         let mut st = self.state.lock();
         while st.unfinished_tasks > 0 {
-            match deadline {
-                None => self.all_tasks_done.wait(&mut st),
-                Some(d) => {
-                    if self.all_tasks_done.wait_until(&mut st, d).timed_out()
-                        && st.unfinished_tasks > 0
-                    {
-                        return Err(Error::Timeout);
-                    }
-                }
+            if wait_on(&self.all_tasks_done, &mut st, deadline) && st.unfinished_tasks > 0 {
+                return Err(Error::Timeout);
             }
         }
         Ok(())

@@ -22,13 +22,15 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::mem;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_utils::{Backoff, CachePadded};
+use crossbeam_utils::CachePadded;
 use parking_lot::{Condvar, Mutex};
 
-use super::core::expired;
+use super::core::wait_on;
 use crate::error::{Error, Result};
+use crate::sync::backoff::Backoff;
+use crate::sys::deadline::Deadline;
 
 /// The producers' side.
 struct Tail<T> {
@@ -113,13 +115,13 @@ impl<T> SimpleQueue<T> {
         head.pop_front()
     }
 
-    /// Take the next item, waiting until `deadline` (None: forever).
-    fn take_until(&self, deadline: Option<Instant>) -> Result<T> {
+    /// Take the next item, waiting until `deadline`.
+    fn take_until(&self, deadline: Deadline) -> Result<T> {
         if let Some(item) = self.try_take() {
             return Ok(item);
         }
         let backoff = Backoff::new();
-        while !backoff.is_completed() && !expired(deadline) {
+        while !backoff.is_completed() && !deadline.expired() {
             if self.tail_len.load(Ordering::Relaxed) > 0 {
                 if let Some(item) = self.try_take() {
                     return Ok(item);
@@ -136,13 +138,7 @@ impl<T> SimpleQueue<T> {
             let mut tail = self.tail.lock();
             if tail.items.is_empty() {
                 tail.sleepers += 1;
-                let timed_out = match deadline {
-                    None => {
-                        self.not_empty.wait(&mut tail);
-                        false
-                    }
-                    Some(d) => self.not_empty.wait_until(&mut tail, d).timed_out(),
-                };
+                let timed_out = wait_on(&self.not_empty, &mut tail, deadline);
                 tail.sleepers -= 1;
                 if timed_out && tail.items.is_empty() {
                     drop(tail);
@@ -156,12 +152,12 @@ impl<T> SimpleQueue<T> {
     /// Take the next item, waiting for one. Never fails (the `Result` matches the other
     /// queues: a `SimpleQueue` has no shutdown).
     pub fn get(&self) -> Result<T> {
-        self.take_until(None)
+        self.take_until(Deadline::NEVER)
     }
 
     /// Take the next item, waiting at most `timeout`, else [`Error::Empty`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.take_until(Instant::now().checked_add(timeout))
+        self.take_until(Deadline::after(timeout))
     }
 
     /// Take the next item if there is one now, else [`Error::Empty`].
