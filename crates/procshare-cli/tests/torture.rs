@@ -30,18 +30,8 @@ fn torture(args: &[&str]) -> (bool, String) {
 fn twenty_seconds_of_kills_and_stops_hold_every_invariant() {
     // The hang bound is generous on purpose: on a loaded 2-core machine a process may wait
     // seconds for a core. A real hang (a lost wake-up, a lock never taken over) lasts forever.
-    let (ok, out) = torture(&[
-        "--seconds",
-        "20",
-        "--seed",
-        "1",
-        "--procs",
-        "6",
-        "--hang-bound-secs",
-        "20",
-        "--allow-known-bug",
-        "get-nowait",
-    ]);
+    let (ok, out) =
+        torture(&["--seconds", "20", "--seed", "1", "--procs", "6", "--hang-bound-secs", "20"]);
     assert!(ok, "torture run failed:\n{out}");
     assert!(out.contains("every invariant held"), "{out}");
     let kills: u64 = out
@@ -56,7 +46,6 @@ fn twenty_seconds_of_kills_and_stops_hold_every_invariant() {
 fn sabotaged(kind: &str, extra: &[&str]) -> String {
     let mut args = vec!["--seconds", "6", "--seed", "3", "--procs", "4", "--sabotage", kind];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&["--allow-known-bug", "get-nowait"]);
     let (ok, out) = torture(&args);
     assert!(!ok, "a run with --sabotage {kind} passed:\n{out}");
     assert!(out.contains("reproduce with --seed 3"), "no seed in the failure:\n{out}");
@@ -92,10 +81,10 @@ fn a_hung_lane_fails_the_run() {
 /// mid-`put` of its report was hidden from the controller's `get_nowait` loop): `get_nowait`
 /// never skips the record of a producer killed mid-put. Only a get that has waited
 /// `PENDING_CHECK` (20 ms) in one call reaps it, so a consumer that polls with `get_nowait` (or
-/// `get_timeout` below 20 ms) starves forever while committed items wait behind the dead record.
-/// Ignored until the queue owner fixes it: `cargo test -p procshare-cli --test torture -- --ignored`.
+/// `get_timeout` below 20 ms) starved forever while committed items waited behind the dead
+/// record. Fixed: a handle remembers a pending head record across calls and checks its owner once
+/// it has been pending 20 ms.
 #[test]
-#[ignore = "library bug: get_nowait never skips a dead producer's record"]
 fn get_nowait_skips_a_dead_producers_record() {
     let q: Queue<ByteBuf> = Queue::new().unwrap();
     let mut child = Process::spawn(q.clone(), |q| {
@@ -133,28 +122,13 @@ fn get_nowait_skips_a_dead_producers_record() {
     );
 }
 
-/// The torture run's check for the `get_nowait` bug fires on the very case of the reproducer
-/// above (planted at the end by `--sabotage dead-record`). When `get_nowait` is fixed this test
-/// fails: then remove `KnownBug::GetNowait`, this test and `--allow-known-bug` above.
+/// The torture run's drain by polls finds the items behind a record that a producer killed
+/// mid-put left at the head (planted at the end by `--sabotage dead-record`): the `get_nowait`
+/// bug the run once found stays fixed, end to end.
 #[test]
-fn the_get_nowait_check_names_the_known_bug() {
+fn polls_drain_past_a_dead_producers_record() {
     let (ok, out) =
         torture(&["--seconds", "2", "--seed", "4", "--procs", "2", "--sabotage", "dead-record"]);
-    assert!(!ok, "passed although get_nowait hid an item:\n{out}");
-    assert!(out.contains("KNOWN BUG GetNowait"), "{out}");
-    assert!(!out.contains("never received"), "the hidden item was not drained:\n{out}");
-    let (ok, out) = torture(&[
-        "--seconds",
-        "2",
-        "--seed",
-        "4",
-        "--procs",
-        "2",
-        "--sabotage",
-        "dead-record",
-        "--allow-known-bug",
-        "get-nowait",
-    ]);
-    assert!(ok, "with the known bug allowed the run must pass:\n{out}");
-    assert!(out.contains("KNOWN BUG GetNowait"), "{out}");
+    assert!(ok, "the planted dead record hid items from get_nowait:\n{out}");
+    assert!(!out.contains("never received"), "{out}");
 }

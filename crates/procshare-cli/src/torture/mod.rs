@@ -34,8 +34,8 @@
 //!   back to its baseline.
 //!
 //! `--sabotage` (hidden) plants one deliberate bug in the workers so a test can see each check
-//! fail. A library bug the run found is a [`KnownBug`]: reported by name, a failure unless
-//! `--allow-known-bug` names it, with its reproducer in `tests/torture.rs`.
+//! fail; `--sabotage dead-record` plants a producer killed mid-put at the end, whose record
+//! polling consumers must skip (the `get_nowait` bug this run once found).
 
 mod item;
 mod ledger;
@@ -77,21 +77,9 @@ pub struct Args {
     /// Write every event (not only the last 50) to this file.
     #[arg(long, hide = true)]
     log: Option<std::path::PathBuf>,
-    /// Report this known library bug without failing the run (repeatable).
-    #[arg(long, value_enum)]
-    allow_known_bug: Vec<KnownBug>,
     /// A deliberate bug in the workers, to show the checks catch it (for tests).
     #[arg(long, hide = true, value_enum, default_value = "none")]
     sabotage: Sabotage,
-}
-
-/// Library bugs this run found, with a reproducer in `tests/torture.rs`; checked by name, so
-/// a run can report one without failing until it is fixed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum KnownBug {
-    /// `get_nowait` returns `Empty` while committed items wait behind the record of a producer
-    /// killed mid-put (it never reaps: only a get that waits 20 ms does).
-    GetNowait,
 }
 
 /// A process the controller started: a worker or a barrier member.
@@ -142,9 +130,9 @@ struct Stats {
 
 /// Threads that take the workers' reports and problems off their queues with a blocking get.
 ///
-/// Not `get_nowait` in the controller's loop: `get_nowait` never skips the record of a producer
-/// killed mid-put (nor takes over a consumer lock from a dead holder), so one consumer killed
-/// while reporting would hide every later report (see the `get_nowait` known bug).
+/// Not `get_nowait` in the controller's loop: `get_nowait` does not wait to take over a consumer
+/// lock from a dead holder, and skips a dead producer's record only after it has been pending
+/// 20 ms, so a loop of polls would see later reports late.
 struct Pumps {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -203,8 +191,6 @@ struct Torture {
     flows: [Flow; 5],
     events: VecDeque<String>,
     pumps: Option<Pumps>,
-    known_bugs: Vec<String>,
-    allow_known: Vec<KnownBug>,
     log: Option<std::io::BufWriter<std::fs::File>>,
     violations: Vec<String>,
     stats: Stats,
@@ -327,8 +313,6 @@ pub fn run(args: Args) -> procshare::Result<()> {
         flows: Default::default(),
         events: VecDeque::new(),
         pumps: None,
-        known_bugs: Vec::new(),
-        allow_known: args.allow_known_bug.clone(),
         log: match &args.log {
             Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
             None => None,
@@ -350,7 +334,6 @@ pub fn run(args: Args) -> procshare::Result<()> {
     let summary = t.summary();
     let (mut violations, events) =
         (std::mem::take(&mut t.violations), std::mem::take(&mut t.events));
-    let known = std::mem::take(&mut t.known_bugs);
     if let Err(e) = outcome {
         violations.push(format!("the controller failed: {e}"));
     }
@@ -388,9 +371,6 @@ pub fn run(args: Args) -> procshare::Result<()> {
         "  leaks: /dev/shm entries of this run left: {}; fds {fds_after} (baseline {fds_before})",
         left.len()
     );
-    for k in &known {
-        println!("  {k} (allowed by --allow-known-bug)");
-    }
     if violations.is_empty() {
         println!("torture: every invariant held (seed {seed})");
         return Ok(());
@@ -421,16 +401,6 @@ impl Torture {
             self.events.pop_front();
         }
         self.events.push_back(line);
-    }
-
-    fn known_bug(&mut self, bug: KnownBug, what: String) {
-        let line = format!("KNOWN BUG {bug:?}: {what}");
-        if self.allow_known.contains(&bug) {
-            self.log(line.clone());
-            self.known_bugs.push(line);
-        } else {
-            self.violation(line);
-        }
     }
 
     fn violation(&mut self, what: String) {
@@ -1147,16 +1117,28 @@ impl Torture {
                 _ => (*self.h.joinable).clone(),
             };
             let mut n = 0;
+            // Polls only: a record a dead producer left at the head must be skipped by them
+            // too once it has been pending a while (20 ms), so poll for longer than that.
+            let mut empty_since: Option<Instant> = None;
             loop {
                 match q.get_nowait() {
-                    Ok(b) => got.push((flow, b.into_vec())),
-                    Err(Error::Empty) => break,
+                    Ok(b) => {
+                        got.push((flow, b.into_vec()));
+                        empty_since = None;
+                    }
+                    Err(Error::Empty) => {
+                        if empty_since.get_or_insert_with(Instant::now).elapsed() >= ms(200) {
+                            break;
+                        }
+                        std::thread::sleep(ms(5));
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 }
                 n += 1;
             }
-            // Nobody puts any more, so get_nowait's Empty should be final. A get that waits
-            // skips what a dead process left at the head; what it finds was hidden.
+            // Nobody puts any more, so the polls' Empty should be final; what a waiting get
+            // still finds was hidden from them.
             let mut behind = 0;
             loop {
                 match q.get_timeout(ms(100)) {
@@ -1172,14 +1154,11 @@ impl Torture {
                 }
             }
             if behind > 0 {
-                self.known_bug(
-                    KnownBug::GetNowait,
-                    format!(
-                        "{}: get_nowait said Empty after {n} items with {behind} more committed \
-                         behind what a dead process left at the head; get_timeout got them",
-                        FLOW_NAMES[flow as usize]
-                    ),
-                );
+                self.violation(format!(
+                    "{}: get_nowait said Empty after {n} items with {behind} more committed \
+                     behind what a dead process left at the head; get_timeout got them",
+                    FLOW_NAMES[flow as usize]
+                ));
             }
             if q.qsize() != 0 {
                 self.violation(format!(
