@@ -5,8 +5,9 @@ use procshare::{pipe, Process};
 use serde::Deserialize;
 use std::time::Duration;
 
-/// A user type that nests as deep as the message says.
+/// A user type that nests as deep as the message says (only decoded, never looked into).
 #[derive(Debug, Deserialize)]
+#[allow(dead_code)]
 enum Tree {
     Leaf,
     Node(Vec<Tree>),
