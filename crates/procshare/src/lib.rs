@@ -70,6 +70,9 @@
 
 pub mod codec;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pipe;
 pub mod process;
 pub mod queue;

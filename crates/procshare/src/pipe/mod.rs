@@ -1,7 +1,7 @@
 //! Pipes and connections — `multiprocessing.Pipe`, `Connection`, `wait`,
 //! `multiprocessing.connection.Listener`/`Client`.
 
-mod auth;
+pub(crate) mod auth;
 mod connection;
 mod listener;
 mod stream;

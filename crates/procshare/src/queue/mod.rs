@@ -9,7 +9,7 @@
 mod joinable;
 #[allow(clippy::module_inception)]
 mod queue;
-mod ring;
+pub(crate) mod ring;
 mod simple;
 
 pub use joinable::JoinableQueue;

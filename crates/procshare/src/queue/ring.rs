@@ -142,9 +142,9 @@ const SEG_HDR: usize = 0;
 /// Segments the address space holds: 64 GiB.
 pub(crate) const MAX_SEGS: u32 = 1 << 18;
 /// Payload offset of the link table (`next` of each segment, u32).
-const LINKS_BASE: usize = 4096 - HEADER_LEN;
+pub(crate) const LINKS_BASE: usize = 4096 - HEADER_LEN;
 /// Payload offset of segment 0: puts every segment on a page boundary of the memfd.
-const SEGS_BASE: usize = LINKS_BASE + MAX_SEGS as usize * 4;
+pub(crate) const SEGS_BASE: usize = LINKS_BASE + MAX_SEGS as usize * 4;
 /// Record header bytes.
 pub(crate) const REC_HDR: usize = 32;
 /// A circle larger than this many segments gives consumed segments' memory back.

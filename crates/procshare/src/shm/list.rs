@@ -280,33 +280,8 @@ impl ShareableList {
 
     /// Reads and checks the header of a list in `shm`.
     pub(crate) fn from_shm(shm: SharedMemory) -> Result<ShareableList> {
-        let bad = |what: &str| Error::invalid(format!("not a valid ShareableList: {what}"));
-        let size = shm.size();
-        let n = read_i64(&shm, 0).map_err(|_| bad("too small for its header"))?;
-        let n = usize::try_from(n).map_err(|_| bad("negative length"))?;
-        let data_start = n
-            .checked_add(2)
-            .and_then(|k| k.checked_mul(8))
-            .filter(|&d| d <= size)
-            .ok_or_else(|| bad("length larger than the segment"))?;
-        let mut offsets = Vec::with_capacity(n + 1);
-        let mut prev = 0usize;
-        for i in 0..=n {
-            let o = read_i64(&shm, 8 + 8 * i)?;
-            let o = usize::try_from(o).map_err(|_| bad("negative offset"))?;
-            if o < prev || (i == 0 && o != 0) {
-                return Err(bad("offsets out of order"));
-            }
-            prev = o;
-            offsets.push(o);
-        }
-        let end = data_start
-            .checked_add(prev)
-            .and_then(|e| e.checked_add(n.checked_mul(9)?))
-            .filter(|&e| e <= size)
-            .ok_or_else(|| bad("items extend past the segment"))?;
-        debug_assert!(end <= size);
-        Ok(ShareableList { shm, len: n, offsets })
+        let (len, offsets) = parse_header(shm.size(), |at| read_i64(&shm, at))?;
+        Ok(ShareableList { shm, len, offsets })
     }
 
     /// The number of items (fixed at creation).
@@ -563,6 +538,41 @@ fn parse_str_format(fmt: &[u8]) -> Option<(usize, bool)> {
 fn trim_nul(b: &[u8]) -> &[u8] {
     let end = b.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
     &b[..end]
+}
+
+/// Checks the header (`N`, offsets) of a list in a segment of `size` bytes; `read(at)` is the
+/// i64 at byte `at`. Returns `N` and the offsets. Separate from `from_shm` so the fuzz target
+/// can drive it over arbitrary bytes.
+pub(crate) fn parse_header(
+    size: usize,
+    read: impl Fn(usize) -> Result<i64>,
+) -> Result<(usize, Vec<usize>)> {
+    let bad = |what: &str| Error::invalid(format!("not a valid ShareableList: {what}"));
+    let n = read(0).map_err(|_| bad("too small for its header"))?;
+    let n = usize::try_from(n).map_err(|_| bad("negative length"))?;
+    let data_start = n
+        .checked_add(2)
+        .and_then(|k| k.checked_mul(8))
+        .filter(|&d| d <= size)
+        .ok_or_else(|| bad("length larger than the segment"))?;
+    let mut offsets = Vec::with_capacity(n + 1);
+    let mut prev = 0usize;
+    for i in 0..=n {
+        let o = read(8 + 8 * i)?;
+        let o = usize::try_from(o).map_err(|_| bad("negative offset"))?;
+        if o < prev || (i == 0 && o != 0) {
+            return Err(bad("offsets out of order"));
+        }
+        prev = o;
+        offsets.push(o);
+    }
+    let end = data_start
+        .checked_add(prev)
+        .and_then(|e| e.checked_add(n.checked_mul(9)?))
+        .filter(|&e| e <= size)
+        .ok_or_else(|| bad("items extend past the segment"))?;
+    debug_assert!(end <= size);
+    Ok((n, offsets))
 }
 
 fn read_i64(shm: &SharedMemory, at: usize) -> Result<i64> {

@@ -6,10 +6,10 @@
 //! one dies, even by SIGKILL; [`list_segments`] and [`clean`] show and remove strays (the
 //! `procshare shm ls|clean` commands).
 
-mod list;
+pub(crate) mod list;
 mod manager;
 mod segment;
-mod tracker;
+pub(crate) mod tracker;
 pub(crate) mod value;
 
 pub use list::{Item, ShareableList};
