@@ -14,7 +14,8 @@ use crate::codec;
 use crate::error::Error;
 use crate::pipe::auth::{Handshake, Role};
 use crate::queue::ring::{Ring, LINKS_BASE, SEGS_BASE, SEG_SIZE};
-use crate::sys::{futex, memfd, socket};
+use crate::sys::deadline::Deadline;
+use crate::sys::{memfd, socket};
 use crate::Connection;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use std::collections::HashMap;
@@ -256,7 +257,7 @@ fn ring_over(ring: &Ring, data: &[u8]) {
         let mut sink = |b: &[u8]| {
             let _ = codec::decode::<Vec<u8>>(b);
         };
-        let r = ring.try_get(max, reap, Some(futex::now()), &mut scratch, &mut sink);
+        let r = ring.try_get(max, reap, Deadline::now(), &mut scratch, &mut sink);
         if !matches!(r, Ok(crate::queue::ring::GetStatus::Took)) {
             break;
         }
@@ -388,7 +389,7 @@ pub fn handshake(data: &[u8]) {
     if theirs.set_nonblocking(true).is_err() {
         return;
     }
-    let deadline = futex::now() + Duration::from_secs(60);
+    let deadline = Deadline::after(Duration::from_secs(60));
     let mut hs = Handshake::new(OwnedFd::from(ours), b"fuzz key", role, deadline);
     let mut fed = 0;
     let mut closed = false;
