@@ -140,12 +140,14 @@ impl Region {
     }
 
     /// The payload's first byte (64-byte aligned).
+    #[inline]
     pub(crate) fn payload(&self) -> *mut u8 {
         // SAFETY: HEADER_LEN is within the mapping.
         unsafe { self.0.map.as_ptr().add(HEADER_LEN) }
     }
 
     /// Payload length in bytes.
+    #[inline]
     pub(crate) fn payload_len(&self) -> usize {
         self.0.map.len() - HEADER_LEN
     }
@@ -171,6 +173,7 @@ impl Region {
 
     /// A reference to the `T` at `offset` in the payload. Panics if it is out of bounds or
     /// misaligned: offsets come from the caller's fixed layout, never from a peer.
+    #[inline]
     pub(crate) fn at<T: Shared>(&self, offset: usize) -> &T {
         let end = offset.checked_add(std::mem::size_of::<T>());
         assert!(end.is_some_and(|end| end <= self.payload_len()), "Region::at out of bounds");
@@ -188,6 +191,7 @@ impl Region {
     /// Copies `buf.len()` bytes at `offset` of the payload into `buf` with relaxed atomic loads
     /// (racing writers may leave a mix of old and new words, never a data race). Panics if out
     /// of bounds (the caller's layout).
+    #[inline]
     pub(crate) fn load_bytes(&self, offset: usize, buf: &mut [u8]) {
         self.check_span(offset, buf.len());
         // SAFETY: `offset .. offset + buf.len()` is inside the mapping (checked just above),
@@ -197,12 +201,14 @@ impl Region {
 
     /// Copies `buf` to `offset` of the payload with relaxed atomic stores. Panics if out of
     /// bounds (the caller's layout).
+    #[inline]
     pub(crate) fn store_bytes(&self, offset: usize, buf: &[u8]) {
         self.check_span(offset, buf.len());
         // SAFETY: as in `load_bytes`.
         unsafe { atomic_copy(self.payload().add(offset), Dir::Store(buf)) }
     }
 
+    #[inline]
     fn check_span(&self, offset: usize, len: usize) {
         let end = offset.checked_add(len);
         assert!(end.is_some_and(|end| end <= self.payload_len()), "Region span out of bounds");
@@ -279,6 +285,7 @@ enum Dir<'a> {
 ///
 /// # Safety
 /// `shared .. shared + len` must be inside a live mapping, `len` being the buffer's length.
+#[inline]
 unsafe fn atomic_copy(shared: *const u8, dir: Dir<'_>) {
     macro_rules! chunks {
         ($atomic:ty, $int:ty) => {{
