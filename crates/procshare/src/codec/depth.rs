@@ -8,10 +8,10 @@
 //! it passes on, so that each container the visitor is handed — a sequence, a map, an enum, an
 //! option's `Some`, a newtype struct — counts one level, and the element/key/value/variant seeds
 //! of that container receive a `Depth` one level deeper. Past the limit the visitor is not
-//! called; the decode answers an error instead, and [`Flag`] records that the limit (not some
-//! other custom error, which postcard flattens to one message) was the cause.
+//! called; the decode answers an error instead, and a thread-local flag records that the limit
+//! (not some other custom error, which postcard flattens to one message) was the cause.
 //!
-//! The wrappers hold the level left and a pointer to the flag; every method is `#[inline]` so
+//! The wrappers hold only the inner value and the level left; every method is `#[inline]` so
 //! that, monomorphised over postcard and the user's type, the counting is a decrement and a
 //! compare per container and nothing per scalar.
 
@@ -19,86 +19,104 @@ use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqA
 use std::cell::Cell;
 use std::fmt;
 
-/// Set when a decode stopped at the nesting limit.
-pub(super) type Flag = Cell<bool>;
-
-/// A deserializer that lets values nest at most `left` more containers deep.
-pub(super) struct Depth<'f, D> {
-    de: D,
-    left: u32,
-    hit: &'f Flag,
+thread_local! {
+    /// Set when a decode on this thread stopped at the nesting limit; read and cleared by
+    /// [`take_hit`]. Thread-local rather than carried by the wrappers so that they stay a
+    /// deserializer and a counter (the flag is touched only on the cold path).
+    static HIT: Cell<bool> = const { Cell::new(false) };
 }
 
-impl<'f, D> Depth<'f, D> {
+/// Forgets a hit whose error a type's `Deserialize` swallowed (e.g. a default-on-error field),
+/// so that it cannot label a later, unrelated failure as the limit's.
+#[inline]
+pub(super) fn clear_hit() {
+    HIT.with(|h| h.set(false));
+}
+
+/// Whether the failed decode on this thread stopped at the limit.
+pub(super) fn take_hit() -> bool {
+    HIT.with(|h| h.replace(false))
+}
+
+/// A deserializer that lets values nest at most `left` more containers deep.
+pub(super) struct Depth<D> {
+    de: D,
+    left: u32,
+}
+
+impl<D> Depth<D> {
     #[inline]
-    pub(super) fn new(de: D, limit: u32, hit: &'f Flag) -> Self {
-        Depth { de, left: limit, hit }
+    pub(super) fn new(de: D, limit: u32) -> Self {
+        Depth { de, left: limit }
     }
 
     #[inline]
-    fn wrap<V>(&self, visitor: V) -> Wrap<'f, V> {
-        Wrap { inner: visitor, left: self.left, hit: self.hit }
+    fn wrap<V>(&self, visitor: V) -> Wrap<V> {
+        Wrap { inner: visitor, left: self.left }
     }
 }
 
 /// A visitor that is one container deeper each time it is handed one.
-struct Wrap<'f, V> {
+struct Wrap<V> {
     inner: V,
     left: u32,
-    hit: &'f Flag,
 }
 
-impl<V> Wrap<'_, V> {
+impl<V> Wrap<V> {
     /// The level left inside the container about to be visited, or the limit's error.
     #[inline]
     fn enter<E: de::Error>(&self) -> Result<u32, E> {
         match self.left.checked_sub(1) {
             Some(left) => Ok(left),
-            None => {
-                self.hit.set(true);
-                Err(E::custom("native value nested too deep"))
-            }
+            None => Err(too_deep()),
         }
     }
 }
 
-/// A seed (of an element, key, value, variant) whose deserializer is limited to `left` levels.
-struct Seed<'f, S> {
-    inner: S,
-    left: u32,
-    hit: &'f Flag,
+/// The limit's error, out of line: it is reached only by hostile or broken input, and keeping
+/// it out of every container's inlined path keeps that path a decrement and a branch.
+#[cold]
+#[inline(never)]
+fn too_deep<E: de::Error>() -> E {
+    HIT.with(|h| h.set(true));
+    E::custom("native value nested too deep")
 }
 
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
+/// A seed (of an element, key, value, variant) whose deserializer is limited to `left` levels.
+struct Seed<S> {
+    inner: S,
+    left: u32,
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<S> {
     type Value = S::Value;
 
     #[inline]
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<S::Value, D::Error> {
-        self.inner.deserialize(Depth { de, left: self.left, hit: self.hit })
+        self.inner.deserialize(Depth { de, left: self.left })
     }
 }
 
 /// A container's contents (`SeqAccess`, `MapAccess`, `EnumAccess`, `VariantAccess`), whose
 /// seeds and visitors are limited to `left` levels.
-struct Access<'f, A> {
+struct Access<A> {
     inner: A,
     left: u32,
-    hit: &'f Flag,
 }
 
-impl<'f, A> Access<'f, A> {
+impl<A> Access<A> {
     #[inline]
-    fn seed<S>(&self, seed: S) -> Seed<'f, S> {
-        Seed { inner: seed, left: self.left, hit: self.hit }
+    fn seed<S>(&self, seed: S) -> Seed<S> {
+        Seed { inner: seed, left: self.left }
     }
 
     #[inline]
-    fn wrap<V>(&self, visitor: V) -> Wrap<'f, V> {
-        Wrap { inner: visitor, left: self.left, hit: self.hit }
+    fn wrap<V>(&self, visitor: V) -> Wrap<V> {
+        Wrap { inner: visitor, left: self.left }
     }
 }
 
-impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Access<'_, A> {
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Access<A> {
     type Error = A::Error;
 
     #[inline]
@@ -116,7 +134,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Access<'_, A> {
     }
 }
 
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for Access<'_, A> {
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Access<A> {
     type Error = A::Error;
 
     #[inline]
@@ -150,22 +168,22 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Access<'_, A> {
     }
 }
 
-impl<'de, 'f, A: EnumAccess<'de>> EnumAccess<'de> for Access<'f, A> {
+impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for Access<A> {
     type Error = A::Error;
-    type Variant = Access<'f, A::Variant>;
+    type Variant = Access<A::Variant>;
 
     #[inline]
     fn variant_seed<V: DeserializeSeed<'de>>(
         self,
         seed: V,
     ) -> Result<(V::Value, Self::Variant), A::Error> {
-        let (left, hit) = (self.left, self.hit);
-        let (value, variant) = self.inner.variant_seed(Seed { inner: seed, left, hit })?;
-        Ok((value, Access { inner: variant, left, hit }))
+        let left = self.left;
+        let (value, variant) = self.inner.variant_seed(Seed { inner: seed, left })?;
+        Ok((value, Access { inner: variant, left }))
     }
 }
 
-impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<'_, A> {
+impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<A> {
     type Error = A::Error;
 
     #[inline]
@@ -206,7 +224,7 @@ macro_rules! visit_scalars {
     )*};
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
+impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
     type Value = V::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -234,31 +252,31 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     #[inline]
     fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<V::Value, D::Error> {
         let left = self.enter()?;
-        self.inner.visit_some(Depth { de, left, hit: self.hit })
+        self.inner.visit_some(Depth { de, left })
     }
 
     #[inline]
     fn visit_newtype_struct<D: Deserializer<'de>>(self, de: D) -> Result<V::Value, D::Error> {
         let left = self.enter()?;
-        self.inner.visit_newtype_struct(Depth { de, left, hit: self.hit })
+        self.inner.visit_newtype_struct(Depth { de, left })
     }
 
     #[inline]
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
         let left = self.enter()?;
-        self.inner.visit_seq(Access { inner: seq, left, hit: self.hit })
+        self.inner.visit_seq(Access { inner: seq, left })
     }
 
     #[inline]
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
         let left = self.enter()?;
-        self.inner.visit_map(Access { inner: map, left, hit: self.hit })
+        self.inner.visit_map(Access { inner: map, left })
     }
 
     #[inline]
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
         let left = self.enter()?;
-        self.inner.visit_enum(Access { inner: data, left, hit: self.hit })
+        self.inner.visit_enum(Access { inner: data, left })
     }
 }
 
@@ -273,7 +291,7 @@ macro_rules! forward {
     )*};
 }
 
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for Depth<'_, D> {
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Depth<D> {
     type Error = D::Error;
 
     forward! {

@@ -165,17 +165,16 @@ const NATIVE_MAX_DEPTH: u32 = 256;
 /// Decodes one native-encoded value that fills `bytes` exactly. A value nested deeper than 256
 /// containers is `Err(Codec)`, never a stack overflow.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let hit = depth::Flag::new(false);
+    depth::clear_hit();
     let mut de = postcard::Deserializer::from_bytes(bytes);
-    let value =
-        T::deserialize(depth::Depth::new(&mut de, NATIVE_MAX_DEPTH, &hit)).map_err(|e| {
-            // postcard keeps no custom error's message, so the flag says whether it was the limit.
-            if hit.get() {
-                Error::Codec(format!("native value nested deeper than {NATIVE_MAX_DEPTH} levels"))
-            } else {
-                Error::Codec(e.to_string())
-            }
-        })?;
+    let value = T::deserialize(depth::Depth::new(&mut de, NATIVE_MAX_DEPTH)).map_err(|e| {
+        // postcard keeps no custom error's message, so the flag says whether it was the limit.
+        if depth::take_hit() {
+            Error::Codec(format!("native value nested deeper than {NATIVE_MAX_DEPTH} levels"))
+        } else {
+            Error::Codec(e.to_string())
+        }
+    })?;
     let rest = de.finalize().map_err(|e| Error::Codec(e.to_string()))?;
     if !rest.is_empty() {
         return Err(Error::Codec(format!("{} unexpected bytes after the value", rest.len())));
