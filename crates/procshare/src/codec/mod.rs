@@ -4,13 +4,16 @@
 //! * **native** — postcard: compact, allocation-free to write, and data-only to read. Used
 //!   between Rust processes (`send`/`recv`, queues, process arguments). Decoding hostile bytes
 //!   gives `Err(Codec)`; sequence lengths read from the wire only cap pre-allocation (serde's
-//!   cautious size hints), so a lying length cannot make us allocate much.
+//!   cautious size hints), so a lying length cannot make us allocate much. postcard has no
+//!   nesting limit and decodes by recursion, so [`decode`] counts containers (the `depth` module)
+//!   and a value nested deeper than 256 is `Err(Codec)`, not a stack overflow.
 //! * **pickle** — for CPython peers (`send_pickle`/`recv_pickle`, `Format::Pickle` queues).
 //!   Written by `serde-pickle` (protocol 3); read by our own data-only decoder ([`pickle`]
 //!   module docs): protocols 0–5, a pickle that asks to import or call anything is an error,
 //!   never executed, and decoding has budgets (size, nesting) so hostile bytes get `Err(Codec)`,
 //!   never an abort or a stack overflow.
 
+mod depth;
 mod pickle;
 
 use crate::error::{Error, Result};
@@ -152,10 +155,27 @@ pub(crate) fn encode_capped<T: Serialize + ?Sized>(
     }
 }
 
-/// Decodes one native-encoded value that fills `bytes` exactly.
+/// How many containers (sequences, maps, enums, options' `Some`, newtype structs; a struct or
+/// tuple is a sequence) a native value may nest, like serde_json's 128 but doubled, because a
+/// linked type (`struct Node { next: Option<Box<Node>> }`) spends two levels per link. Each level
+/// costs postcard and the type's `Deserialize` well under 1 KiB of stack even unoptimised, so
+/// 256 levels fit with room in a 2 MiB thread stack, the smallest Rust gives a thread by default.
+const NATIVE_MAX_DEPTH: u32 = 256;
+
+/// Decodes one native-encoded value that fills `bytes` exactly. A value nested deeper than 256
+/// containers is `Err(Codec)`, never a stack overflow.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let (value, rest) =
-        postcard::take_from_bytes(bytes).map_err(|e| Error::Codec(e.to_string()))?;
+    depth::clear_hit();
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let value = T::deserialize(depth::Depth::new(&mut de, NATIVE_MAX_DEPTH)).map_err(|e| {
+        // postcard keeps no custom error's message, so the flag says whether it was the limit.
+        if depth::take_hit() {
+            Error::Codec(format!("native value nested deeper than {NATIVE_MAX_DEPTH} levels"))
+        } else {
+            Error::Codec(e.to_string())
+        }
+    })?;
+    let rest = de.finalize().map_err(|e| Error::Codec(e.to_string()))?;
     if !rest.is_empty() {
         return Err(Error::Codec(format!("{} unexpected bytes after the value", rest.len())));
     }
@@ -238,6 +258,106 @@ mod tests {
         }
         assert_eq!(encode_to(&v, Room(Vec::new(), whole.len())).unwrap().0, whole);
         assert!(matches!(encode_to(&v, Room(Vec::new(), 10)), Err(Error::Codec(_))));
+    }
+
+    /// Whether `value`'s encoding decodes back, or the error if not (asserting it is the depth
+    /// limit's).
+    fn nests<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: &T) -> bool {
+        match decode::<T>(&encode(value).unwrap()) {
+            Ok(back) => {
+                assert_eq!(&back, value);
+                true
+            }
+            Err(Error::Codec(m)) => {
+                assert!(m.contains("nested deeper than 256 levels"), "{m}");
+                false
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// One level per link: each is an enum (`Box` adds none).
+    #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+    enum Chain {
+        End,
+        Link(Box<Chain>),
+    }
+
+    fn chain(links: usize) -> Chain {
+        (0..links).fold(Chain::End, |c, _| Chain::Link(Box::new(c)))
+    }
+
+    #[test]
+    fn depth_limit_is_exact_for_enums() {
+        // `links` links and the end: links + 1 levels.
+        assert!(nests(&chain(NATIVE_MAX_DEPTH as usize - 1)));
+        assert!(!nests(&chain(NATIVE_MAX_DEPTH as usize)));
+        assert!(!nests(&chain(5000)));
+    }
+
+    /// Two levels per link: the newtype struct and the option's `Some`.
+    #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct OptList(Option<Box<OptList>>);
+
+    /// Two levels per level: the newtype struct and the map.
+    #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct MapTree(std::collections::BTreeMap<u8, MapTree>);
+
+    /// Two levels per link: the tuple struct and the option's `Some`.
+    #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct TupleList(u8, Option<Box<TupleList>>);
+
+    /// A struct variant holding a sequence: the enum and the variant's fields, then the `Vec`.
+    #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+    enum StructTree {
+        Leaf,
+        Node { name: String, kids: Vec<StructTree> },
+    }
+
+    #[test]
+    fn depth_limit_for_options_maps_tuples_and_struct_variants() {
+        let opt = |n| (0..n).fold(OptList(None), |l, _| OptList(Some(Box::new(l))));
+        // n links: 2n + 1 levels.
+        assert!(nests(&opt(127)));
+        assert!(!nests(&opt(128)));
+
+        let map =
+            |n| (0..n).fold(MapTree(Default::default()), |t, i| MapTree([(i as u8, t)].into()));
+        // n levels above the empty one: 2n + 2 levels.
+        assert!(nests(&map(127)));
+        assert!(!nests(&map(128)));
+
+        let tup = |n| (0..n).fold(TupleList(0, None), |l, i| TupleList(i as u8, Some(Box::new(l))));
+        // n links: 2n + 1 levels.
+        assert!(nests(&tup(127)));
+        assert!(!nests(&tup(128)));
+
+        let tree = |n| {
+            (0..n).fold(StructTree::Leaf, |t, _| StructTree::Node {
+                name: "n".into(),
+                kids: vec![t, StructTree::Leaf],
+            })
+        };
+        // n nodes (enum, struct fields, Vec) and the leaf: 3n + 1 levels.
+        assert!(nests(&tree(85)));
+        assert!(!nests(&tree(86)));
+    }
+
+    #[test]
+    fn ordinary_nested_values_decode_and_other_errors_keep_their_message() {
+        use std::collections::HashMap;
+        type Deep = Vec<HashMap<String, (Option<Vec<Option<(u8, String)>>>, [u16; 3])>>;
+        let v: Deep = vec![
+            HashMap::from([("a".into(), (Some(vec![None, Some((1, "x".into()))]), [1, 2, 3]))]),
+            HashMap::new(),
+        ];
+        assert!(nests(&v));
+        // An invalid UTF-8 string in a nested value is postcard's error, not the limit's.
+        let b = [encode(&chain(3)).unwrap(), vec![1, 0xff]].concat();
+        match decode::<(Chain, String)>(&b) {
+            Err(Error::Codec(m)) => assert!(!m.contains("nested"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
