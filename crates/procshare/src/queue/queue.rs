@@ -28,7 +28,7 @@ const PENDING_CHECK: Duration = Duration::from_millis(20);
 /// A waiter's spin phase: until `ready()` or [`SPIN`] after `start`, busy-spin briefly, then
 /// give the core away (the peer we wait for may be waiting for it).
 fn spin_until(start: Duration, ready: impl Fn() -> bool) {
-    let backoff = Backoff::new();
+    let backoff = Backoff::polling();
     while !ready() && futex::now().saturating_sub(start) < SPIN {
         backoff.snooze();
     }
