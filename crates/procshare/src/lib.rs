@@ -69,6 +69,8 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+#[doc(hidden)]
+pub mod crash;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
