@@ -124,6 +124,9 @@ struct Stats {
     barrier_breaks: u64,
     barrier_aborts: u64,
     hangs_killed: u64,
+    /// Killed processes the kernel took longer than the hang bound to finish off, and the longest.
+    slow_exits: u64,
+    slowest_exit: Duration,
     /// The longest a lane went without progress (not stopped, not excused), and which.
     max_stall: (Duration, String),
 }
@@ -199,6 +202,19 @@ struct Torture {
 }
 
 const EVENTS_KEPT: usize = 50;
+
+/// How long a SIGKILLed process may take to be gone before it counts as a violation: far past
+/// any teardown, so only a process the kernel never finishes off trips it.
+const EXIT_BOUND: Duration = Duration::from_secs(60);
+
+/// The kernel's state letter and wait channel of `pid` (`/proc/<pid>/stat`, `wchan`), for the log.
+fn proc_state(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the parenthesised command name, which may itself hold spaces or ')'.
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').next()).unwrap_or("?");
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    format!("state {state}, wchan {}", if wchan.is_empty() { "?" } else { wchan.trim() })
+}
 
 fn io_err(msg: String) -> Error {
     Error::Io(std::io::Error::other(msg))
@@ -720,11 +736,30 @@ impl Torture {
         let m = if barrier { &mut self.members[i] } else { &mut self.workers[i] };
         let _ = m.proc.kill();
         m.stopped_until = None;
-        let r = m.proc.join_timeout(bound);
+        let killed = Instant::now();
+        let pid = m.proc.pid();
+        let r = match m.proc.join_timeout(bound) {
+            // A SIGKILLed process runs no more of its own code: what is left is the kernel's
+            // teardown (unmapping, closing), which an overloaded machine can stretch past the
+            // hang bound (seen: 2 of 12687 kills at load ~60). Record it with the kernel's view of
+            // the process, and call it a violation only if the process never goes.
+            Ok(None) => {
+                let state = proc_state(pid);
+                let r = m.proc.join_timeout(EXIT_BOUND.saturating_sub(bound));
+                let took = killed.elapsed();
+                self.stats.slow_exits += 1;
+                self.stats.slowest_exit = self.stats.slowest_exit.max(took);
+                self.log(format!(
+                    "{pid} took {took:?} to exit after SIGKILL (at {bound:?}: {state})"
+                ));
+                r
+            }
+            r => r,
+        };
         match r {
             Ok(Some(code)) => format!("exit {code}"),
             Ok(None) => {
-                let what = format!("{} still alive {bound:?} after SIGKILL", m.proc.pid());
+                let what = format!("{pid} still alive {EXIT_BOUND:?} after SIGKILL");
                 self.violation(what.clone());
                 what
             }
@@ -1204,6 +1239,7 @@ impl Torture {
         let s = &self.stats;
         let mut out = format!(
             "torture: {:.1} s, seed {}\n  kills {} (barrier members {}), stops {}, respawns {}, hung lanes killed {}\n  \
+             killed processes slower than the bound to exit {} (slowest {:.1} s)\n  \
              longest a lane went without progress: {:.0} ms ({}; hang bound {:.1} s)\n",
             self.start.elapsed().as_secs_f64(),
             self.seed,
@@ -1212,6 +1248,8 @@ impl Torture {
             s.stops,
             s.respawns,
             s.hangs_killed,
+            s.slow_exits,
+            s.slowest_exit.as_secs_f64(),
             s.max_stall.0.as_secs_f64() * 1000.0,
             s.max_stall.1,
             self.bound.as_secs_f64()
