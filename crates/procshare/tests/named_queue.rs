@@ -300,6 +300,8 @@ fn what_is_not_a_queue_at_the_name_is_refused() {
     if unsafe { libc::geteuid() } == 0 {
         let theirs = unique("theirs");
         let _t = Queue::<u8>::create_named(&theirs, 0, Format::Native).unwrap();
+        // Another user's file now: the sweeper would leave it, so the guard removes it.
+        planted.0.push(path(&theirs));
         lchown(path(&theirs), Some(54397), Some(54397)).unwrap();
         refused(&theirs, "another user's queue file");
         let e = Queue::<u8>::open(&theirs).unwrap_err().to_string();
