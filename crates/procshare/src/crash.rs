@@ -17,14 +17,12 @@ use std::sync::{Mutex, OnceLock};
 
 /// Marks a step boundary named in a crash table. Expands to nothing unless the crate is built
 /// with the `crash-points` feature.
-#[allow(unused_macros)] // until the first points are placed
 macro_rules! crash_point {
     ($name:literal) => {
         #[cfg(feature = "crash-points")]
         $crate::crash::point($name);
     };
 }
-#[allow(unused_imports)]
 pub(crate) use crash_point;
 
 struct Armed {
