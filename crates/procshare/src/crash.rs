@@ -10,21 +10,28 @@
 //! variable `PROCSHARE_CRASH_POINT=<name>:<n>` (read once, at the first pass of any point). Only
 //! one point is armed at a time; `n` counts from 1.
 //!
+//! The environment is the way to arm a process before any of its own code runs: a handle that
+//! acts while it is received (a `Barrier` claims its slot as a `Process` argument is decoded)
+//! passes its points before the target could call [`arm`].
+//!
 //! Not API: tests and the torture command use it; the names are the crash tables' vocabulary.
+//! Every crash table in a module doc has a `point` column naming the points at each row's step
+//! boundary; `tests/crash_tables.rs` fails on a row without one, on a name with no
+//! `crash_point!` in the code, and on a point no test in `tests/crash_points.rs` arms, which has
+//! one test per row (a child armed there must die by SIGKILL, then the row's promise is checked).
+//! With the feature off nothing is compiled in: the macro's expansion is `cfg`'d out.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// Marks a step boundary named in a crash table. Expands to nothing unless the crate is built
 /// with the `crash-points` feature.
-#[allow(unused_macros)] // until the first points are placed
 macro_rules! crash_point {
     ($name:literal) => {
         #[cfg(feature = "crash-points")]
         $crate::crash::point($name);
     };
 }
-#[allow(unused_imports)]
 pub(crate) use crash_point;
 
 struct Armed {

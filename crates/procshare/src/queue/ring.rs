@@ -74,30 +74,35 @@
 //!
 //! Crash table (SIGKILL of the process doing the step; "lock" = that side's `RawLock`, see
 //! `sync/raw.rs` for the lock word's own crash table):
-//! | killed between ...                          | leaves                         | repaired by       |
-//! |---------------------------------------------|--------------------------------|-------------------|
-//! | prod lock and segment insert                | nothing                        | lock takeover     |
-//! | `bump` store and linking the new segment    | one segment index never used   | nobody (64 GiB of |
-//! |                                             | (address space only)           | address space)    |
-//! | linking and publishing the tail             | a free segment in the circle   | nothing to repair |
-//! | record header writes and tail store         | bytes past the tail: invisible | overwritten       |
-//! | tail store and unlock                       | WRITING record, lock held      | takeover; then as |
-//! |                                             |                                | next row          |
-//! | unlock and COMMITTED (mid-copy)             | WRITING record, dead owner     | a consumer skips  |
-//! |                                             |                                | it (never read)   |
-//! | COMMITTED and waking getters                | sleepers not woken             | their 20 ms poll  |
-//! | cons lock and head store (mid-copy)         | head unchanged: item stays     | lock takeover;    |
-//! |                                             | queued, next consumer gets it  | nothing lost      |
-//! | head store and returning to the caller      | item gone with the consumer    | (documented)      |
-//! | skip: log valid and log cleared             | head/`dead` maybe half set     | the taker told    |
-//! |                                             |                                | `owner_died`      |
-//! |                                             |                                | replays the log   |
-//! | a signal's `sleepers += 1` and `-= 1`       | counter one too high           | nobody: a needless|
-//! |                                             |                                | wake syscall      |
-//! | trim: punching and the unlink store         | free segments read as zeros    | nothing to repair |
-//! | trim: unlink and the free-stack push        | unlinked segments lost         | nobody (address   |
-//! |                                             |                                | space only)       |
-//! | free-stack pop and linking the segment      | one segment lost               | same              |
+//! | killed between ...                          | leaves                         | repaired by       | point                 |
+//! |---------------------------------------------|--------------------------------|-------------------|-----------------------|
+//! | prod lock and segment insert                | nothing                        | lock takeover     | `ring.prod_locked`    |
+//! | `bump` store and linking the new segment    | one segment index never used   | nobody (64 GiB of | `ring.bump_stored`    |
+//! |                                             | (address space only)           | address space)    |                       |
+//! | linking and publishing the tail             | a free segment in the circle   | nothing to repair | `ring.segment_linked` |
+//! | record header writes and tail store         | bytes past the tail: invisible | overwritten       | `ring.header_written` |
+//! | tail store and unlock                       | WRITING record, lock held      | takeover; then as | `ring.tail_stored`    |
+//! |                                             |                                | next row          |                       |
+//! | unlock and COMMITTED (mid-copy)             | WRITING record, dead owner     | a consumer skips  | `ring.put_unlocked`   |
+//! |                                             |                                | it (never read)   |                       |
+//! | COMMITTED and waking getters                | sleepers not woken             | their 20 ms poll  | `wait.before_wake`    |
+//! | cons lock and head store (mid-copy)         | head unchanged: item stays     | lock takeover;    | `ring.item_copied`    |
+//! |                                             | queued, next consumer gets it  | nothing lost      |                       |
+//! | head store and returning to the caller      | item gone with the consumer    | (documented)      | `ring.head_stored`    |
+//! | skip: log valid and log cleared             | head/`dead` maybe half set     | the taker told    | `ring.skip_logged`,   |
+//! |                                             |                                | `owner_died`      | `ring.skip_head_stored` |
+//! |                                             |                                | replays the log   |                       |
+//! | a signal's `sleepers += 1` and `-= 1`       | counter one too high           | nobody: a needless| `wait.asleep`         |
+//! |                                             |                                | wake syscall      |                       |
+//! | trim: punching and the unlink store         | free segments read as zeros    | nothing to repair | `ring.trim_punched`   |
+//! | trim: unlink and the free-stack push        | unlinked segments lost         | nobody (address   | `ring.trim_unlinked`  |
+//! |                                             |                                | space only)       |                       |
+//! | free-stack pop and linking the segment      | one segment lost               | same              | `ring.free_popped`    |
+//!
+//! (`point`: the `crash_point!` at that step boundary; `tests/crash_points.rs` kills a process
+//! there and checks the row, `tests/crash_tables.rs` checks that every row has one. A process
+//! killed at a row up to `tail store and unlock`, at a trim row or at the free-stack row holds
+//! the producer lock: the next producer takes it over, as in the first row.)
 //!
 //! Not killed but failing or stopped: a put that returns an error or panics (e.g. in the item's
 //! `Serialize`, which runs with the slot reserved for large items) abandons its slots
@@ -583,6 +588,7 @@ impl Ring {
                 // Release (partner: Acquire in `seg_next`). Before the link, so that a crash
                 // between the two wastes an index instead of handing the same one out twice.
                 p.bump.store(fresh + 1, Ordering::Release);
+                crate::crash::crash_point!("ring.bump_stored");
                 fresh
             }
         };
@@ -590,6 +596,7 @@ impl Ring {
         // Release: the fresh segment's own link is visible to whoever follows this one.
         self.next_word(seg)?.store(fresh, Ordering::Release);
         p.nsegs.fetch_add(1, Ordering::Relaxed);
+        crate::crash::crash_point!("ring.segment_linked");
         Ok(Some(fresh))
     }
 
@@ -620,6 +627,7 @@ impl Ring {
             return Err(corrupt("free segment link out of range"));
         }
         p.free_top.store(below, Ordering::Relaxed);
+        crate::crash::crash_point!("ring.free_popped");
         Ok(Some(f))
     }
 
@@ -629,9 +637,12 @@ impl Ring {
     /// consumer that just emptied a large queue); consumers never look past the tail, so they
     /// are not disturbed.
     ///
-    /// Crash table: before the unlink store, nothing changed but memory was returned (pages
-    /// read back as zeros; the segments were free). Between the unlink and the push, the
-    /// unlinked segments are lost to the address space (not to memory).
+    /// Crash table (the trimming consumer killed holding the producer lock, which the next
+    /// producer takes over):
+    /// | killed between ...           | leaves                                  | point                |
+    /// |------------------------------|-----------------------------------------|----------------------|
+    /// | punching and the unlink store | nothing changed but memory returned (free segments read as zeros) | `ring.trim_punched` |
+    /// | the unlink and the push      | the unlinked segments lost to the address space (not to memory) | `ring.trim_unlinked` |
     fn trim_locked(&self) -> Result<()> {
         let h = self.header();
         let tail = Pos::unpack(h.prod.tail.load(Ordering::Relaxed));
@@ -667,10 +678,12 @@ impl Ring {
             let map_off = HEADER_LEN + SEGS_BASE + s as usize * SEG_SIZE;
             let _ = self.region.mapping().discard(map_off, SEG_SIZE);
         }
+        crate::crash::crash_point!("ring.trim_punched");
         // Release: partner of the Acquire link loads in `seg_next`. The one store that takes
         // them out of the circle.
         self.next_word(keep2)?.store(head.seg, Ordering::Release);
         h.prod.nsegs.fetch_sub(list.len() as u32, Ordering::Relaxed);
+        crate::crash::crash_point!("ring.trim_unlinked");
         let mut below = h.prod.free_top.load(Ordering::Relaxed);
         for &s in list.iter().rev() {
             self.next_word(s)?.store(below, Ordering::Relaxed);
@@ -714,6 +727,7 @@ impl Ring {
         rec.owner.store(record_owner(), Ordering::Relaxed);
         rec.len.store(len as u64, Ordering::Relaxed);
         rec.state.store(WRITING, Ordering::Relaxed);
+        crate::crash::crash_point!("ring.header_written");
         // (these become visible with the Release store of the tail that covers them)
         *tail = Pos { seg, off, seq: (tail.seq + 1) & SEQ_MASK };
         Ok(Some(slot))
@@ -738,10 +752,12 @@ impl Ring {
         }
         let result = self.reserve_locked(lens, slots);
         p.lock.unlock();
+        crate::crash::crash_point!("ring.put_unlocked");
         result
     }
 
     fn reserve_locked(&self, lens: &[usize], slots: &mut Vec<PutSlot>) -> Result<PutStatus> {
+        crate::crash::crash_point!("ring.prod_locked");
         let h = self.header();
         // Relaxed: `shut_down` sets the word under this lock (ordered by it).
         if h.constants.shutdown.load(Ordering::Relaxed) != 0 {
@@ -783,6 +799,7 @@ impl Ring {
             // Release: publishes the record headers written above; partner of the Acquire tail
             // loads of consumers. The single store that makes the reservation real.
             h.prod.tail.store(tail.pack(), Ordering::Release);
+            crate::crash::crash_point!("ring.tail_stored");
             if status == PutStatus::Full {
                 // Partial batch: the caller puts the rest later.
                 status = PutStatus::Reserved;
@@ -1140,6 +1157,7 @@ impl Ring {
                 *buf = Vec::new();
             }
         }
+        crate::crash::crash_point!("ring.item_copied");
         let h = self.header();
         let c = &h.cons;
         if g.skip {
@@ -1150,13 +1168,16 @@ impl Ring {
             // Release: the log is complete before it is marked valid (partner: Acquire in
             // `lock_consumer`'s replay).
             c.log_valid.store(1, Ordering::Release);
+            crate::crash::crash_point!("ring.skip_logged");
             c.head.store(g.end.pack(), Ordering::Release);
+            crate::crash::crash_point!("ring.skip_head_stored");
             c.dead.store(dead, Ordering::Release);
             c.log_valid.store(0, Ordering::Release);
             self.join_signal().bump_wake_all();
         } else {
             // Release: pairs with the producers' Acquire head load; we are done with the bytes.
             c.head.store(g.end.pack(), Ordering::Release);
+            crate::crash::crash_point!("ring.head_stored");
         }
         Ok(())
     }

@@ -21,10 +21,11 @@
 //! refuses a descriptor that is not a memfd carrying those seals, or whose size is not the one
 //! its header names, before mapping it.
 //!
-//! Crash table: a creator killed before `READY` leaves a memfd nobody else holds; it dies with
-//! the creator (a named queue's file, [`Region::create_in`]: a file whose openers give up on it
-//! after a short wait and that the shared-memory tracker removes, its creator's token being
-//! dead). After `READY` the header never changes.
+//! Crash table: after `READY` the header never changes.
+//! | killed ...                      | leaves                                | repaired by | point |
+//! |---------------------------------|---------------------------------------|-------------|-------|
+//! | creating, before `READY`        | a memfd nobody else holds (a named queue's file, [`Region::create_in`]: a file whose openers give up on it after a short wait) | the kernel: it dies with the creator (the file: the shared-memory tracker, its creator's token being dead) | `region.before_ready` |
+//! | in `store_bytes`, between words | the span part new, part old (each word whole) | the user's protocol (the lock, or none for raw values) | `region.word_stored` |
 //!
 //! # Safety
 //! Users view the payload through [`Region::at`], a safe method: it checks bounds and
@@ -97,6 +98,7 @@ impl Region {
         h.version.store(VERSION, Ordering::Relaxed);
         h.payload_len.store(payload_len as u64, Ordering::Relaxed);
         // Release: pairs with the Acquire in `open`; the payload is initialised before this.
+        crate::crash::crash_point!("region.before_ready");
         h.state.store(READY, Ordering::Release);
         Ok(region)
     }
@@ -373,6 +375,7 @@ unsafe fn atomic_copy(shared: *const u8, dir: Dir<'_>) {
                         let mut x = [0u8; W];
                         x.copy_from_slice(chunk);
                         word(k).store(<$int>::from_ne_bytes(x), Ordering::Relaxed);
+                        crate::crash::crash_point!("region.word_stored");
                     }
                 }
             }

@@ -27,10 +27,13 @@
 //! offset and length is checked; a bad one is an `Err`, never a panic or an out-of-bounds read.
 //! The header (`N`, offsets) is read and checked once, at `open`, as CPython does.
 //!
-//! Crash table: there is no lock, as in CPython. A process killed inside `set` may leave the
-//! slot with the new format/code and part of the old or new bytes — a value of the right type
-//! with mixed bytes (a str/bytes value with invalid UTF-8 reads as `Err`). Nothing outside the
-//! slot is touched. Guard lists that are written concurrently with a `Lock`.
+//! Crash table: there is no lock, as in CPython. `set` writes the value's bytes, then the
+//! slot's format, then its type code; a process killed in between leaves the slot mixed.
+//! Nothing outside the slot is touched. Guard lists that are written concurrently with a `Lock`.
+//! | killed inside `set` ...             | leaves                          | repaired by | point |
+//! |-------------------------------------|---------------------------------|-------------|-------|
+//! | after the bytes, before the format  | the new bytes read with the old format and code: a value of the old type (a str/bytes value with invalid UTF-8 reads as `Err`) | nobody (no lock, as in CPython) | `list.value_written` |
+//! | after the format, before the code   | the new bytes and format with the old code: a value or `Err`, never a panic | nobody | `list.format_written` |
 //!
 //! Fork vs spawn: as [`SharedMemory`]; a list passed as a `Process` argument travels as its
 //! segment's descriptor and the child re-reads and re-checks the header.
@@ -421,7 +424,9 @@ impl ShareableList {
                 self.shm.write(at, &buf)?;
             }
         }
+        crate::crash::crash_point!("list.value_written");
         self.shm.write(self.formats_at() + 8 * i, &field)?;
+        crate::crash::crash_point!("list.format_written");
         self.shm.write(self.codes_at() + i, &[code as u8])?;
         Ok(())
     }

@@ -3,8 +3,10 @@
 //! tracker already guarantees cleanup after a crash, so the manager is plain bookkeeping in the
 //! creating process).
 //!
-//! Crash table: the manager keeps no shared state; if its process dies, the tracker unlinks its
-//! segments once every process using them has died.
+//! Crash table: the manager keeps no shared state; its segments' lifetimes are the tracker's.
+//! | killed ...                                   | leaves                          | repaired by | point |
+//! |----------------------------------------------|---------------------------------|-------------|-------|
+//! | holding segments it made, before `shutdown`  | segments whose users all died   | the tracker (reaper or a later sweep) unlinks them | `manager.made` |
 
 use crate::error::{Error, Result};
 use crate::shm::{Item, ShareableList, SharedMemory};
@@ -40,6 +42,7 @@ impl SharedMemoryManager {
     pub fn shared_memory(&self, size: usize) -> Result<SharedMemory> {
         let shm = SharedMemory::create(size)?;
         self.made.lock().push(shm.clone());
+        crate::crash::crash_point!("manager.made");
         Ok(shm)
     }
 

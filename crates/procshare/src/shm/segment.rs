@@ -12,6 +12,9 @@
 //! Crash table: the segment holds no procshare state, so a process killed in the middle of a
 //! `write` leaves exactly the bytes it had copied — as with Python; guard multi-step updates with
 //! a `Lock`. Registration crashes are covered by the tracker's table.
+//! | killed ...                          | leaves                          | repaired by | point |
+//! |-------------------------------------|---------------------------------|-------------|-------|
+//! | between two `write`s of one update  | the first write's bytes only    | nobody (no lock, as in Python) | `segment.written` |
 //!
 //! Fork vs spawn: a forked child inherits the mapping and the parent's registration. A spawned
 //! child gets the segment as a `Process` argument: its descriptor travels with it (so it works
@@ -287,7 +290,11 @@ impl SharedMemory {
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check_range(offset, data.len())?;
         match &self.0.map {
-            Some(m) if !data.is_empty() => Ok(m.write_at(offset, data)?),
+            Some(m) if !data.is_empty() => {
+                m.write_at(offset, data)?;
+                crate::crash::crash_point!("segment.written");
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

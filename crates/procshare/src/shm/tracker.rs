@@ -75,17 +75,17 @@
 //! `create` holds the directory lock throughout, so a sweeper that gets the lock and finds
 //! `meta` still saying "creating" (inode 0) knows the creator died in the middle.
 //!
-//! | step of `create`                                   | left behind                          | repaired by |
-//! |----------------------------------------------------|--------------------------------------|-------------|
-//! | after `mkdir <name>`, before `meta`                | empty dir                            | sweep removes the dir |
-//! | writing `meta.tmp.R`, before its `rename`          | dir with a stray `meta.tmp.R`        | sweep or the next `create` of the name deletes it with the dir's files |
-//! | after `meta` ("creating", temp name T), before `open(T, O_EXCL)` | dir                    | sweep removes the dir (T, if anyone's, is not ours: kept) |
-//! | after `open(T)`/`ftruncate`, before `link(T, name)` | segment T                           | sweep unlinks T (a procshare-only name, a regular file of ours) |
-//! | after `link`, before `meta` gets the inode         | T and name, same inode               | sweep sees name == T, unlinks both |
-//! | after `meta` (inode), before `unlink(T)` / token   | name (and T), no live token          | sweep unlinks both |
-//! | after the token                                    | registered segment                   | reaper / sweep once every token is free |
-//! | `open`/`attach`: after the token is written        | token, its lock dies with us         | sweep deletes the dead token |
-//! | sweep: after `shm_unlink`, before `rmdir`          | dir whose segment is gone            | next sweep removes it (inode no longer matches) |
+//! | step of `create`                                   | left behind                          | repaired by | point |
+//! |----------------------------------------------------|--------------------------------------|-------------|-------|
+//! | after `mkdir <name>`, before `meta`                | empty dir                            | sweep removes the dir | `tracker.dir_made` |
+//! | writing `meta.tmp.R`, before its `rename`          | dir with a stray `meta.tmp.R`        | sweep or the next `create` of the name deletes it with the dir's files | `tracker.meta_tmp_written` |
+//! | after `meta` ("creating", temp name T), before `open(T, O_EXCL)` | dir                    | sweep removes the dir (T, if anyone's, is not ours: kept) | `tracker.meta_creating` |
+//! | after `open(T)`/`ftruncate`, before `link(T, name)` | segment T                           | sweep unlinks T (a procshare-only name, a regular file of ours) | `tracker.tmp_made` |
+//! | after `link`, before `meta` gets the inode         | T and name, same inode               | sweep sees name == T, unlinks both | `tracker.linked` |
+//! | after `meta` (inode), before `unlink(T)` / token   | name (and T), no live token          | sweep unlinks both | `tracker.meta_ino` |
+//! | after the token                                    | registered segment                   | reaper / sweep once every token is free | `tracker.token_taken` |
+//! | `open`/`attach`: after the token is written        | token, its lock dies with us         | sweep deletes the dead token | `tracker.token_opened` |
+//! | sweep: after `shm_unlink`, before `rmdir`          | dir whose segment is gone            | next sweep removes it (inode no longer matches) | `tracker.sweep_unlinked` |
 //!
 //! A name is unlinked only while it still names the inode recorded (or the temporary segment
 //! recorded), so a segment someone else made under that name meanwhile is never touched.
@@ -286,6 +286,7 @@ impl DirLock {
         let tmp = format!("{META_TMP_PREFIX}{}", random_hex()?);
         let fd = self.dir.open_file(&tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)?;
         let written = File::from(fd).write_all(meta.render().as_bytes());
+        crate::crash::crash_point!("tracker.meta_tmp_written");
         if let Err(e) = written
             .map_err(Error::from)
             .and_then(|()| self.dir.rename(&tmp, META).map_err(Error::from))
@@ -575,6 +576,7 @@ fn sweep_dir(reg: &Registry, lock: DirLock, name: &str, dry_run: bool) -> Swept 
                 }
                 remove_if(&reg.shm, &m.tmp, ino);
             }
+            crate::crash::crash_point!("tracker.sweep_unlinked");
             lock.remove(reg);
         }
         return Swept { name: name.to_owned(), meta, alive, exists: ours, dead: ours };
@@ -588,6 +590,7 @@ fn sweep_dir(reg: &Registry, lock: DirLock, name: &str, dry_run: bool) -> Swept 
             }
             remove_if(&reg.shm, &m.tmp, m.ino);
         }
+        crate::crash::crash_point!("tracker.sweep_unlinked");
         lock.remove(reg);
     }
     Swept { name: name.to_owned(), meta, alive, exists: ours, dead: dead && ours }
@@ -657,6 +660,7 @@ fn create_kind(name: &str, size: usize, persistent: bool, queue: bool) -> Result
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e.into()),
         };
+        crate::crash::crash_point!("tracker.dir_made");
         let Some(lock) = DirLock::existing(&reg, name)? else {
             if !made && root.stat_at(name).is_ok_and(|s| !s.is_dir() || s.uid != sys_shm::euid()) {
                 return Err(refuse(
@@ -700,6 +704,7 @@ fn create_kind(name: &str, size: usize, persistent: bool, queue: bool) -> Result
             for _ in 0..RETRIES {
                 meta.tmp = format!("{TMP_PREFIX}{}.{}", proc::current_pid(), random_hex()?);
                 lock.write_meta(&meta)?;
+                crate::crash::crash_point!("tracker.meta_creating");
                 let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
                 match reg.shm.open_file(&meta.tmp, flags, 0o600) {
                     Ok(f) => {
@@ -714,15 +719,19 @@ fn create_kind(name: &str, size: usize, persistent: bool, queue: bool) -> Result
             let fd = fd.ok_or_else(|| Error::invalid("no free temporary shared-memory name"))?;
             memfd::set_len(fd.as_fd(), size as u64)?;
             let ino = sys_shm::stat(fd.as_fd())?.ino;
+            crate::crash::crash_point!("tracker.tmp_made");
             reg.shm.link(&meta.tmp, name).map_err(|e| match e.kind() {
                 io::ErrorKind::AlreadyExists => Error::AlreadyExists(name.to_owned()),
                 _ => e.into(),
             })?;
+            crate::crash::crash_point!("tracker.linked");
             meta.ino = ino;
             lock.write_meta(&meta)?;
+            crate::crash::crash_point!("tracker.meta_ino");
             remove_if(&reg.shm, &meta.tmp, ino);
             if !persistent {
                 ensure_token(&lock, name, ino)?;
+                crate::crash::crash_point!("tracker.token_taken");
             }
             Ok(fd)
         })();
@@ -804,6 +813,7 @@ fn register_locked(lock: DirLock, name: &str, ino: u64) -> Result<()> {
     match lock.read_meta() {
         Some(m) if m.ino == ino && !m.persistent => {
             ensure_token(&lock, name, ino)?;
+            crate::crash::crash_point!("tracker.token_opened");
             drop(lock);
             first_use();
             Ok(())

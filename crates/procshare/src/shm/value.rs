@@ -20,11 +20,11 @@
 //! through the safe API of `Value`/`Array`.
 //!
 //! Crash table:
-//! | killed ...                      | leaves                                   | repaired by |
-//! |---------------------------------|------------------------------------------|-------------|
-//! | creating, before `READY`        | a memfd only the creator held            | the kernel, with the creator |
-//! | holding the lock (get/set/guard)| the lock held; the data maybe half written | the next locker takes the lock over and is told (`previous_holder_died`); the data is as the dead holder left it |
-//! | `RawValue`/`RawArray` `set`     | the element maybe half written           | nobody: raw means no lock, as in Python |
+//! | killed ...                      | leaves                                   | repaired by | point |
+//! |---------------------------------|------------------------------------------|-------------|-------|
+//! | creating, before `READY`        | a memfd only the creator held            | the kernel, with the creator | `region.before_ready` |
+//! | holding the lock (get/set/guard)| the lock held; the data maybe half written | the next locker takes the lock over and is told (`previous_holder_died`); the data is as the dead holder left it | `raw.locked` |
+//! | `RawValue`/`RawArray` `set`     | the element maybe half written (whole words: each is one atomic store) | nobody: raw means no lock, as in Python | `region.word_stored` |
 //!
 //! No `unsafe` here. The data is plain old data (`T: Pod`: any bit pattern is a valid `T`), at
 //! offset 64 of the payload, `len * size_of::<T>()` bytes, checked against the region's length

@@ -33,15 +33,15 @@
 //! handles (`std::process::exit` inside the target, a `mem::forget`) counts as dead.
 //!
 //! Crash table:
-//! | killed ...                          | leaves                                  | repaired by            |
-//! |-------------------------------------|-----------------------------------------|------------------------|
-//! | holding the barrier, before writing `arrived` | a slot of a dead process      | waiters' check or the last arrival: broken |
-//! | after writing `arrived`, before the arrival CAS | `arrived = gen + 1`, not counted | waiters' check or the last arrival: broken (the round needs it) |
-//! | waiting (after the CAS)             | `arrived = gen + 1`, counted            | waiters' check or the last arrival: broken |
-//! | as the last arrival, before the wake | generation moved, sleepers asleep      | their next check sees the new generation |
-//! | released, before clearing `arrived` | a slot of a dead process                | waiters' check or the last arrival: broken (it held the barrier) |
-//! | dropping its last handle, after clearing `start` | a slot `start = 0`: never checked | a registrant that finds no slot free reuses it once that pid is gone |
-//! | registering (slot `pid` set, `start` not yet) | a slot never checked           | a registrant that finds no slot free reuses it once that pid is gone |
+//! | killed ...                          | leaves                                  | repaired by            | point |
+//! |-------------------------------------|-----------------------------------------|------------------------|-------|
+//! | holding the barrier, before writing `arrived` | a slot of a dead process      | waiters' check or the last arrival: broken | `barrier.registered` |
+//! | after writing `arrived`, before the arrival CAS | `arrived = gen + 1`, not counted | waiters' check or the last arrival: broken (the round needs it) | `barrier.arrived_written` |
+//! | waiting (after the CAS)             | `arrived = gen + 1`, counted            | waiters' check or the last arrival: broken | `barrier.counted` |
+//! | as the last arrival, before the wake | generation moved, sleepers asleep      | their next check sees the new generation | `barrier.last_arrived` |
+//! | released, before clearing `arrived` | a slot of a dead process                | waiters' check or the last arrival: broken (it held the barrier) | `barrier.released` |
+//! | dropping its last handle, after clearing `start` | a slot `start = 0`: never checked | a registrant that finds no slot free reuses it once that pid is gone | `barrier.start_cleared` |
+//! | registering (slot `pid` set, `start` not yet) | a slot never checked           | a registrant that finds no slot free reuses it once that pid is gone | `barrier.claimed` |
 
 use super::raw::CHECK_EVERY;
 use super::wait::WaitWord;
@@ -148,6 +148,7 @@ impl Drop for Registration {
         s.arrived.store(0, Ordering::Relaxed);
         // A checker that still sees our pid then reads `start = 0`: "not known", never dead.
         s.start.store(0, Ordering::Relaxed);
+        crate::crash::crash_point!("barrier.start_cleared");
         // Release: pairs with the Acquire of a claimer's CAS.
         let _ = s.pid.compare_exchange(pid, 0, Ordering::Release, Ordering::Relaxed);
     }
@@ -259,6 +260,7 @@ impl Barrier {
             if claimable
                 && s.pid.compare_exchange(p, pid, Ordering::AcqRel, Ordering::Relaxed).is_ok()
             {
+                crate::crash::crash_point!("barrier.claimed");
                 s.arrived.store(0, Ordering::Relaxed);
                 // Release: pairs with the Acquire in `party_died`; a slot is checked only once
                 // its start is there.
@@ -320,7 +322,9 @@ impl Barrier {
     /// first, `parties - 1` for the last). `Err(PeerDied)` if the barrier is or becomes broken.
     pub fn wait(&self) -> Result<usize> {
         let slot = self.register();
+        crate::crash::crash_point!("barrier.registered");
         let r = self.wait_in(slot);
+        crate::crash::crash_point!("barrier.released");
         if let Some(i) = slot {
             // Left the wait: this process's death no longer concerns any round.
             self.slot(i).arrived.store(0, Ordering::Release);
@@ -341,6 +345,7 @@ impl Barrier {
             if let Some(i) = slot {
                 // Before the CAS: from here on, dying means the round needs us and we are gone.
                 self.slot(i).arrived.store(gen + 1, Ordering::Release);
+                crate::crash::crash_point!("barrier.arrived_written");
             }
             let last = count + 1 >= parties;
             if last && self.party_died(slot) {
@@ -356,7 +361,9 @@ impl Barrier {
                 Err(now) => s = now,
             }
         };
+        crate::crash::crash_point!("barrier.counted");
         if index + 1 >= parties {
+            crate::crash::crash_point!("barrier.last_arrived");
             self.words().state.wake_all();
             return Ok(index as usize);
         }

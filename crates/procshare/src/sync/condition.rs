@@ -3,10 +3,12 @@
 //!
 //! Layout: `{ lock: RawLock (16 bytes) | seq: WaitWord (8 bytes) }`.
 //!
-//! Crash table: the lock's is [`RawLock`]'s (a waiter re-taking the lock after a notify takes
-//! it over from a dead holder and is told). A notifier killed between its bump and its wake
-//! leaves waiters asleep until their next check ([`CHECK_EVERY`]), when they see the bump. A
-//! killed waiter leaves the sleeper count one high (a harmless extra `FUTEX_WAKE`).
+//! Crash table (the lock's own rows are [`RawLock`]'s):
+//! | killed ...                          | leaves                     | repaired by | point |
+//! |-------------------------------------|----------------------------|-------------|-------|
+//! | holding the lock                    | the lock held by a dead process | the next locker (also a waiter re-taking it after a notify) takes it over and is told | `raw.locked` |
+//! | `notify`: after the bump, before the wake | waiters asleep       | their next check ([`CHECK_EVERY`]) sees the bump | `wait.before_wake` |
+//! | asleep in `wait`                    | the sleeper count one high | nobody: a harmless extra `FUTEX_WAKE` | `wait.asleep` |
 
 use super::magic;
 use super::raw::{RawLock, CHECK_EVERY};

@@ -1,9 +1,11 @@
 //! `Event` — a flag in a [`WaitWord`]: 0 clear, 1 set.
 //!
 //! Crash table: `set` and `clear` are single stores; a SIGKILL leaves the flag either changed or
-//! not. A setter killed between the store and the wake leaves sleepers asleep until their
-//! next check ([`CHECK_EVERY`]), when they see the flag. A killed sleeper leaves the sleeper
-//! count one high (a harmless extra `FUTEX_WAKE` per later `set`).
+//! not.
+//! | killed ...                          | leaves                     | repaired by | point |
+//! |-------------------------------------|----------------------------|-------------|-------|
+//! | `set`: after the store, before the wake | the flag set, sleepers asleep | their next check ([`CHECK_EVERY`]) sees the flag | `wait.before_wake` |
+//! | asleep in `wait`                    | the sleeper count one high | nobody: a harmless extra `FUTEX_WAKE` per later `set` | `wait.asleep` |
 
 use super::magic;
 use super::raw::CHECK_EVERY;

@@ -39,13 +39,13 @@
 //! whole `(tid, start)` too: a live thread that reuses a dead holder's tid is not the holder.
 //!
 //! Crash table (a SIGKILL of the holder between steps):
-//! | killed ...                                 | leaves                       | repaired by                 |
-//! |--------------------------------------------|------------------------------|-----------------------------|
-//! | before the CAS                             | nothing                      | —                           |
-//! | after the CAS, before `owner` is written   | `state = T`, `owner` 0       | next waiter: no thread `T` -> take-over (if `T` were reused at once by a live thread, recovery waits until that thread exits) |
-//! | while holding                              | `state = T` or `W\|T`        | next waiter, within ~`FIRST_CHECK`..`CHECK_EVERY` of waiting: take-over, told `owner_died` |
-//! | releasing: after clearing `owner`, before the swap | `state = T`, `owner` 0 | next waiter: no thread `T` -> take-over |
-//! | after the release swap, before `FUTEX_WAKE`| `state = 0` or `H\|W`, sleepers asleep | sleepers wake at their next check and take it (every waiter has slept by then) |
+//! | killed ...                                 | leaves                       | repaired by                 | point |
+//! |--------------------------------------------|------------------------------|-----------------------------|-------|
+//! | before the CAS                             | nothing                      | —                           | `raw.before_cas` |
+//! | after the CAS, before `owner` is written   | `state = T`, `owner` 0       | next waiter: no thread `T` -> take-over (if `T` were reused at once by a live thread, recovery waits until that thread exits) | `raw.cas_won` |
+//! | while holding                              | `state = T` or `W\|T`        | next waiter, within ~`FIRST_CHECK`..`CHECK_EVERY` of waiting: take-over, told `owner_died` | `raw.locked` |
+//! | releasing: after clearing `owner`, before the swap | `state = T`, `owner` 0 | next waiter: no thread `T` -> take-over | `raw.owner_cleared` |
+//! | after the release swap, before `FUTEX_WAKE`| `state = 0` or `H\|W`, sleepers asleep | sleepers wake at their next check and take it (every waiter has slept by then) | `raw.released` |
 //!
 //! A woken sleeper killed before it takes a handed-off lock leaves `H|W`: the others take it at
 //! their next check, as above.
@@ -149,7 +149,9 @@ impl RawLock {
 
     #[inline]
     fn record_owner(&self, tid: u32, start: u64) {
+        crate::crash::crash_point!("raw.cas_won");
         self.owner.store(owner_record(tid, start), Ordering::Relaxed);
+        crate::crash::crash_point!("raw.locked");
     }
 
     /// Takes the lock if it is free; if `check_owner`, also takes it over from a dead holder.
@@ -178,6 +180,7 @@ impl RawLock {
     #[inline]
     pub(crate) fn lock(&self, deadline: Deadline) -> Option<Acquired> {
         let (tid, start) = me();
+        crate::crash::crash_point!("raw.before_cas");
         // `0 -> T`.
         if self.state.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             self.record_owner(tid, start);
@@ -309,10 +312,12 @@ impl RawLock {
     pub(crate) fn unlock(&self) {
         // No record while free: see `holder_is_dead`.
         self.owner.store(0, Ordering::Relaxed);
+        crate::crash::crash_point!("raw.owner_cleared");
         // Release: pairs with the Acquire of the next locker's CAS (and of `holder_is_dead`);
         // the hand-off CAS below continues its release sequence.
         // `T`, `W|T` or `S|W|T` `-> 0`.
         let old = self.state.swap(0, Ordering::Release);
+        crate::crash::crash_point!("raw.released");
         if old & STARVING != 0 {
             self.hand_off();
         } else if old & WAITERS != 0 {

@@ -4,10 +4,12 @@
 //! Layout: `{ count: WaitWord (8 bytes) | start value: u32 | pad: u32 }`.
 //!
 //! Crash table: `acquire` and `release` are one CAS each on the count; a SIGKILL before it
-//! changes nothing, after it the change is complete. A releaser killed between its increment
-//! and its wake leaves sleepers asleep until their next check ([`CHECK_EVERY`]). A killed sleeper leaves the sleeper count
-//! one high (a harmless extra `FUTEX_WAKE` per later release). Units held by a dead process are
-//! lost, as in Python.
+//! changes nothing, after it the change is complete.
+//! | killed ...                          | leaves                     | repaired by | point |
+//! |-------------------------------------|----------------------------|-------------|-------|
+//! | `acquire`: after its CAS            | a unit held by a dead process | nobody: lost, as in Python | `semaphore.acquired` |
+//! | `release`: after its CAS, before the wake | the count up, sleepers asleep | their next check ([`CHECK_EVERY`]) takes the unit | `wait.before_wake` |
+//! | asleep in `acquire`                 | the sleeper count one high | nobody: a harmless extra `FUTEX_WAKE` per later release | `wait.asleep` |
 
 use super::magic;
 use super::raw::CHECK_EVERY;
@@ -50,7 +52,12 @@ fn create(magic: u64, value: usize) -> Result<Region> {
 }
 
 fn try_acquire(w: &SemaphoreWords) -> bool {
-    w.count.word().fetch_update(Ordering::Acquire, Ordering::Relaxed, |c| c.checked_sub(1)).is_ok()
+    let taken =
+        w.count.word().fetch_update(Ordering::Acquire, Ordering::Relaxed, |c| c.checked_sub(1));
+    if taken.is_ok() {
+        crate::crash::crash_point!("semaphore.acquired");
+    }
+    taken.is_ok()
 }
 
 fn acquire(w: &SemaphoreWords, deadline: Deadline) -> bool {

@@ -10,11 +10,11 @@
 //! sleep at most one slice, look again, until the deadline.
 //!
 //! Crash table:
-//! | killed while ...                 | leaves                          | repaired by            |
-//! |----------------------------------|---------------------------------|------------------------|
-//! | spinning                         | nothing                         | —                      |
-//! | asleep (sleepers counted)        | `sleepers` one too high         | nobody: later changes make one harmless `FUTEX_WAKE` each |
-//! | changing the word, before `wake` | a change sleepers did not see   | sleepers time out of their slice (callers wait in slices where a peer may die) |
+//! | killed while ...                 | leaves                          | repaired by            | point |
+//! |----------------------------------|---------------------------------|------------------------|-------|
+//! | spinning                         | nothing                         | —                      | `wait.spinning` |
+//! | asleep (sleepers counted)        | `sleepers` one too high         | nobody: later changes make one harmless `FUTEX_WAKE` each | `wait.asleep` |
+//! | changing the word, before `wake` | a change sleepers did not see   | sleepers time out of their slice (callers wait in slices where a peer may die) | `wait.before_wake` |
 
 use super::backoff::Backoff;
 use crate::shared::region::shared_struct;
@@ -56,6 +56,7 @@ impl WaitWord {
             if ready(self.word.load(Ordering::Acquire)) {
                 return true;
             }
+            crate::crash::crash_point!("wait.spinning");
             backoff.spin();
         }
         loop {
@@ -72,6 +73,7 @@ impl WaitWord {
                 self.sleepers.fetch_sub(1, Ordering::Relaxed);
                 return false;
             }
+            crate::crash::crash_point!("wait.asleep");
             let r = futex::wait(&self.word, v, deadline);
             self.sleepers.fetch_sub(1, Ordering::Relaxed);
             match r {
@@ -113,6 +115,7 @@ impl WaitWord {
 
     /// Wakes up to `n` sleepers. Call after changing the word; no system call if nobody sleeps.
     pub(crate) fn wake(&self, n: u32) {
+        crate::crash::crash_point!("wait.before_wake");
         // Pairs with the fence in `wait_until` (see `sleepers`).
         fence(Ordering::SeqCst);
         if self.sleepers.load(Ordering::Relaxed) > 0 {
@@ -130,6 +133,7 @@ impl WaitWord {
     /// else does nothing (no read-modify-write, no system call). Call after publishing the
     /// change; waiters test the outside condition in their `wait_until` predicate.
     pub(crate) fn bump_wake_all(&self) {
+        crate::crash::crash_point!("wait.before_wake");
         // Pairs with the fence in `wait_until` (see `sleepers`).
         fence(Ordering::SeqCst);
         if self.sleepers.load(Ordering::Relaxed) > 0 {
