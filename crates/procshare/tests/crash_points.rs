@@ -211,6 +211,48 @@ fn ring_skip_head_stored() {
     skip_killed("ring.skip_head_stored");
 }
 
+fn shutdown_victim((q, point, immediate): (JoinableQueue<Bytes>, String, bool)) {
+    arm(&point, 1);
+    q.shutdown(immediate);
+}
+
+#[test]
+fn ring_shutdown_flagged() {
+    let q: JoinableQueue<Bytes> = JoinableQueue::new().unwrap();
+    let q2 = q.clone();
+    let getter = std::thread::spawn(move || q2.get_timeout(HANG));
+    // Give the getter time to go to sleep; if it has not, the test is only weaker.
+    std::thread::sleep(Duration::from_millis(100));
+    dies((q.clone(), "ring.shutdown_flagged".to_owned(), false), shutdown_victim);
+    let got = getter.join().unwrap();
+    assert!(
+        matches!(got, Err(procshare::Error::ShutDown)),
+        "a getter asleep when the shutter died was not told: {got:?}"
+    );
+    // The dead shutter held the producer lock: a put takes it over and sees the flag.
+    let q3 = q.clone();
+    let put = within("put after the crash", move || q3.put(item(5, 1)));
+    assert!(matches!(put, Err(procshare::Error::ShutDown)), "put after shutdown: {put:?}");
+}
+
+#[test]
+fn ring_shutdown_discard_killed() {
+    let q: JoinableQueue<Bytes> = JoinableQueue::new().unwrap();
+    for i in 0..3 {
+        q.put(item(50, i)).unwrap();
+    }
+    dies((q.clone(), "ring.skip_logged".to_owned(), true), shutdown_victim);
+    // The next get finishes the discard: nothing of what was queued comes out, and every item
+    // counts as done.
+    let q2 = q.clone();
+    let got = within("get after the crash", move || q2.get_timeout(HANG));
+    assert!(
+        matches!(got, Err(procshare::Error::ShutDown)),
+        "an item survived immediate shutdown: {got:?}"
+    );
+    q.join_timeout(HANG).expect("discarded items were not counted done: join never returns");
+}
+
 #[test]
 fn ring_getter_killed_asleep() {
     let q: Queue<Bytes> = Queue::new().unwrap();

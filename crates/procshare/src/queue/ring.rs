@@ -1233,9 +1233,11 @@ impl Ring {
     /// is woken to look again. With `immediate`, what is queued is discarded and counted done
     /// (see [`Ring::discard`]).
     ///
-    /// Crash table: killed after the flag, before the wakes: sleepers see the flag at their next
-    /// poll (20..50 ms); killed mid-discard: as a consumer killed mid-skip (the skip log), and
-    /// what is left is discarded by the next get, join or shutdown.
+    /// Crash table:
+    /// | killed ...                     | leaves                          | repaired by                     | point |
+    /// |--------------------------------|---------------------------------|---------------------------------|-------|
+    /// | after the flag, before the wakes (holding the producer lock) | the flag set, sleepers asleep, the lock held | sleepers see the flag at their next poll (20..50 ms); the lock: takeover | `ring.shutdown_flagged` |
+    /// | mid-discard                    | as a consumer killed mid-skip   | the skip log; what is left is discarded by the next get, join or shutdown | `ring.skip_logged` |
     pub(crate) fn shut_down(&self, immediate: bool) {
         let h = self.header();
         let bits = SHUT_DOWN | if immediate { IMMEDIATE } else { 0 };
@@ -1246,6 +1248,7 @@ impl Ring {
         let locked = h.prod.lock.lock(Deadline::after(Duration::from_secs(1))).is_some();
         // Release: partner of the Acquire loads in `is_shut_down`.
         h.constants.shutdown.fetch_or(bits, Ordering::Release);
+        crate::crash::crash_point!("ring.shutdown_flagged");
         if locked {
             h.prod.lock.unlock();
         }
