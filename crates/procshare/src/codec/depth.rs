@@ -15,6 +15,7 @@
 //! that, monomorphised over postcard and the user's type, the counting is a decrement and a
 //! compare per container and nothing per scalar.
 
+use super::fast;
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 use std::cell::Cell;
 use std::fmt;
@@ -299,8 +300,21 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Depth<D> {
         deserialize_i64, deserialize_i128, deserialize_u8, deserialize_u16, deserialize_u32,
         deserialize_u64, deserialize_u128, deserialize_f32, deserialize_f64, deserialize_char,
         deserialize_str, deserialize_string, deserialize_bytes, deserialize_byte_buf,
-        deserialize_option, deserialize_unit, deserialize_seq, deserialize_map,
+        deserialize_option, deserialize_unit, deserialize_map,
         deserialize_identifier, deserialize_ignored_any,
+    }
+
+    #[inline]
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        if fast::is_vec_u8_visitor::<V>() && fast::is_postcard::<D>() {
+            // The same container, so the same level as the sequence would take.
+            self.wrap(()).enter::<D::Error>()?;
+            let bytes = self.de.deserialize_byte_buf(fast::ByteVec)?;
+            // `is_vec_u8_visitor` said `V::Value` is `Vec<u8>`.
+            return fast::vec_as(bytes).ok_or_else(|| de::Error::custom("not a Vec<u8>"));
+        }
+        let visitor = self.wrap(visitor);
+        self.de.deserialize_seq(visitor)
     }
 
     #[inline]

@@ -14,6 +14,7 @@
 //!   never an abort or a stack overflow.
 
 mod depth;
+mod fast;
 mod pickle;
 
 use crate::error::{Error, Result};
@@ -53,9 +54,16 @@ impl Format {
 
 /// Appends the native encoding of `value` to `buf`.
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<()> {
-    let taken = std::mem::take(buf);
-    *buf = postcard::to_extend(value, taken).map_err(|e| Error::Codec(e.to_string()))?;
-    Ok(())
+    /// Takes everything, at the end of the buffer.
+    struct Append<'a>(&'a mut Vec<u8>);
+    impl Sink for Append<'_> {
+        #[inline]
+        fn write(&mut self, data: &[u8]) -> std::result::Result<(), Refused> {
+            self.0.extend_from_slice(data);
+            Ok(())
+        }
+    }
+    encode_to(value, Append(buf)).map(drop)
 }
 
 /// The native encoding of `value`.
@@ -101,7 +109,10 @@ impl<S: Sink> postcard::ser_flavors::Flavor for ToSink<S> {
 /// [`encode_to`] with postcard's own error, so that a refusal can be told from a bad value.
 #[inline]
 fn serialize_to<T: Serialize + ?Sized, S: Sink>(value: &T, sink: S) -> postcard::Result<S> {
-    postcard::serialize_with_flavor(value, ToSink(sink))
+    use postcard::ser_flavors::Flavor;
+    let mut ser = postcard::Serializer { output: ToSink(sink) };
+    value.serialize(fast::Ser(&mut ser))?;
+    ser.output.finalize()
 }
 
 /// Encodes `value` (native) into `sink` and hands the sink back (to say, e.g., how much of its
@@ -258,6 +269,65 @@ mod tests {
         }
         assert_eq!(encode_to(&v, Room(Vec::new(), whole.len())).unwrap().0, whole);
         assert!(matches!(encode_to(&v, Room(Vec::new(), 10)), Err(Error::Codec(_))));
+    }
+
+    /// Counts the pieces an encoding is handed to a sink in.
+    struct Pieces(usize);
+    impl Sink for Pieces {
+        fn write(&mut self, _: &[u8]) -> std::result::Result<(), Refused> {
+            self.0 += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn byte_sequences_reach_the_sink_in_one_piece() {
+        // serde hands postcard a `Vec<u8>` byte by byte: 1 + 64 pieces before the fast path.
+        let v = vec![9u8; 64];
+        assert_eq!(encode_to(&v, Pieces(0)).unwrap().0, 2);
+        assert_eq!(encode_to(&v.clone().into_boxed_slice(), Pieces(0)).unwrap().0, 2);
+        assert_eq!(encode_to(&&v[..], Pieces(0)).unwrap().0, 2);
+        assert_eq!(encode_to(&(1u8, Some(v.clone())), Pieces(0)).unwrap().0, 4);
+        // Other sequences are still written element by element.
+        assert_eq!(encode_to(&vec![9u16; 64], Pieces(0)).unwrap().0, 65);
+    }
+
+    #[test]
+    fn serdes_vec_u8_visitor_and_only_it_is_recognised() {
+        use serde::de::{self, Deserialize, Visitor};
+        /// Says whether its `deserialize_seq` got the fast path's visitor.
+        struct Ask(Option<bool>);
+        impl<'de> de::Deserializer<'de> for &mut Ask {
+            type Error = de::value::Error;
+            fn deserialize_any<V: Visitor<'de>>(
+                self,
+                _: V,
+            ) -> std::result::Result<V::Value, Self::Error> {
+                Err(de::Error::custom("ask"))
+            }
+            fn deserialize_seq<V: Visitor<'de>>(
+                self,
+                _: V,
+            ) -> std::result::Result<V::Value, Self::Error> {
+                self.0 = Some(fast::is_vec_u8_visitor::<V>());
+                Err(de::Error::custom("ask"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct tuple tuple_struct map struct
+                enum identifier ignored_any
+            }
+        }
+        fn ask<'de, T: Deserialize<'de>>() -> Option<bool> {
+            let mut a = Ask(None);
+            let _ = T::deserialize(&mut a);
+            a.0
+        }
+        assert_eq!(ask::<Vec<u8>>(), Some(true));
+        assert_eq!(ask::<Box<[u8]>>(), Some(true));
+        assert_eq!(ask::<Vec<i8>>(), Some(false));
+        assert_eq!(ask::<Vec<u16>>(), Some(false));
+        assert_eq!(ask::<std::collections::VecDeque<u8>>(), Some(false));
     }
 
     /// Whether `value`'s encoding decodes back, or the error if not (asserting it is the depth
