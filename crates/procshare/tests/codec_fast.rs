@@ -251,3 +251,48 @@ fn queue_and_pipe_carry_byte_vectors_between_processes() {
     a.send(&v).unwrap();
     assert_eq!(b.recv_bytes().unwrap(), postcard::to_allocvec(&v).unwrap());
 }
+
+/// An element that takes no bytes on the wire but is not zero-sized.
+#[derive(Serialize, Deserialize, PartialEq, Debug, Default)]
+struct Skipped {
+    #[serde(skip)]
+    _n: u64,
+}
+
+/// Decodes 10 bytes claiming 2^63 elements that take no bytes; exits 0 if that is an error.
+fn decode_endless(kind: u8) {
+    let lie = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+    let ok = match kind {
+        0 => decode::<Vec<()>>(&lie).is_err(),
+        1 => decode::<Vec<Skipped>>(&lie).is_err(),
+        _ => decode::<BTreeMap<(), ()>>(&lie).is_err(),
+    };
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// Found while reading postcard's sequence path for the fast path: a sequence's length is
+/// checked against the bytes left only through its size hint, so a hostile 10-byte message
+/// claiming 2^63 elements of a type that takes no bytes looped the receiver for ever (`Vec<()>`,
+/// a map) or allocated until it was killed (a struct of skipped fields). Each decode now fails.
+#[test]
+fn elements_that_take_no_bytes_cannot_be_claimed_endlessly() {
+    for kind in 0..3u8 {
+        let mut child = Process::spawn(kind, decode_endless).unwrap();
+        match child.join_timeout(std::time::Duration::from_secs(120)).unwrap() {
+            Some(code) => assert_eq!(code, 0, "kind {kind}: the lie decoded"),
+            None => {
+                child.kill().unwrap();
+                panic!("kind {kind}: the receiver was still decoding after 2 minutes");
+            }
+        }
+    }
+    // Honest values of them, within the budget, still decode.
+    let units = vec![(); 1 << 19];
+    assert_eq!(decode::<Vec<()>>(&encode(&units).unwrap()).unwrap(), units);
+    let m: BTreeMap<(), ()> = [((), ())].into();
+    assert_eq!(decode::<BTreeMap<(), ()>>(&encode(&m).unwrap()).unwrap(), m);
+    match decode::<Vec<()>>(&encode(&vec![(); 1 << 21]).unwrap()) {
+        Err(procshare::Error::Codec(m)) => assert!(m.contains("elements"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -6,7 +6,11 @@
 //!   gives `Err(Codec)`; sequence lengths read from the wire only cap pre-allocation (serde's
 //!   cautious size hints), so a lying length cannot make us allocate much. postcard has no
 //!   nesting limit and decodes by recursion, so [`decode`] counts containers (the `depth` module)
-//!   and a value nested deeper than 256 is `Err(Codec)`, not a stack overflow.
+//!   and a value nested deeper than 256 is `Err(Codec)`, not a stack overflow. Nor does it
+//!   bound a length against elements that take no bytes (a `Vec<()>` claiming 2^63), so
+//!   `decode` also counts those, beyond one per input byte, up to 2^20.
+//!   Byte sequences (`Vec<u8>`, `[u8]`, `Box<[u8]>`, inside any value) are written and read in
+//!   one copy, not a serde call per byte, on postcard's unchanged wire form (the `fast` module).
 //! * **pickle** — for CPython peers (`send_pickle`/`recv_pickle`, `Format::Pickle` queues).
 //!   Written by `serde-pickle` (protocol 3); read by our own data-only decoder ([`pickle`]
 //!   module docs): protocols 0–5, a pickle that asks to import or call anything is an error,
@@ -173,17 +177,30 @@ pub(crate) fn encode_capped<T: Serialize + ?Sized>(
 /// 256 levels fit with room in a 2 MiB thread stack, the smallest Rust gives a thread by default.
 const NATIVE_MAX_DEPTH: u32 = 256;
 
+/// How many elements that take no bytes (`()`, unit structs, structs of skipped fields) a
+/// native value may hold beyond one per input byte: a hostile length must not loop the receiver
+/// for ever (`depth` module, `Access::charged`), and an honest value rarely holds more than a
+/// few. Decoding a million of them takes a few milliseconds.
+const NATIVE_EMPTY_ELEMENTS: u64 = 1 << 20;
+
 /// Decodes one native-encoded value that fills `bytes` exactly. A value nested deeper than 256
-/// containers is `Err(Codec)`, never a stack overflow.
+/// containers is `Err(Codec)`, never a stack overflow, and so is one with more elements than
+/// one per byte plus 2^20 (only elements that take no bytes can be that many).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    depth::clear_hit();
+    depth::start(bytes.len() as u64 + NATIVE_EMPTY_ELEMENTS);
     let mut de = postcard::Deserializer::from_bytes(bytes);
     let value = T::deserialize(depth::Depth::new(&mut de, NATIVE_MAX_DEPTH)).map_err(|e| {
-        // postcard keeps no custom error's message, so the flag says whether it was the limit.
-        if depth::take_hit() {
-            Error::Codec(format!("native value nested deeper than {NATIVE_MAX_DEPTH} levels"))
-        } else {
-            Error::Codec(e.to_string())
+        // postcard keeps no custom error's message, so the flag says which limit it was.
+        match depth::take_hit() {
+            depth::DEPTH => {
+                Error::Codec(format!("native value nested deeper than {NATIVE_MAX_DEPTH} levels"))
+            }
+            depth::ELEMENTS => Error::Codec(format!(
+                "native value of {} bytes claims more than {NATIVE_EMPTY_ELEMENTS} elements \
+                 that take no bytes",
+                bytes.len()
+            )),
+            _ => Error::Codec(e.to_string()),
         }
     })?;
     let rest = de.finalize().map_err(|e| Error::Codec(e.to_string()))?;
