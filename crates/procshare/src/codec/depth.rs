@@ -11,9 +11,15 @@
 //! called; the decode answers an error instead, and a thread-local flag records that the limit
 //! (not some other custom error, which postcard flattens to one message) was the cause.
 //!
-//! The wrappers hold only the inner value and the level left; every method is `#[inline]` so
-//! that, monomorphised over postcard and the user's type, the counting is a decrement and a
-//! compare per container and nothing per scalar.
+//! The same wrappers keep a second budget, of elements: a sequence whose claimed length exceeds
+//! the bytes left (postcard then gives no size hint) and every map charge each element to a
+//! per-decode count, so that elements taking no bytes cannot be claimed 2^63 times (`Access`'s
+//! `charged`). And `deserialize_seq` is where serde's `Vec<u8>` visitor is served a byte string
+//! in one copy (the `fast` module); that still counts its one level.
+//!
+//! The wrappers hold only the inner value, the level left and a flag; every method is
+//! `#[inline]` so that, monomorphised over postcard and the user's type, the counting is a
+//! decrement and a compare per container and nothing per scalar.
 
 use super::fast;
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
