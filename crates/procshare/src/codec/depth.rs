@@ -11,31 +11,51 @@
 //! called; the decode answers an error instead, and a thread-local flag records that the limit
 //! (not some other custom error, which postcard flattens to one message) was the cause.
 //!
-//! The wrappers hold only the inner value and the level left; every method is `#[inline]` so
-//! that, monomorphised over postcard and the user's type, the counting is a decrement and a
-//! compare per container and nothing per scalar.
+//! The same wrappers keep a second budget, of elements: a sequence whose claimed length exceeds
+//! the bytes left (postcard then gives no size hint) and every map charge each element to a
+//! per-decode count, so that elements taking no bytes cannot be claimed 2^63 times (`Access`'s
+//! `charged`). And `deserialize_seq` is where serde's `Vec<u8>` visitor is served a byte string
+//! in one copy (the `fast` module); that still counts its one level.
+//!
+//! The wrappers hold only the inner value, the level left and a flag; every method is
+//! `#[inline]` so that, monomorphised over postcard and the user's type, the counting is a
+//! decrement and a compare per container and nothing per scalar.
 
+use super::fast;
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 use std::cell::Cell;
 use std::fmt;
 
 thread_local! {
-    /// Set when a decode on this thread stopped at the nesting limit; read and cleared by
-    /// [`take_hit`]. Thread-local rather than carried by the wrappers so that they stay a
-    /// deserializer and a counter (the flag is touched only on the cold path).
-    static HIT: Cell<bool> = const { Cell::new(false) };
+    /// Which limit (if any) a decode on this thread stopped at: [`NONE`], [`DEPTH`] or
+    /// [`ELEMENTS`]; read and cleared by [`take_hit`]. Thread-local rather than carried by the
+    /// wrappers so that they stay a deserializer and a counter (the flag is touched only on the
+    /// cold path).
+    static HIT: Cell<u8> = const { Cell::new(NONE) };
+    /// How many more elements this decode may take from sequences that claim more elements than
+    /// bytes are left, and from maps (see [`Access::charged`]).
+    static BUDGET: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Forgets a hit whose error a type's `Deserialize` swallowed (e.g. a default-on-error field),
-/// so that it cannot label a later, unrelated failure as the limit's.
+/// No limit was hit.
+pub(super) const NONE: u8 = 0;
+/// The nesting limit was hit.
+pub(super) const DEPTH: u8 = 1;
+/// The element budget ran out.
+pub(super) const ELEMENTS: u8 = 2;
+
+/// Starts a decode: forgets a hit whose error a type's `Deserialize` swallowed (e.g. a
+/// default-on-error field), so that it cannot label a later, unrelated failure, and sets the
+/// element budget to `budget`.
 #[inline]
-pub(super) fn clear_hit() {
-    HIT.with(|h| h.set(false));
+pub(super) fn start(budget: u64) {
+    HIT.with(|h| h.set(NONE));
+    BUDGET.with(|b| b.set(budget));
 }
 
-/// Whether the failed decode on this thread stopped at the limit.
-pub(super) fn take_hit() -> bool {
-    HIT.with(|h| h.replace(false))
+/// Which limit the failed decode on this thread stopped at.
+pub(super) fn take_hit() -> u8 {
+    HIT.with(|h| h.replace(NONE))
 }
 
 /// A deserializer that lets values nest at most `left` more containers deep.
@@ -78,8 +98,28 @@ impl<V> Wrap<V> {
 #[cold]
 #[inline(never)]
 fn too_deep<E: de::Error>() -> E {
-    HIT.with(|h| h.set(true));
+    HIT.with(|h| h.set(DEPTH));
     E::custom("native value nested too deep")
+}
+
+/// Takes one element from the budget, or the budget's error.
+#[inline]
+fn charge<E: de::Error>() -> Result<(), E> {
+    BUDGET.with(|b| match b.get().checked_sub(1) {
+        Some(left) => {
+            b.set(left);
+            Ok(())
+        }
+        None => Err(too_many()),
+    })
+}
+
+/// The element budget's error, out of line like [`too_deep`].
+#[cold]
+#[inline(never)]
+fn too_many<E: de::Error>() -> E {
+    HIT.with(|h| h.set(ELEMENTS));
+    E::custom("native value has too many elements for its size")
 }
 
 /// A seed (of an element, key, value, variant) whose deserializer is limited to `left` levels.
@@ -102,6 +142,13 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<S> {
 struct Access<A> {
     inner: A,
     left: u32,
+    /// Whether each element is charged to the decode's element budget. An element that takes
+    /// no bytes (`()`, a unit struct, a struct of skipped fields) lets a sequence's length run
+    /// unchecked by the input: 10 bytes claiming 2^63 of them would loop (or, for a type that
+    /// is not zero-sized, allocate) until the receiver is killed. postcard says when a sequence
+    /// claims more elements than bytes are left (no size hint), and only those are charged;
+    /// its maps always give their claimed length, so every map entry is charged.
+    charged: bool,
 }
 
 impl<A> Access<A> {
@@ -124,6 +171,9 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Access<A> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, A::Error> {
+        if self.charged {
+            charge()?;
+        }
         let seed = self.seed(seed);
         self.inner.next_element_seed(seed)
     }
@@ -142,6 +192,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Access<A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
+        charge()?;
         let seed = self.seed(seed);
         self.inner.next_key_seed(seed)
     }
@@ -158,6 +209,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Access<A> {
         key: K,
         value: V,
     ) -> Result<Option<(K::Value, V::Value)>, A::Error> {
+        charge()?;
         let (key, value) = (self.seed(key), self.seed(value));
         self.inner.next_entry_seed(key, value)
     }
@@ -179,7 +231,7 @@ impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for Access<A> {
     ) -> Result<(V::Value, Self::Variant), A::Error> {
         let left = self.left;
         let (value, variant) = self.inner.variant_seed(Seed { inner: seed, left })?;
-        Ok((value, Access { inner: variant, left }))
+        Ok((value, Access { inner: variant, left, charged: false }))
     }
 }
 
@@ -264,19 +316,20 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
     #[inline]
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
         let left = self.enter()?;
-        self.inner.visit_seq(Access { inner: seq, left })
+        let charged = seq.size_hint().is_none();
+        self.inner.visit_seq(Access { inner: seq, left, charged })
     }
 
     #[inline]
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
         let left = self.enter()?;
-        self.inner.visit_map(Access { inner: map, left })
+        self.inner.visit_map(Access { inner: map, left, charged: true })
     }
 
     #[inline]
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
         let left = self.enter()?;
-        self.inner.visit_enum(Access { inner: data, left })
+        self.inner.visit_enum(Access { inner: data, left, charged: false })
     }
 }
 
@@ -299,8 +352,21 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Depth<D> {
         deserialize_i64, deserialize_i128, deserialize_u8, deserialize_u16, deserialize_u32,
         deserialize_u64, deserialize_u128, deserialize_f32, deserialize_f64, deserialize_char,
         deserialize_str, deserialize_string, deserialize_bytes, deserialize_byte_buf,
-        deserialize_option, deserialize_unit, deserialize_seq, deserialize_map,
+        deserialize_option, deserialize_unit, deserialize_map,
         deserialize_identifier, deserialize_ignored_any,
+    }
+
+    #[inline]
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        if fast::is_vec_u8_visitor::<V>() && fast::is_postcard::<D>() {
+            // The same container, so the same level as the sequence would take.
+            self.wrap(()).enter::<D::Error>()?;
+            let bytes = self.de.deserialize_byte_buf(fast::ByteVec)?;
+            // `is_vec_u8_visitor` said `V::Value` is `Vec<u8>`.
+            return fast::vec_as(bytes).ok_or_else(|| de::Error::custom("not a Vec<u8>"));
+        }
+        let visitor = self.wrap(visitor);
+        self.de.deserialize_seq(visitor)
     }
 
     #[inline]

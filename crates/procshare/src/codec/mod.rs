@@ -6,7 +6,11 @@
 //!   gives `Err(Codec)`; sequence lengths read from the wire only cap pre-allocation (serde's
 //!   cautious size hints), so a lying length cannot make us allocate much. postcard has no
 //!   nesting limit and decodes by recursion, so [`decode`] counts containers (the `depth` module)
-//!   and a value nested deeper than 256 is `Err(Codec)`, not a stack overflow.
+//!   and a value nested deeper than 256 is `Err(Codec)`, not a stack overflow. Nor does it
+//!   bound a length against elements that take no bytes (a `Vec<()>` claiming 2^63), so
+//!   `decode` also counts those, beyond one per input byte, up to 2^20.
+//!   Byte sequences (`Vec<u8>`, `[u8]`, `Box<[u8]>`, inside any value) are written and read in
+//!   one copy, not a serde call per byte, on postcard's unchanged wire form (the `fast` module).
 //! * **pickle** — for CPython peers (`send_pickle`/`recv_pickle`, `Format::Pickle` queues).
 //!   Written by `serde-pickle` (protocol 3); read by our own data-only decoder ([`pickle`]
 //!   module docs): protocols 0–5, a pickle that asks to import or call anything is an error,
@@ -14,6 +18,7 @@
 //!   never an abort or a stack overflow.
 
 mod depth;
+mod fast;
 mod pickle;
 
 use crate::error::{Error, Result};
@@ -53,9 +58,16 @@ impl Format {
 
 /// Appends the native encoding of `value` to `buf`.
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<()> {
-    let taken = std::mem::take(buf);
-    *buf = postcard::to_extend(value, taken).map_err(|e| Error::Codec(e.to_string()))?;
-    Ok(())
+    /// Takes everything, at the end of the buffer.
+    struct Append<'a>(&'a mut Vec<u8>);
+    impl Sink for Append<'_> {
+        #[inline]
+        fn write(&mut self, data: &[u8]) -> std::result::Result<(), Refused> {
+            self.0.extend_from_slice(data);
+            Ok(())
+        }
+    }
+    encode_to(value, Append(buf)).map(drop)
 }
 
 /// The native encoding of `value`.
@@ -101,7 +113,10 @@ impl<S: Sink> postcard::ser_flavors::Flavor for ToSink<S> {
 /// [`encode_to`] with postcard's own error, so that a refusal can be told from a bad value.
 #[inline]
 fn serialize_to<T: Serialize + ?Sized, S: Sink>(value: &T, sink: S) -> postcard::Result<S> {
-    postcard::serialize_with_flavor(value, ToSink(sink))
+    use postcard::ser_flavors::Flavor;
+    let mut ser = postcard::Serializer { output: ToSink(sink) };
+    value.serialize(fast::Ser(&mut ser))?;
+    ser.output.finalize()
 }
 
 /// Encodes `value` (native) into `sink` and hands the sink back (to say, e.g., how much of its
@@ -162,17 +177,30 @@ pub(crate) fn encode_capped<T: Serialize + ?Sized>(
 /// 256 levels fit with room in a 2 MiB thread stack, the smallest Rust gives a thread by default.
 const NATIVE_MAX_DEPTH: u32 = 256;
 
+/// How many elements that take no bytes (`()`, unit structs, structs of skipped fields) a
+/// native value may hold beyond one per input byte: a hostile length must not loop the receiver
+/// for ever (`depth` module, `Access::charged`), and an honest value rarely holds more than a
+/// few. Decoding a million of them takes a few milliseconds.
+const NATIVE_EMPTY_ELEMENTS: u64 = 1 << 20;
+
 /// Decodes one native-encoded value that fills `bytes` exactly. A value nested deeper than 256
-/// containers is `Err(Codec)`, never a stack overflow.
+/// containers is `Err(Codec)`, never a stack overflow, and so is one with more elements than
+/// one per byte plus 2^20 (only elements that take no bytes can be that many).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    depth::clear_hit();
+    depth::start(bytes.len() as u64 + NATIVE_EMPTY_ELEMENTS);
     let mut de = postcard::Deserializer::from_bytes(bytes);
     let value = T::deserialize(depth::Depth::new(&mut de, NATIVE_MAX_DEPTH)).map_err(|e| {
-        // postcard keeps no custom error's message, so the flag says whether it was the limit.
-        if depth::take_hit() {
-            Error::Codec(format!("native value nested deeper than {NATIVE_MAX_DEPTH} levels"))
-        } else {
-            Error::Codec(e.to_string())
+        // postcard keeps no custom error's message, so the flag says which limit it was.
+        match depth::take_hit() {
+            depth::DEPTH => {
+                Error::Codec(format!("native value nested deeper than {NATIVE_MAX_DEPTH} levels"))
+            }
+            depth::ELEMENTS => Error::Codec(format!(
+                "native value of {} bytes claims more than {NATIVE_EMPTY_ELEMENTS} elements \
+                 that take no bytes",
+                bytes.len()
+            )),
+            _ => Error::Codec(e.to_string()),
         }
     })?;
     let rest = de.finalize().map_err(|e| Error::Codec(e.to_string()))?;
@@ -258,6 +286,65 @@ mod tests {
         }
         assert_eq!(encode_to(&v, Room(Vec::new(), whole.len())).unwrap().0, whole);
         assert!(matches!(encode_to(&v, Room(Vec::new(), 10)), Err(Error::Codec(_))));
+    }
+
+    /// Counts the pieces an encoding is handed to a sink in.
+    struct Pieces(usize);
+    impl Sink for Pieces {
+        fn write(&mut self, _: &[u8]) -> std::result::Result<(), Refused> {
+            self.0 += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn byte_sequences_reach_the_sink_in_one_piece() {
+        // serde hands postcard a `Vec<u8>` byte by byte: 1 + 64 pieces before the fast path.
+        let v = vec![9u8; 64];
+        assert_eq!(encode_to(&v, Pieces(0)).unwrap().0, 2);
+        assert_eq!(encode_to(&v.clone().into_boxed_slice(), Pieces(0)).unwrap().0, 2);
+        assert_eq!(encode_to(&&v[..], Pieces(0)).unwrap().0, 2);
+        assert_eq!(encode_to(&(1u8, Some(v.clone())), Pieces(0)).unwrap().0, 4);
+        // Other sequences are still written element by element.
+        assert_eq!(encode_to(&vec![9u16; 64], Pieces(0)).unwrap().0, 65);
+    }
+
+    #[test]
+    fn serdes_vec_u8_visitor_and_only_it_is_recognised() {
+        use serde::de::{self, Deserialize, Visitor};
+        /// Says whether its `deserialize_seq` got the fast path's visitor.
+        struct Ask(Option<bool>);
+        impl<'de> de::Deserializer<'de> for &mut Ask {
+            type Error = de::value::Error;
+            fn deserialize_any<V: Visitor<'de>>(
+                self,
+                _: V,
+            ) -> std::result::Result<V::Value, Self::Error> {
+                Err(de::Error::custom("ask"))
+            }
+            fn deserialize_seq<V: Visitor<'de>>(
+                self,
+                _: V,
+            ) -> std::result::Result<V::Value, Self::Error> {
+                self.0 = Some(fast::is_vec_u8_visitor::<V>());
+                Err(de::Error::custom("ask"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct tuple tuple_struct map struct
+                enum identifier ignored_any
+            }
+        }
+        fn ask<'de, T: Deserialize<'de>>() -> Option<bool> {
+            let mut a = Ask(None);
+            let _ = T::deserialize(&mut a);
+            a.0
+        }
+        assert_eq!(ask::<Vec<u8>>(), Some(true));
+        assert_eq!(ask::<Box<[u8]>>(), Some(true));
+        assert_eq!(ask::<Vec<i8>>(), Some(false));
+        assert_eq!(ask::<Vec<u16>>(), Some(false));
+        assert_eq!(ask::<std::collections::VecDeque<u8>>(), Some(false));
     }
 
     /// Whether `value`'s encoding decodes back, or the error if not (asserting it is the depth
