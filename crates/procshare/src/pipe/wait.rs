@@ -8,6 +8,7 @@
 //! writer's record at a ring's head is skipped.
 
 use super::connection::{Connection, Transport};
+use crate::crash::crash_point;
 use crate::error::{Error, Result};
 use crate::sys::deadline::Deadline;
 use crate::sys::poll;
@@ -64,6 +65,7 @@ pub(crate) fn wait_until(conns: &[&Connection], deadline: Deadline) -> Result<Ve
         }
         // SeqCst: the Dekker pair of the writers' commit-then-look (see `pipe/ring.rs`).
         fence(Ordering::SeqCst);
+        crash_point!("pipe.poll_armed");
         let ready_now: Vec<bool> = conns
             .iter()
             .map(|c| match c.transport() {
