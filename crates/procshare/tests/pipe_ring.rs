@@ -159,12 +159,13 @@ fn a_writer_without_a_reader_stops_at_the_budget_instead_of_filling_memory() {
             }
         })
     };
-    // 64 MiB of ring (plus the segment the last record ends in) holds at most 65 messages.
-    let limit = 66;
+    // A 4 MiB budget: the writer blocks once the ring spans more than 16 segments of 256 KiB,
+    // each 1 MiB message taking 4 of them (and a bit of a fifth).
+    let limit = 6;
     within("the writer reaching the budget", {
         let sent = sent.clone();
         move || {
-            while sent.load(Ordering::Relaxed) < 60 {
+            while sent.load(Ordering::Relaxed) < 3 {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }

@@ -38,8 +38,10 @@
 //!   messages are lost with it, as in a dead reader's socket buffer); then `Err(Io(BrokenPipe))`.
 //!   No SIGPIPE: the socket is only ever written with `MSG_NOSIGNAL`.
 //! * **Memory** is bounded like a pipe buffer: a writer that finds the ring holding messages
-//!   and spanning more than [`BUDGET`] waits (looking every 0.5 ms, so readers pay no wake-up
-//!   per message) until the readers drained it; one message of any size up to
+//!   and spanning more than [`BUDGET`] waits until the readers drained it (a writer of small
+//!   messages looks every 0.5 ms, so readers pay no wake-up per message; one of large messages
+//!   sleeps on the ring's `get_signal` futex, in slices that look for a gone peer); one message
+//!   of any size up to
 //!   `max_message_size` (at most 1 GiB, the ring's record limit) always fits in an empty ring.
 //! * **`recv_bytes_max`** looks at the head record's length under the consumer lock and leaves
 //!   a longer message in the ring, readable by every handle in every process.
@@ -87,10 +89,17 @@ const SPIN: Duration = Duration::from_micros(50);
 const SLICE: Duration = Duration::from_millis(20);
 /// A writer looks at the liveness socket at least this often (see the module doc).
 pub(crate) const LIVENESS_EVERY: Duration = Duration::from_millis(1);
-/// A writer waits while the ring holds messages and spans more than this.
-pub(crate) const BUDGET: usize = 64 << 20;
-/// How often a writer waiting for the readers to drain looks.
+/// A writer waits while the ring holds messages and spans more than this: the ring's own
+/// `KEEP_SEGS` worth (4 MiB), which a drained ring keeps mapped, so a writer that is ahead of
+/// its readers reuses pages in cache instead of faulting in fresh ones (a larger budget let the
+/// circle grow, be trimmed at each drain and be faulted in again).
+pub(crate) const BUDGET: usize = 4 << 20;
+/// How often a writer of small messages waiting for the readers to drain looks (rather than
+/// sleeping on the futex, which would make every reader's get a wake-up system call).
 const DRAIN_LOOK: Duration = Duration::from_micros(500);
+/// Messages at least this large wait for a drain on the futex: a wake per get is cheap next to
+/// copying them, and the writer resumes as soon as the ring is empty.
+const DRAIN_FUTEX: usize = 64 << 10;
 /// The liveness socket's word that every handle of the peer end is closed. (Nobody shuts a
 /// pipe's socket down, so `POLLRDHUP` means the same as `POLLHUP` here.)
 const GONE: libc::c_short = poll::POLLHUP | poll::POLLRDHUP | poll::POLLERR;
@@ -279,7 +288,7 @@ impl RingEnd {
             let mut slots = cell.borrow_mut();
             loop {
                 if ring.len() > 0 && ring.circle_bytes() > BUDGET {
-                    self.wait_for_drain(ring)?;
+                    self.wait_for_drain(ring, data.len())?;
                 }
                 let status = if data.len() <= SMALL {
                     ring.put_small(data, &mut slots, Deadline::NEVER)?
@@ -296,7 +305,7 @@ impl RingEnd {
                 match status {
                     PutStatus::Reserved => return Ok::<(), Error>(()),
                     // 2^27 messages queued: wait like a full pipe.
-                    PutStatus::Full => self.wait_for_drain(ring)?,
+                    PutStatus::Full => self.wait_for_drain(ring, data.len())?,
                     // Not with an unbounded lock deadline; look again.
                     PutStatus::Busy => {}
                 }
@@ -312,7 +321,31 @@ impl RingEnd {
     }
 
     /// Waits until the readers drained `ring`, or `Err(BrokenPipe)` once they are all gone.
-    fn wait_for_drain(&self, ring: &Ring) -> Result<()> {
+    fn wait_for_drain(&self, ring: &Ring, len: usize) -> Result<()> {
+        if len >= DRAIN_FUTEX {
+            let drained = || ring.len() == 0;
+            let attempt = |ran_out: bool| {
+                if drained() {
+                    return Some(Ok(()));
+                }
+                if ran_out {
+                    // A dead writer's unfinished record holds the ring until it is skipped.
+                    if let Err(e) = ring.reap() {
+                        return Some(Err(e));
+                    }
+                    match self.peer_gone() {
+                        Ok(true) => return Some(Err(broken_pipe())),
+                        Ok(false) => {}
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                None
+            };
+            return ring
+                .get_signal()
+                .wait_sliced(Deadline::NEVER, SLICE, |_| drained(), attempt)
+                .unwrap_or(Ok(()));
+        }
         let mut last_look = deadline::now();
         let mut last_reap = last_look;
         while ring.len() > 0 {
