@@ -1,6 +1,6 @@
 //! Hostile and misbehaving peers of pipes and `Listener`/`connect`, played by real processes:
 //! silent and trickling clients, a server that never speaks, clones after a refused message,
-//! empty messages. (Raw zero-length SEQPACKET records: `pipe::connection`'s unit tests.)
+//! empty messages. (Peers scribbling on a pipe's rings: `pipe_ring.rs`.)
 
 use procshare::pipe::connect_timeout;
 use procshare::{connect, pipe, Address, Connection, Error, Listener, Process};

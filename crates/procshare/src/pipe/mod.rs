@@ -4,6 +4,7 @@
 pub(crate) mod auth;
 mod connection;
 mod listener;
+mod ring;
 mod stream;
 mod wait;
 

@@ -1304,6 +1304,112 @@ impl Ring {
             unsafe { (self.region.payload().add(off) as *mut u64).write_volatile(x) };
         }
     }
+
+    // ---- for pipes (pipe/ring.rs): one record at a time, its length looked at first ---------
+
+    /// Takes the head record into `buf` (replacing its contents; the caller keeps the buffer,
+    /// so a received message costs one copy) if its payload is at most `limit` bytes; a longer
+    /// one stays at the head, untouched, and its length is reported (`recv_bytes_max`).
+    /// Records of dead producers at the head are skipped when `reap` is set, as in `try_get`.
+    /// The length is checked before anything is allocated, and the allocation is fallible.
+    pub(crate) fn take_limited(
+        &self,
+        limit: usize,
+        reap: bool,
+        lock_deadline: Deadline,
+        buf: &mut Vec<u8>,
+    ) -> Result<Take> {
+        if !self.lock_consumer(lock_deadline) {
+            return Ok(Take::Busy);
+        }
+        let mut guard = ConsGuard { ring: self, moved: false };
+        let result = loop {
+            match self.start_get(reap) {
+                Ok(Head::Empty) => break Ok(Take::Empty),
+                Ok(Head::Pending(owner)) => break Ok(Take::Pending(owner)),
+                Ok(Head::Record(g)) if g.skip => {
+                    if let Err(e) = self.finish_get(g, buf, &mut |_| {}) {
+                        break Err(e);
+                    }
+                    guard.moved = true;
+                }
+                Ok(Head::Record(g)) if g.len > limit => break Ok(Take::TooLarge(g.len)),
+                Ok(Head::Record(g)) => {
+                    if let Err(e) = self.copy_record(&g, buf) {
+                        break Err(e);
+                    }
+                    // Release: pairs with the producers' Acquire head load; we are done with
+                    // the bytes.
+                    self.header().cons.head.store(g.end.pack(), Ordering::Release);
+                    guard.moved = true;
+                    break Ok(Take::Took);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let moved = guard.moved;
+        drop(guard);
+        if moved {
+            self.maybe_trim();
+        }
+        result
+    }
+
+    /// Copies a record's payload into `buf` (the copy half of `finish_get`, into a buffer the
+    /// caller keeps: see there for why it is always a private copy).
+    fn copy_record(&self, g: &GetSlot, buf: &mut Vec<u8>) -> Result<()> {
+        buf.clear();
+        buf.try_reserve_exact(g.len).map_err(|_| {
+            Error::Io(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!("no memory for a {}-byte message", g.len),
+            ))
+        })?;
+        let (mut seg, mut off) = (g.seg, g.off + REC_HDR);
+        while buf.len() < g.len {
+            let n = if g.contiguous {
+                g.len
+            } else {
+                if off == SEG_SIZE {
+                    seg = self.seg_next(seg)?;
+                    off = SEG_HDR;
+                }
+                (g.len - buf.len()).min(SEG_SIZE - off)
+            };
+            let src =
+                if g.contiguous { self.span_ptr(seg, off, n)? } else { self.seg_ptr(seg, off, n)? };
+            // SAFETY: `src..src+n` is inside the mapping (checked by span_ptr/seg_ptr); `buf` has
+            // capacity for `g.len >= buf.len() + n` bytes, initialised by the copy before
+            // set_len. A peer writing there concurrently garbles bytes of the copy only.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr().add(buf.len()), n);
+                buf.set_len(buf.len() + n);
+            }
+            off += n;
+        }
+        Ok(())
+    }
+
+    /// Bytes of shared memory the circle spans now (a pipe's writer waits while it is large and
+    /// not drained). A peer-written count: garbage only makes that writer wait for a drain.
+    pub(crate) fn circle_bytes(&self) -> usize {
+        (self.header().prod.nsegs.load(Ordering::Relaxed) as usize).saturating_mul(SEG_SIZE)
+    }
+}
+
+/// What [`Ring::take_limited`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// The head record's payload is in the buffer.
+    Took,
+    /// The head record's payload is this long, over the limit; it stays queued.
+    TooLarge(usize),
+    /// Nothing committed at the head.
+    Empty,
+    /// The head record is being written by a live producer (pid|start).
+    Pending(u64),
+    /// The consumer lock could not be had before the deadline.
+    Busy,
 }
 
 /// The slots of one put, committed in order. Whatever is not committed when this drops (an

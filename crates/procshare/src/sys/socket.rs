@@ -31,38 +31,6 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// `shutdown(fd, SHUT_RD | SHUT_WR)`.
-///
-/// # References
-/// shutdown(2)
-pub fn shutdown(fd: BorrowedFd<'_>, read: bool, write: bool) -> io::Result<()> {
-    let how = match (read, write) {
-        (true, true) => libc::SHUT_RDWR,
-        (true, false) => libc::SHUT_RD,
-        (false, true) => libc::SHUT_WR,
-        (false, false) => return Ok(()),
-    };
-    // SAFETY: integer arguments only, no memory lent to the kernel; the descriptor is
-    // borrowed, so it stays open for the call.
-    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), how) }).map(drop)
-}
-
-/// `setsockopt(fd, SOL_SOCKET, SO_SNDBUF, bytes)`.
-pub fn set_send_buffer(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
-    let v: libc::c_int = bytes.min(i32::MAX as usize) as libc::c_int;
-    // SAFETY: `v` is a live c_int and its size is passed.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&v as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}
-
 /// Space for a control message carrying up to [`MAX_FDS`] descriptors, suitably aligned.
 #[repr(C, align(8))]
 struct CmsgBuf([u8; 64]);
@@ -121,94 +89,6 @@ pub fn send_record(
     retry(|| cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) }))
 }
 
-/// What [`recv_record`] got.
-#[derive(Debug)]
-pub struct Received {
-    /// Bytes placed in the buffers (at most their total size).
-    pub len: usize,
-    /// The record's full length; larger than `len` when the buffers were too small
-    /// (`MSG_TRUNC` asked for).
-    pub full_len: usize,
-    /// Descriptors that came with the record, close-on-exec.
-    pub fds: Vec<OwnedFd>,
-    /// The kernel dropped descriptors for lack of space (`MSG_CTRUNC`).
-    pub fds_truncated: bool,
-    /// An `SCM_CREDENTIALS` message came along: only with [`set_pass_credentials`] on, and
-    /// then for every record (even a zero-length one), never for end-of-file.
-    pub credentials: bool,
-}
-
-/// `recvmsg(fd, {iov: bufs}, MSG_CMSG_CLOEXEC | MSG_TRUNC [| MSG_PEEK] [| MSG_DONTWAIT])`: one
-/// record. `full_len == 0 && len == 0` with no descriptors and `eof` means the peer is gone.
-///
-/// With `peek`, the record stays queued (descriptors in it are still duplicated into this
-/// process, and closed again when the returned `fds` drop).
-///
-/// # References
-/// recvmsg(2), unix(7), cmsg(3)
-pub fn recv_record(
-    fd: BorrowedFd<'_>,
-    bufs: &mut [&mut [u8]],
-    peek: bool,
-    nonblocking: bool,
-) -> io::Result<Received> {
-    if bufs.len() > 8 {
-        return Err(io::ErrorKind::InvalidInput.into());
-    }
-    let mut iov: [libc::iovec; 8] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 8];
-    for (v, b) in iov.iter_mut().zip(bufs.iter_mut()) {
-        v.iov_base = b.as_mut_ptr().cast();
-        v.iov_len = b.len();
-    }
-    let mut cmsg = CmsgBuf([0; 64]);
-    // SAFETY: an all-zero msghdr is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = bufs.len() as _;
-    msg.msg_control = cmsg.0.as_mut_ptr().cast();
-    msg.msg_controllen = cmsg.0.len() as _;
-    let flags = libc::MSG_CMSG_CLOEXEC
-        | libc::MSG_TRUNC
-        | if peek { libc::MSG_PEEK } else { 0 }
-        | if nonblocking { libc::MSG_DONTWAIT } else { 0 };
-    let full_len = retry(|| {
-        msg.msg_controllen = cmsg.0.len() as _;
-        // SAFETY: `msg` points to `iov` (into `bufs`, alive and exclusively borrowed) and `cmsg`.
-        cvt_size(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) })
-    })?;
-    let capacity: usize = bufs.iter().map(|b| b.len()).sum();
-    let mut fds = Vec::new();
-    let mut credentials = false;
-    // SAFETY: the kernel filled msg_control/msg_controllen; CMSG_FIRSTHDR/NXTHDR stay within it
-    // and every SCM_RIGHTS payload holds whole ints, each a fresh descriptor now ours.
-    unsafe {
-        let mut h = libc::CMSG_FIRSTHDR(&msg);
-        while !h.is_null() {
-            if (*h).cmsg_level == libc::SOL_SOCKET && (*h).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(h) as *const RawFd;
-                let bytes = (*h).cmsg_len as usize - (data as usize - h as usize);
-                for i in 0..bytes / mem::size_of::<RawFd>() {
-                    let raw = data.add(i).read_unaligned();
-                    if raw >= 0 {
-                        fds.push(OwnedFd::from_raw_fd(raw));
-                    }
-                }
-            }
-            if (*h).cmsg_level == libc::SOL_SOCKET && (*h).cmsg_type == libc::SCM_CREDENTIALS {
-                credentials = true;
-            }
-            h = libc::CMSG_NXTHDR(&msg, h);
-        }
-    }
-    Ok(Received {
-        len: full_len.min(capacity),
-        full_len,
-        fds,
-        fds_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
-        credentials,
-    })
-}
-
 /// `recv(fd, buf, len, 0)`: bytes from a stream socket; 0 at end-of-file.
 ///
 /// # References
@@ -228,26 +108,6 @@ pub fn recv_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize>
 fn recv_flags(fd: BorrowedFd<'_>, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
     // SAFETY: `buf` is a live mutable slice; the kernel writes at most `buf.len()` bytes.
     cvt_size(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) })
-}
-
-/// `setsockopt(fd, SOL_SOCKET, SO_PASSCRED, on)`. While on, every record received carries an
-/// `SCM_CREDENTIALS` message, which tells a zero-length record from end-of-file.
-///
-/// # References
-/// unix(7)
-pub fn set_pass_credentials(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
-    let v: libc::c_int = on.into();
-    // SAFETY: `v` is a live c_int and its size is passed.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PASSCRED,
-            (&v as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
 }
 
 /// `setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, t)`; `Duration::ZERO` means no timeout.

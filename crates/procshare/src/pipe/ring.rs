@@ -1,0 +1,597 @@
+//! The pipe transport: each direction's messages go through a shared-memory ring
+//! (`queue/ring.rs`, the Queue's crash-safe MPMC ring of whole records); the kernel keeps only
+//! what it must do.
+//!
+//! ```text
+//!   end A handles (any threads, any processes)          end B handles
+//!   +-----------------+      ring A->B (memfd)     +-----------------+
+//!   | send ---------->|==== [rec][rec][rec] ======>|-----> recv      |
+//!   |                 |      ring B->A (memfd)     |                 |
+//!   | recv <----------|<=== [rec][rec] ============|<----- send      |
+//!   +-----------------+                            +-----------------+
+//!        | sock A  <---- SEQPACKET socketpair ---->  sock B |   liveness: HUP once every
+//!        |                                                  |   handle of the other end is
+//!        |                                                  |   closed (SIGKILL included)
+//!   control region (memfd): pollers[dir], closes[end]       doorbell per direction: a
+//!                                                           socketpair both ends hold
+//! ```
+//!
+//! * **Messages** are ring records: whole, to exactly one reader however many threads and
+//!   processes share an end, and a killed writer leaves a record the readers skip (never half a
+//!   message). A simplex pipe has one ring, a duplex pipe two.
+//! * **Blocking `recv`** is the Queue's `get`: take, else spin ~50 µs, else sleep on the ring's
+//!   `put_signal` futex in 20 ms slices. After the spin and after each slice it asks the
+//!   liveness socket whether the peer is gone (`POLLHUP`); if so it takes once more, skipping
+//!   dead writers' records, and only an empty ring then is `Err(Eof)` (no lost last message).
+//!   A handle that is dropped wakes the futex sleepers, so a peer's close is seen at once; a
+//!   SIGKILL is seen within a slice.
+//! * **`poll`/`wait`** must sleep in poll(2) next to other descriptors. A poller counts itself
+//!   in `pollers[dir]` (SeqCst), looks at the ring, and sleeps on the direction's doorbell and
+//!   the liveness socket. A writer, after committing, fences and, if `pollers[dir] != 0`, sends
+//!   one byte to the doorbell (non-blocking; a full doorbell is rung already). A woken poller
+//!   drains the doorbell and, if the ring still holds a message and others are counted, rings it
+//!   again, so no poller sleeps past a message another one drained the bell of. With no poller,
+//!   a send is ring work only: no system call.
+//! * **Writers** learn the peer is gone from the same socket, looked at when a handle of the
+//!   peer end was dropped (`closes[end]` changed) and otherwise at most once per
+//!   [`LIVENESS_EVERY`]: a peer killed by SIGKILL can still be sent to for up to that long (its
+//!   messages are lost with it, as in a dead reader's socket buffer); then `Err(Io(BrokenPipe))`.
+//!   No SIGPIPE: the socket is only ever written with `MSG_NOSIGNAL`.
+//! * **Memory** is bounded like a pipe buffer: a writer that finds the ring holding messages
+//!   and spanning more than [`BUDGET`] waits until the readers drained it (a writer of small
+//!   messages looks every 0.5 ms, so readers pay no wake-up per message; one of large messages
+//!   sleeps on the ring's `get_signal` futex, in slices that look for a gone peer); one message
+//!   of any size up to
+//!   `max_message_size` (at most 1 GiB, the ring's record limit) always fits in an empty ring.
+//! * **`recv_bytes_max`** looks at the head record's length under the consumer lock and leaves
+//!   a longer message in the ring, readable by every handle in every process.
+//! * **Descriptors**: no message carries any today (handles cross processes as `Process`
+//!   arguments); the liveness socket is where SCM_RIGHTS would go. A peer writing on it is
+//!   ignored (nothing reads it).
+//!
+//! Crash table (SIGKILL of the process doing the step; the ring's own steps, with their points
+//! `ring.*`, are in `queue/ring.rs`):
+//! | killed between ...                 | leaves                          | repaired by                 | point               |
+//! |------------------------------------|---------------------------------|-----------------------------|---------------------|
+//! | send: liveness look and the put    | nothing                         | —                           | `pipe.send_checked` |
+//! | commit and ringing the doorbell    | a message pollers were not told | their 20 ms slice           | `pipe.send_committed` |
+//! | recv: taking the record and return | message gone with the reader    | nobody (documented)         | `pipe.recv_taken`   |
+//! | poll: `pollers += 1` and `-= 1`    | counter one too high            | nobody: writers ring a needless, non-blocking doorbell | `pipe.poll_armed` |
+//! | drop: closing the socket and `closes += 1` | writers not told to look | their [`LIVENESS_EVERY`] look | `pipe.drop_closed` |
+//! | anywhere, holding the last handle of an end | the socket closed by the kernel: peer's `recv` drains then `Err(Eof)`, its `send` gets `Err(Io(BrokenPipe))` | the kernel | — |
+//!
+//! Hostile peers: the rings and the control region are shared memory any holder can write.
+//! The ring treats its header and records as hostile (checked indices, private-copy decode,
+//! wrapping arithmetic); garbage gives `Err(Codec)`, never a panic or an out-of-bounds access.
+//! The control words only decide whether to make a system call (a doorbell, a liveness look):
+//! garbage there costs needless calls or a poller's 20 ms slice, nothing else.
+use crate::crash::crash_point;
+use crate::error::{Error, Result};
+use crate::queue::ring::{PutSlot, PutStatus, Reserved, Ring, Take};
+use crate::shared::handles::{RecvFd, SendFd};
+use crate::shared::region::{shared_struct, Region};
+use crate::sync::backoff::Backoff;
+use crate::sys::deadline::{self, Deadline};
+use crate::sys::{poll, socket};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The region kind of a pipe's control words.
+const CTL_MAGIC: u64 = u64::from_le_bytes(*b"PSPIPE01");
+/// How long a reader spins (looking cheaply) before it sleeps on the futex.
+const SPIN: Duration = Duration::from_micros(50);
+/// Sleepers wake this often to look for a dead peer or a dead writer's record.
+const SLICE: Duration = Duration::from_millis(20);
+/// A writer looks at the liveness socket at least this often (see the module doc).
+pub(crate) const LIVENESS_EVERY: Duration = Duration::from_millis(1);
+/// A writer waits while the ring holds messages and spans more than this: the ring's own
+/// `KEEP_SEGS` worth (4 MiB), which a drained ring keeps mapped, so a writer that is ahead of
+/// its readers reuses pages in cache instead of faulting in fresh ones (a larger budget let the
+/// circle grow, be trimmed at each drain and be faulted in again).
+pub(crate) const BUDGET: usize = 4 << 20;
+/// How often a writer of small messages waiting for the readers to drain looks (rather than
+/// sleeping on the futex, which would make every reader's get a wake-up system call).
+const DRAIN_LOOK: Duration = Duration::from_micros(500);
+/// Messages at least this large wait for a drain on the futex: a wake per get is cheap next to
+/// copying them, and the writer resumes as soon as the ring is empty.
+const DRAIN_FUTEX: usize = 64 << 10;
+/// The liveness socket's word that every handle of the peer end is closed. (Nobody shuts a
+/// pipe's socket down, so `POLLRDHUP` means the same as `POLLHUP` here.)
+const GONE: libc::c_short = poll::POLLHUP | poll::POLLRDHUP | poll::POLLERR;
+/// Messages up to this many bytes are copied under the producer lock (one fence per send).
+const SMALL: usize = 2048;
+
+shared_struct! {
+    /// A pipe's control words (one region per pipe, mapped by every handle of both ends).
+    struct Control {
+        /// Per direction: threads in `poll`/`wait` on its reading side (counted before their
+        /// last look at the ring; writers ring the doorbell while this is not 0).
+        pollers: [AtomicU32; 2],
+        /// Per end: handles of it dropped so far (tells writers to look at the socket now).
+        closes: [AtomicU32; 2],
+    }
+}
+
+/// One direction's doorbell: a socketpair whose both ends every handle holds (a poller that
+/// drained it can ring it again, which a reader could not do on its own receive queue).
+#[derive(Debug)]
+struct Bell {
+    /// Writers send here.
+    ring: OwnedFd,
+    /// Pollers sleep on and drain this one.
+    hear: OwnedFd,
+}
+
+#[derive(Debug, Clone)]
+struct Dir {
+    ring: Ring,
+    /// Index into `Control::pollers`.
+    idx: usize,
+    bell: Arc<Bell>,
+}
+
+/// One handle on one end of a ring pipe.
+#[derive(Debug)]
+pub(crate) struct RingEnd {
+    /// Which end (index into `Control::closes`); the peer is `1 - end`.
+    end: usize,
+    /// The liveness socket; `None` only while dropping.
+    sock: Option<Arc<OwnedFd>>,
+    ctl: Region,
+    rx: Option<Dir>,
+    tx: Option<Dir>,
+    /// `closes[peer]` when this handle last looked at the socket.
+    seen_closes: AtomicU32,
+    /// `deadline::now()` in ns after which this handle looks at the socket again before a send.
+    next_look_ns: AtomicU64,
+}
+
+thread_local! {
+    /// Reservation scratch for sends (no user code runs during a send: never re-entered).
+    static SLOTS: RefCell<Vec<PutSlot>> = const { RefCell::new(Vec::new()) };
+}
+
+fn broken_pipe() -> Error {
+    Error::Io(io::Error::new(io::ErrorKind::BrokenPipe, "the other end of the pipe is closed"))
+}
+
+fn bell() -> Result<Bell> {
+    let (ring, hear) = socket::seqpacket_pair()?;
+    Ok(Bell { ring, hear })
+}
+
+fn new_dir(idx: usize) -> Result<Dir> {
+    Ok(Dir { ring: Ring::create(0)?, idx, bell: Arc::new(bell()?) })
+}
+
+fn control() -> Result<Region> {
+    Region::create(CTL_MAGIC, std::mem::size_of::<Control>(), |_| {})
+}
+
+/// A duplex ring pipe: end 0 sends on direction 0 and receives on 1, end 1 the other way.
+pub(crate) fn duplex() -> Result<(RingEnd, RingEnd)> {
+    let (a, b) = socket::seqpacket_pair()?;
+    let ctl = control()?;
+    let (d0, d1) = (new_dir(0)?, new_dir(1)?);
+    Ok((
+        RingEnd::new(0, a, ctl.clone(), Some(d1.clone()), Some(d0.clone())),
+        RingEnd::new(1, b, ctl, Some(d0), Some(d1)),
+    ))
+}
+
+/// A simplex ring pipe: `(reader, writer)`, one direction.
+pub(crate) fn simplex() -> Result<(RingEnd, RingEnd)> {
+    let (r, w) = socket::seqpacket_pair()?;
+    let ctl = control()?;
+    let d = new_dir(0)?;
+    Ok((
+        RingEnd::new(0, r, ctl.clone(), Some(d.clone()), None),
+        RingEnd::new(1, w, ctl, None, Some(d)),
+    ))
+}
+
+/// A reader's spin phase: until `ready()` or [`SPIN`] after `start`.
+fn spin_until(start: Duration, ready: impl Fn() -> bool) {
+    let backoff = Backoff::polling();
+    while !ready() && deadline::now().saturating_sub(start) < SPIN {
+        backoff.snooze();
+    }
+}
+
+impl RingEnd {
+    fn new(end: usize, sock: OwnedFd, ctl: Region, rx: Option<Dir>, tx: Option<Dir>) -> RingEnd {
+        let h = RingEnd {
+            end,
+            sock: Some(Arc::new(sock)),
+            ctl,
+            rx,
+            tx,
+            seen_closes: AtomicU32::new(0),
+            next_look_ns: AtomicU64::new(0),
+        };
+        h.seen_closes.store(h.control().closes[1 - end].load(Ordering::Relaxed), Ordering::Relaxed);
+        h
+    }
+
+    fn control(&self) -> &Control {
+        // The payload holds a Control (checked at creation and when received).
+        self.ctl.at::<Control>(0)
+    }
+
+    /// The liveness socket (also what the fuzz target writes junk to).
+    pub(crate) fn sock(&self) -> BorrowedFd<'_> {
+        self.sock.as_ref().expect("socket is only taken while dropping").as_fd()
+    }
+
+    /// Another handle on this end (shares the descriptors and mappings).
+    pub(crate) fn try_clone(&self) -> RingEnd {
+        RingEnd {
+            end: self.end,
+            sock: self.sock.clone(),
+            ctl: self.ctl.clone(),
+            rx: self.rx.clone(),
+            tx: self.tx.clone(),
+            seen_closes: AtomicU32::new(self.seen_closes.load(Ordering::Relaxed)),
+            next_look_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether every handle of the other end is closed (the socket's `POLLHUP`).
+    fn peer_gone(&self) -> Result<bool> {
+        let r = poll::poll(&[(self.sock(), poll::POLLRDHUP)], Deadline::now())?;
+        Ok(r[0] & GONE != 0)
+    }
+
+    /// Before a send: `Err(BrokenPipe)` if the peer is known gone. Looks at the socket only when
+    /// a peer handle was dropped since the last look, or [`LIVENESS_EVERY`] after it.
+    fn check_peer(&self) -> Result<()> {
+        let closes = self.control().closes[1 - self.end].load(Ordering::Relaxed);
+        let now = deadline::now();
+        let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        if closes == self.seen_closes.load(Ordering::Relaxed)
+            && now_ns < self.next_look_ns.load(Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        // Acquire: a close counted before we looked is seen by the socket look below (the
+        // closer closed its descriptor before counting).
+        fence(Ordering::Acquire);
+        if self.peer_gone()? {
+            return Err(broken_pipe());
+        }
+        self.seen_closes.store(closes, Ordering::Relaxed);
+        let every = LIVENESS_EVERY.as_nanos() as u64;
+        self.next_look_ns.store(now_ns.saturating_add(every), Ordering::Relaxed);
+        Ok(())
+    }
+
+    // ---- sending ------------------------------------------------------------------------------
+
+    /// Sends `data` as one message (size already checked against `max_message_size`).
+    pub(crate) fn send(&self, data: &[u8]) -> Result<()> {
+        let Some(tx) = &self.tx else {
+            return Err(Error::invalid("connection is read-only"));
+        };
+        let ring = &tx.ring;
+        let limit = ring.item_limit();
+        if data.len() > limit {
+            return Err(Error::MessageTooLarge { size: data.len(), limit });
+        }
+        self.check_peer()?;
+        crash_point!("pipe.send_checked");
+        SLOTS.with(|cell| {
+            let mut slots = cell.borrow_mut();
+            loop {
+                if ring.len() > 0 && ring.circle_bytes() > BUDGET {
+                    self.wait_for_drain(ring, data.len())?;
+                }
+                let status = if data.len() <= SMALL {
+                    ring.put_small(data, &mut slots, Deadline::NEVER)?
+                } else {
+                    slots.clear();
+                    match ring.start_put(&[data.len()], &mut slots, Deadline::NEVER)? {
+                        PutStatus::Reserved => {
+                            Reserved::new(ring, &mut slots).commit(data)?;
+                            PutStatus::Reserved
+                        }
+                        other => other,
+                    }
+                };
+                match status {
+                    PutStatus::Reserved => return Ok::<(), Error>(()),
+                    // 2^27 messages queued: wait like a full pipe.
+                    PutStatus::Full => self.wait_for_drain(ring, data.len())?,
+                    // Not with an unbounded lock deadline; look again.
+                    PutStatus::Busy => {}
+                }
+            }
+        })?;
+        crash_point!("pipe.send_committed");
+        // SeqCst fence: the Dekker pair of the poller's count-then-look (see the module doc).
+        fence(Ordering::SeqCst);
+        if self.control().pollers[tx.idx].load(Ordering::Relaxed) != 0 {
+            ring_bell(&tx.bell);
+        }
+        Ok(())
+    }
+
+    /// Waits until the readers drained `ring`, or `Err(BrokenPipe)` once they are all gone.
+    fn wait_for_drain(&self, ring: &Ring, len: usize) -> Result<()> {
+        if len >= DRAIN_FUTEX {
+            let drained = || ring.len() == 0;
+            let attempt = |ran_out: bool| {
+                if drained() {
+                    return Some(Ok(()));
+                }
+                if ran_out {
+                    // A dead writer's unfinished record holds the ring until it is skipped.
+                    if let Err(e) = ring.reap() {
+                        return Some(Err(e));
+                    }
+                    match self.peer_gone() {
+                        Ok(true) => return Some(Err(broken_pipe())),
+                        Ok(false) => {}
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                None
+            };
+            return ring
+                .get_signal()
+                .wait_sliced(Deadline::NEVER, SLICE, |_| drained(), attempt)
+                .unwrap_or(Ok(()));
+        }
+        let mut last_look = deadline::now();
+        let mut last_reap = last_look;
+        while ring.len() > 0 {
+            std::thread::sleep(DRAIN_LOOK);
+            let now = deadline::now();
+            if now.saturating_sub(last_look) >= SLICE {
+                if self.peer_gone()? {
+                    return Err(broken_pipe());
+                }
+                last_look = now;
+            }
+            if now.saturating_sub(last_reap) >= SLICE {
+                // A dead writer's unfinished record holds the ring until a reader skips it.
+                ring.reap()?;
+                last_reap = now;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- receiving ----------------------------------------------------------------------------
+
+    fn rx(&self) -> Result<&Dir> {
+        self.rx.as_ref().ok_or_else(|| Error::invalid("connection is write-only"))
+    }
+
+    /// Receives one message of at most `limit` bytes into `buf` (replaced), waiting for one;
+    /// `Err(Eof)` once the peer is gone and the ring is empty. A longer message is refused with
+    /// `MessageTooLarge` and stays queued.
+    pub(crate) fn recv(&self, limit: usize, buf: &mut Vec<u8>) -> Result<()> {
+        let ring = &self.rx()?.ring;
+        let took = |t: Take| match t {
+            Take::Took => Some(Ok(())),
+            Take::TooLarge(size) => Some(Err(Error::MessageTooLarge { size, limit })),
+            Take::Empty | Take::Pending(_) | Take::Busy => None,
+        };
+        // The fast path (a message is there) reads no clock.
+        if let Some(r) = took(ring.take_limited(limit, false, Deadline::NEVER, buf)?) {
+            crash_point!("pipe.recv_taken");
+            return r;
+        }
+        let start = deadline::now();
+        let mut spun = false;
+        let head_ready = || ring.head_ready();
+        let attempt = |ran_out: bool| {
+            // After a slice with no wake-up, a record still pending may be a dead writer's.
+            match ring.take_limited(limit, ran_out, Deadline::NEVER, buf) {
+                Ok(t) => {
+                    if let Some(r) = took(t) {
+                        return Some(r);
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+            if !spun {
+                spun = true;
+                spin_until(start, head_ready);
+                if head_ready() {
+                    return None;
+                }
+            }
+            match self.peer_gone() {
+                Ok(false) => None,
+                // Every writer is gone: what is committed is all there will be, and a record
+                // still being written is a dead writer's. Take once more before Eof.
+                Ok(true) => Some(match ring.take_limited(limit, true, Deadline::NEVER, buf) {
+                    Ok(t) => took(t).unwrap_or(Err(Error::Eof)),
+                    Err(e) => Err(e),
+                }),
+                Err(e) => Some(Err(e)),
+            }
+        };
+        let r = ring
+            .put_signal()
+            .wait_sliced(Deadline::NEVER, SLICE, |_| head_ready(), attempt)
+            .unwrap_or(Err(Error::Eof));
+        if r.is_ok() {
+            crash_point!("pipe.recv_taken");
+        }
+        r
+    }
+
+    // ---- waiting (poll / wait) ----------------------------------------------------------------
+
+    /// A message is at the head (lock-free; another reader may take it first).
+    pub(crate) fn ready_now(&self) -> bool {
+        self.rx.as_ref().is_some_and(|d| d.ring.head_ready())
+    }
+
+    /// Counts this thread as a poller of the receiving direction (undone by [`Self::disarm`]).
+    pub(crate) fn arm(&self) {
+        if let Some(d) = &self.rx {
+            self.control().pollers[d.idx].fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn disarm(&self) {
+        if let Some(d) = &self.rx {
+            // Wrapping: a peer-written word.
+            self.control().pollers[d.idx].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The descriptors a poller sleeps on: the liveness socket (HUP only) and the doorbell.
+    pub(crate) fn poll_fds<'a>(&'a self, out: &mut Vec<(BorrowedFd<'a>, libc::c_short)>) {
+        out.push((self.sock(), poll::POLLRDHUP));
+        if let Some(d) = &self.rx {
+            out.push((d.bell.hear.as_fd(), poll::POLLIN));
+        }
+    }
+
+    /// After poll(2) reported `revents` for [`Self::poll_fds`]: drains the doorbell (ringing it
+    /// again for the other pollers if a message is still there) and says whether this end is
+    /// ready: a message at the head, or the peer gone (end-of-file).
+    pub(crate) fn after_poll(&self, revents: &[libc::c_short]) -> Result<bool> {
+        let Some(d) = &self.rx else { return Ok(false) };
+        if revents.get(1).is_some_and(|r| r & poll::POLLIN != 0) {
+            drain_bell(&d.bell);
+            // SeqCst: our drain is ordered before the look at the ring and the count.
+            fence(Ordering::SeqCst);
+            if d.ring.head_ready() && self.control().pollers[d.idx].load(Ordering::Relaxed) != 0 {
+                ring_bell(&d.bell);
+            }
+        }
+        let gone = revents.first().is_some_and(|r| r & GONE != 0);
+        Ok(gone || d.ring.head_ready())
+    }
+
+    /// A poll slice ran out: skip a dead writer's record that would hold the head for good.
+    pub(crate) fn idle(&self) -> Result<()> {
+        if let Some(d) = &self.rx {
+            if d.ring.len() > 0 && !d.ring.head_ready() {
+                d.ring.reap()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn ring_bell(b: &Bell) {
+    // Non-blocking: a full doorbell has been rung already. Errors (a peer that closed its
+    // doorbell copy cannot: every handle holds both) only cost the pollers their slice.
+    let _ = socket::send_record(b.ring.as_fd(), &[&[1u8]], &[], true);
+}
+
+fn drain_bell(b: &Bell) {
+    let mut byte = [0u8; 16];
+    // Bounded: a hostile peer ringing in a loop cannot keep us here.
+    for _ in 0..1024 {
+        if socket::recv_nonblocking(b.hear.as_fd(), &mut byte).is_err() {
+            break;
+        }
+    }
+}
+
+impl Drop for RingEnd {
+    fn drop(&mut self) {
+        // The descriptor first (the peer's HUP once it was the last), then the count that tells
+        // writers to look, then a wake-up for readers asleep on our sending direction's futex.
+        drop(self.sock.take());
+        crash_point!("pipe.drop_closed");
+        self.control().closes[self.end].fetch_add(1, Ordering::Release);
+        if let Some(tx) = &self.tx {
+            tx.ring.wake_getters();
+        }
+    }
+}
+
+// ---- crossing processes ---------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct DirOut<'a> {
+    ring: &'a Region,
+    idx: u8,
+    bell_ring: SendFd<'a>,
+    bell_hear: SendFd<'a>,
+}
+
+#[derive(Deserialize)]
+struct DirIn {
+    ring: Region,
+    idx: u8,
+    bell_ring: RecvFd,
+    bell_hear: RecvFd,
+}
+
+/// What a [`RingEnd`] serializes to (a `Process` argument).
+#[derive(Serialize)]
+pub(crate) struct RingOut<'a> {
+    end: u8,
+    sock: SendFd<'a>,
+    ctl: &'a Region,
+    rx: Option<DirOut<'a>>,
+    tx: Option<DirOut<'a>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RingIn {
+    end: u8,
+    sock: RecvFd,
+    ctl: Region,
+    rx: Option<DirIn>,
+    tx: Option<DirIn>,
+}
+
+fn dir_out(d: &Dir) -> DirOut<'_> {
+    DirOut {
+        ring: d.ring.region(),
+        idx: d.idx as u8,
+        bell_ring: SendFd(d.bell.ring.as_fd()),
+        bell_hear: SendFd(d.bell.hear.as_fd()),
+    }
+}
+
+fn dir_in(d: DirIn) -> Result<Dir> {
+    if d.idx > 1 {
+        return Err(Error::invalid("pipe direction out of range"));
+    }
+    Ok(Dir {
+        ring: Ring::from_region(d.ring)?,
+        idx: d.idx as usize,
+        bell: Arc::new(Bell { ring: d.bell_ring.0, hear: d.bell_hear.0 }),
+    })
+}
+
+impl RingEnd {
+    pub(crate) fn to_wire(&self) -> RingOut<'_> {
+        RingOut {
+            end: self.end as u8,
+            sock: SendFd(self.sock()),
+            ctl: &self.ctl,
+            rx: self.rx.as_ref().map(dir_out),
+            tx: self.tx.as_ref().map(dir_out),
+        }
+    }
+
+    pub(crate) fn from_wire(w: RingIn) -> Result<RingEnd> {
+        if w.end > 1 {
+            return Err(Error::invalid("pipe end out of range"));
+        }
+        let ctl = w.ctl.expect(CTL_MAGIC)?;
+        if ctl.payload_len() < std::mem::size_of::<Control>() {
+            return Err(Error::invalid("pipe control region too small"));
+        }
+        let rx = w.rx.map(dir_in).transpose()?;
+        let tx = w.tx.map(dir_in).transpose()?;
+        Ok(RingEnd::new(w.end as usize, w.sock.0, ctl, rx, tx))
+    }
+}
