@@ -8,6 +8,8 @@
 
 use pyo3::prelude::*;
 
+pub mod conn;
+pub mod queue;
 pub mod reduce;
 pub mod signals;
 
@@ -16,5 +18,7 @@ fn _procshare(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("ShutDown", signals::shutdown_class(m.py())?)?;
     m.add_function(wrap_pyfunction!(reduce::_rebuild, m)?)?;
+    queue::register(m)?;
+    conn::register(m)?;
     Ok(())
 }
