@@ -98,7 +98,7 @@ impl PyConnection {
     fn send(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         self.check_writable()?;
         let data = dumps(py, obj)?;
-        self.send_message(py, &data)
+        self.send_message(py, data.as_bytes())
     }
 
     /// recv()

@@ -28,12 +28,12 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyList, PyTuple};
-use serde_bytes::ByteBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// What the Rust queue carries: a pickle.
-type Item = ByteBuf;
+/// The Rust queue's item type. The binding moves pickles with `put_bytes`/`get_bytes` and never
+/// uses the typed calls; named queues are `Format::Pickle`, so a Rust `Queue<T>` reads them.
+type Item = ();
 
 fn pickle_fn(
     py: Python<'_>,
@@ -46,10 +46,9 @@ fn pickle_fn(
 }
 
 /// `pickle.dumps(obj, protocol=5)`.
-pub fn dumps(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+pub fn dumps<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     static F: GILOnceCell<PyObject> = GILOnceCell::new();
-    let b = pickle_fn(py, &F, "dumps")?.call1(py, (obj, 5))?;
-    Ok(b.downcast_bound::<PyBytes>(py)?.as_bytes().to_vec())
+    Ok(pickle_fn(py, &F, "dumps")?.bind(py).call1((obj, 5))?.downcast_into::<PyBytes>()?)
 }
 
 /// `pickle.loads(data)`.
@@ -90,7 +89,14 @@ pub struct PyQueue {
 
 impl PyQueue {
     fn plain(maxsize: isize, py: Python<'_>) -> PyResult<Self> {
-        let q = if maxsize <= 0 {
+        Self::plain_named(maxsize, None, py)
+    }
+
+    fn plain_named(maxsize: isize, name: Option<&str>, py: Python<'_>) -> PyResult<Self> {
+        let size = maxsize.max(0) as usize;
+        let q = if let Some(name) = name {
+            procshare::Queue::create_named(name, size, procshare::Format::Pickle)
+        } else if maxsize <= 0 {
             procshare::Queue::new()
         } else {
             procshare::Queue::bounded(maxsize as usize)
@@ -111,21 +117,17 @@ impl PyQueue {
     }
 
     /// Puts one pickle, waiting (in slices) until `deadline` for room.
-    fn put_item(&self, py: Python<'_>, item: Item, deadline: Option<Instant>) -> PyResult<()> {
+    fn put_item(&self, py: Python<'_>, item: &[u8], deadline: Option<Instant>) -> PyResult<()> {
         let q = &*self.inner;
         // The fast path: room now (always, unbounded), no GIL release.
-        let item = if q.maxsize() == 0 {
-            return q.put(item).map_err(|e| signals::error(py, e));
-        } else {
-            match q.put_nowait(item.clone()) {
-                Err(procshare::Error::Full) => item,
-                r => return r.map_err(|e| signals::error(py, e)),
-            }
-        };
+        match q.put_bytes_nowait(item) {
+            Err(procshare::Error::Full) => {}
+            r => return r.map_err(|e| signals::error(py, e)),
+        }
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return Err(signals::error(py, procshare::Error::Full));
         }
-        let r = blocking(py, deadline, |slice| match q.put_timeout(item.clone(), slice) {
+        let r = blocking(py, deadline, |slice| match q.put_bytes_timeout(item, slice) {
             Err(procshare::Error::Full) => None,
             r => Some(r),
         })?;
@@ -133,21 +135,32 @@ impl PyQueue {
     }
 
     /// Gets one pickle, waiting (in slices) until `deadline`.
-    fn get_item(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<Item> {
+    fn get_item(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<Vec<u8>> {
         let q = &*self.inner;
-        match q.get_nowait() {
+        match q.get_bytes_nowait() {
             Err(procshare::Error::Empty) => {}
             r => return r.map_err(|e| signals::error(py, e)),
         }
         if deadline.is_some_and(|d| d <= Instant::now()) {
             return Err(signals::error(py, procshare::Error::Empty));
         }
-        let r = blocking(py, deadline, |slice| match q.get_timeout(slice) {
+        let r = blocking(py, deadline, |slice| match q.get_bytes_timeout(slice) {
             Err(procshare::Error::Empty) => None,
             r => Some(r),
         })?;
         r.unwrap_or(Err(procshare::Error::Empty)).map_err(|e| signals::error(py, e))
     }
+}
+
+/// A queue opened by name must hold pickles: a native queue's items are a Rust encoding.
+fn check_pickle(q: &procshare::Queue<Item>) -> PyResult<()> {
+    if q.format() != procshare::Format::Pickle {
+        return Err(PyValueError::new_err(format!(
+            "queue {:?} holds Rust-native items, not pickles (create it with Format::Pickle)",
+            q.name().unwrap_or_default()
+        )));
+    }
+    Ok(())
 }
 
 fn deadline_of(block: bool, timeout: Option<f64>) -> PyResult<Option<Instant>> {
@@ -161,9 +174,46 @@ fn deadline_of(block: bool, timeout: Option<f64>) -> PyResult<Option<Instant>> {
 #[pymethods]
 impl PyQueue {
     #[new]
-    #[pyo3(signature = (maxsize = 0))]
-    fn new(py: Python<'_>, maxsize: isize) -> PyResult<Self> {
-        Self::plain(maxsize, py)
+    #[pyo3(signature = (maxsize = 0, name = None))]
+    fn new(py: Python<'_>, maxsize: isize, name: Option<&str>) -> PyResult<Self> {
+        Self::plain_named(maxsize, name, py)
+    }
+
+    /// Queue.open(name)
+    /// --
+    ///
+    /// Opens the named queue made by Queue(name=...) (in Python) or Queue::create_named with
+    /// Format::Pickle (in Rust), in any process of this user. FileNotFoundError if there is
+    /// none; ValueError if it is not a queue of pickles.
+    #[staticmethod]
+    fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
+        let q = procshare::Queue::open(name).map_err(|e| signals::error(py, e))?;
+        check_pickle(&q)?;
+        Ok(Self::wrap(Inner::Plain(q)))
+    }
+
+    /// The queue's name (None for an anonymous queue).
+    #[getter]
+    fn name(&self) -> Option<String> {
+        self.inner.name().map(str::to_owned)
+    }
+
+    /// The maxsize given at creation (0: unbounded).
+    #[getter]
+    fn maxsize(&self) -> usize {
+        self.inner.maxsize()
+    }
+
+    /// shutdown(immediate=False)
+    /// --
+    ///
+    /// Shuts the queue down for every handle in every process (Python 3.13's
+    /// queue.Queue.shutdown): put raises ShutDown; get returns what is left, then raises
+    /// ShutDown; blocked callers wake. immediate=True discards what is left (counting it done
+    /// for a JoinableQueue's join). One-way.
+    #[pyo3(signature = (immediate = false))]
+    fn shutdown(&self, immediate: bool) {
+        self.inner.shutdown(immediate);
     }
 
     /// put(obj, block=True, timeout=None)
@@ -182,8 +232,8 @@ impl PyQueue {
         let this = slf.get();
         this.check_closed(slf.as_any())?;
         let py = slf.py();
-        let item = ByteBuf::from(dumps(py, obj)?);
-        this.put_item(py, item, deadline_of(block, timeout)?)
+        let item = dumps(py, obj)?;
+        this.put_item(py, item.as_bytes(), deadline_of(block, timeout)?)
     }
 
     /// put_nowait(obj)
@@ -225,9 +275,8 @@ impl PyQueue {
     /// --
     ///
     /// Puts every item of the iterable objs, in order. All are pickled first, so a pickling
-    /// error puts nothing. On an unbounded queue the whole batch goes in with one lock round
-    /// trip; on a bounded one each item waits for room as put does (queue.Full leaves the
-    /// items before it in the queue).
+    /// error puts nothing. On a bounded queue each item waits for room as put does
+    /// (queue.Full leaves the items before it in the queue).
     #[pyo3(signature = (objs, block = true, timeout = None))]
     fn put_many(
         slf: &Bound<'_, Self>,
@@ -241,13 +290,11 @@ impl PyQueue {
         let deadline = deadline_of(block, timeout)?;
         let mut items = Vec::new();
         for obj in objs.try_iter()? {
-            items.push(ByteBuf::from(dumps(py, &obj?)?));
+            items.push(dumps(py, &obj?)?);
         }
-        if this.inner.maxsize() == 0 {
-            return this.inner.put_many(items).map_err(|e| signals::error(py, e));
-        }
+        // One put per item: the Rust queue has no batched put of raw bytes yet.
         for item in items {
-            this.put_item(py, item, deadline)?;
+            this.put_item(py, item.as_bytes(), deadline)?;
         }
         Ok(())
     }
@@ -274,7 +321,7 @@ impl PyQueue {
         }
         let mut items = vec![this.get_item(py, deadline_of(block, timeout)?)?];
         while items.len() < max_messages {
-            match this.inner.get_nowait() {
+            match this.inner.get_bytes_nowait() {
                 Ok(item) => items.push(item),
                 Err(procshare::Error::Empty) => break,
                 Err(e) => return Err(signals::error(py, e)),
@@ -338,6 +385,11 @@ impl PyQueue {
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let this = slf.get();
+        if let Some(name) = this.inner.name() {
+            // By name: any process of this user can open it, so this pickles anywhere.
+            let open = slf.get_type().getattr("open")?;
+            return PyTuple::new(slf.py(), [open, PyTuple::new(slf.py(), [name])?.into_any()]);
+        }
         match &this.inner {
             Inner::Plain(q) => reduce::reduce(slf.as_any(), &this.exported, q),
             Inner::Joinable(q) => reduce::reduce(slf.as_any(), &this.exported, q),
@@ -361,9 +413,19 @@ pub struct PyJoinableQueue;
 #[pymethods]
 impl PyJoinableQueue {
     #[new]
-    #[pyo3(signature = (maxsize = 0))]
-    fn new(py: Python<'_>, maxsize: isize) -> PyResult<PyClassInitializer<Self>> {
-        let q = if maxsize <= 0 {
+    #[pyo3(signature = (maxsize = 0, name = None))]
+    fn new(
+        py: Python<'_>,
+        maxsize: isize,
+        name: Option<&str>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let q = if let Some(name) = name {
+            procshare::JoinableQueue::create_named(
+                name,
+                maxsize.max(0) as usize,
+                procshare::Format::Pickle,
+            )
+        } else if maxsize <= 0 {
             procshare::JoinableQueue::new()
         } else {
             procshare::JoinableQueue::bounded(maxsize as usize)
@@ -410,6 +472,22 @@ impl PyJoinableQueue {
         Ok(timeout.map(|_| true))
     }
 
+    /// JoinableQueue.open(name)
+    /// --
+    ///
+    /// Opens the named joinable queue made by JoinableQueue(name=...) or Rust's
+    /// JoinableQueue::create_named with Format::Pickle.
+    #[staticmethod]
+    fn open(py: Python<'_>, name: &str) -> PyResult<Py<Self>> {
+        let q = procshare::JoinableQueue::open(name).map_err(|e| signals::error(py, e))?;
+        check_pickle(&q)?;
+        Py::new(
+            py,
+            PyClassInitializer::from(PyQueue::wrap(Inner::Joinable(q)))
+                .add_subclass(PyJoinableQueue),
+        )
+    }
+
     #[staticmethod]
     fn _from_reduced(py: Python<'_>, bytes: &[u8], fds: Vec<i32>) -> PyResult<Py<Self>> {
         let base = PyQueue::wrap(Inner::Joinable(reduce::import(py, bytes, fds)?));
@@ -448,7 +526,7 @@ impl PySimpleQueue {
     /// Pickles obj (pickling errors are raised here) and puts it; never blocks.
     fn put(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         self.check()?;
-        self.q.put_item(py, ByteBuf::from(dumps(py, obj)?), None)
+        self.q.put_item(py, dumps(py, obj)?.as_bytes(), None)
     }
 
     /// get()
@@ -475,6 +553,15 @@ impl PySimpleQueue {
     /// This handle can no longer put or get (OSError); other handles are unaffected.
     fn close(&self) {
         self.q.close();
+    }
+
+    /// shutdown(immediate=False)
+    /// --
+    ///
+    /// As Queue.shutdown: put raises ShutDown, get drains what is left then raises ShutDown.
+    #[pyo3(signature = (immediate = false))]
+    fn shutdown(&self, immediate: bool) {
+        self.q.inner.shutdown(immediate);
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
