@@ -4,8 +4,11 @@
 
 use pyo3::prelude::*;
 
+mod sync;
+
 #[pymodule]
 fn _procshare(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    sync::register(m)?;
     Ok(())
 }

@@ -72,6 +72,8 @@ pub mod codec;
 #[doc(hidden)]
 pub mod crash;
 mod error;
+#[doc(hidden)]
+pub mod ffi;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

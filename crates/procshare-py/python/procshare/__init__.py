@@ -6,5 +6,7 @@ SimpleQueue, Pipe, Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition an
 """
 
 from ._procshare import __version__
+from ._sync import *  # noqa: F401,F403  (Lock, RLock, ... : see _sync.py)
+from ._sync import __all__ as _sync_all
 
-__all__ = ["__version__"]
+__all__ = ["__version__", *_sync_all]
