@@ -1059,8 +1059,8 @@ fn broken_barrier(py: Python<'_>) -> PyErr {
 #[pyclass(module = "procshare._procshare", frozen)]
 struct BarrierHandle {
     inner: Mutex<Option<procshare::Barrier>>,
-    /// The pid whose exit hook is registered (0: none).
-    hooked: AtomicU32,
+    /// The `multiprocessing.util.Finalize` that calls `close` at exit.
+    exit_hook: Mutex<Option<Py<PyAny>>>,
 }
 
 #[pymethods]
@@ -1095,18 +1095,33 @@ pub struct Barrier {
 
 impl Barrier {
     /// Makes sure this process drops its handle at exit (`multiprocessing.util.Finalize`,
-    /// which `multiprocessing` children run before `os._exit`).
+    /// which `multiprocessing` children run before `os._exit`). A child's `_bootstrap` clears
+    /// the finalizers it inherited or made while unpickling, so this runs again after that
+    /// (`register_after_fork`) and at every `wait`.
     fn hook_exit(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let handle = slf.get().handle.bind(py);
-        let pid = std::process::id();
-        if handle.get().hooked.swap(pid, Ordering::Relaxed) == pid {
-            return Ok(());
+        let handle = slf.get().handle.bind(py).get();
+        let mut hook = handle.exit_hook.lock().map_err(|_| PyRuntimeError::new_err("poisoned"))?;
+        if let Some(h) = hook.as_ref() {
+            if h.bind(py).call_method0("still_active")?.is_truthy()? {
+                return Ok(());
+            }
         }
         let finalize = py.import("multiprocessing.util")?.getattr("Finalize")?;
         let kwargs = pyo3::types::PyDict::new(py);
         kwargs.set_item("exitpriority", 0)?;
-        finalize.call((slf, handle.getattr("close")?), Some(&kwargs))?;
+        let close = slf.get().handle.bind(py).getattr("close")?;
+        *hook = Some(finalize.call((slf, close), Some(&kwargs))?.unbind());
+        Ok(())
+    }
+
+    /// Hooks this process's exit now and in every `multiprocessing` child after its start.
+    fn hook_exits(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        Barrier::hook_exit(slf)?;
+        let after_fork = py.import("procshare._procshare")?.getattr("_barrier_after_fork")?;
+        py.import("multiprocessing.util")?
+            .call_method1("register_after_fork", (slf, after_fork))?;
         Ok(())
     }
 
@@ -1181,7 +1196,7 @@ impl Barrier {
         parties: i64,
         action: Option<Py<PyAny>>,
         timeout: Option<f64>,
-    ) -> PyResult<Self> {
+    ) -> PyResult<Py<Self>> {
         if parties < 1 {
             return Err(PyValueError::new_err("parties must be >= 1"));
         }
@@ -1189,9 +1204,11 @@ impl Barrier {
         let inner = procshare::Barrier::new(parties).map_err(err)?;
         let handle = Py::new(
             py,
-            BarrierHandle { inner: Mutex::new(Some(inner)), hooked: AtomicU32::new(0) },
+            BarrierHandle { inner: Mutex::new(Some(inner)), exit_hook: Mutex::new(None) },
         )?;
-        Ok(Barrier { handle, action, timeout, parties })
+        let b = Bound::new(py, Barrier { handle, action, timeout, parties })?;
+        Barrier::hook_exits(&b)?;
+        Ok(b.unbind())
     }
 
     /// Wait until `parties` parties have called `wait`; returns this party's arrival index
@@ -1275,10 +1292,15 @@ fn _rebuild_barrier(
     let inner: procshare::Barrier = import_in_child(bytes, fds)?;
     let parties = inner.parties();
     let handle =
-        Py::new(py, BarrierHandle { inner: Mutex::new(Some(inner)), hooked: AtomicU32::new(0) })?;
+        Py::new(py, BarrierHandle { inner: Mutex::new(Some(inner)), exit_hook: Mutex::new(None) })?;
     let b = Bound::new(py, Barrier { handle, action, timeout, parties })?;
-    Barrier::hook_exit(&b)?;
+    Barrier::hook_exits(&b)?;
     Ok(b.unbind())
+}
+
+#[pyfunction]
+fn _barrier_after_fork(barrier: &Bound<'_, Barrier>) -> PyResult<()> {
+    Barrier::hook_exit(barrier)
 }
 
 /// Adds the synchronisation classes to the extension module.
@@ -1297,5 +1319,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_rebuild_event, m)?)?;
     m.add_function(wrap_pyfunction!(_rebuild_condition, m)?)?;
     m.add_function(wrap_pyfunction!(_rebuild_barrier, m)?)?;
+    m.add_function(wrap_pyfunction!(_barrier_after_fork, m)?)?;
     Ok(())
 }
