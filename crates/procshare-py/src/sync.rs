@@ -14,8 +14,8 @@
 //!   `notify` waits for the dead sleeper to acknowledge, forever); the notify goes to a live
 //!   waiter instead.
 //!
-//! Every blocking call runs with the GIL released, in slices of at most [`SLICE`], and checks
-//! for signals between slices, so Ctrl-C raises `KeyboardInterrupt` within about 100 ms.
+//! Every blocking call runs with the GIL released, in slices of at most `signals::SLICE` (100 ms), and checks
+//! for signals between slices, so Ctrl-C raises `KeyboardInterrupt` within a slice.
 //!
 //! # Condition
 //! `multiprocessing.Condition(lock)` works with any lock, but procshare's Rust `Condition` owns
@@ -65,13 +65,12 @@ use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyTypeError,
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyList, PyTuple, PyType};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::reduce::{self, Exported};
+use crate::signals;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// The longest a blocking call keeps the GIL released without looking for signals.
-const SLICE: Duration = Duration::from_millis(50);
 
 /// Waiters one `Condition` can hold at a time (a slot each).
 const WAITER_SLOTS: usize = 1024;
@@ -79,40 +78,21 @@ const WAITER_SLOTS: usize = 1024;
 // ---------------------------------------------------------------------------------------------
 // Blocking with the GIL released, and Ctrl-C.
 
-/// Parses Python's `timeout` argument into a deadline: `None` waits forever, a negative value
-/// is 0 (as `multiprocessing`'s `SemLock.acquire`), a value too large for a deadline waits
-/// forever, NaN is a `ValueError`.
+/// Python's `timeout` argument as a deadline (`signals::deadline`: None forever, negative
+/// "just look", NaN a ValueError).
 fn deadline_from(timeout: Option<f64>) -> PyResult<Option<Instant>> {
-    let Some(t) = timeout else { return Ok(None) };
-    if t.is_nan() {
-        return Err(PyValueError::new_err("timeout must be a number, not NaN"));
-    }
-    let d = Duration::try_from_secs_f64(t.max(0.0)).ok();
-    Ok(d.and_then(|d| Instant::now().checked_add(d)))
+    signals::deadline(timeout)
 }
 
-/// Runs `attempt(slice)` with the GIL released until it returns `Some` or `deadline` passes
-/// (`Ok(None)`), in slices of at most [`SLICE`], checking signals between slices (a Python
-/// signal handler's exception, e.g. `KeyboardInterrupt`, is returned as `Err`). The first
-/// attempt is made even if the deadline has passed (with a zero slice).
+/// [`signals::blocking`] for an attempt that can fail: runs `attempt(slice)` with the GIL
+/// released until it returns `Some` or `deadline` passes (`Ok(None)`), letting Ctrl-C in
+/// between slices.
 fn blocking<R: Send>(
     py: Python<'_>,
     deadline: Option<Instant>,
     mut attempt: impl FnMut(Duration) -> PyResult<Option<R>> + Send,
 ) -> PyResult<Option<R>> {
-    loop {
-        let slice = match deadline {
-            None => SLICE,
-            Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
-        };
-        if let Some(r) = py.allow_threads(|| attempt(slice))? {
-            return Ok(Some(r));
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(None);
-        }
-        py.check_signals()?;
-    }
+    signals::blocking(py, deadline, |slice| attempt(slice).transpose())?.transpose()
 }
 
 /// Python's `block` argument: any object, by its truth value (as `multiprocessing`'s
@@ -126,6 +106,9 @@ impl<'py> FromPyObject<'py> for Truthy {
     }
 }
 
+/// A procshare error met where the GIL is released (inside a slice), so
+/// `signals::error`, which looks Python classes up, cannot run; the futex waits fail only on
+/// an OS error, so OSError and ValueError cover them.
 fn err(e: procshare::Error) -> PyErr {
     match e {
         procshare::Error::Io(e) => PyOSError::new_err(e.to_string()),
@@ -147,63 +130,42 @@ fn me() -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Passing to children (spawn, forkserver).
 
-/// Keeps exported descriptors open until the spawning `Popen` is gone: `DupFd` only records
-/// the number, and the child is started after `__reduce__` returns.
-#[pyclass(module = "procshare._procshare")]
-struct FdKeeper {
-    _fds: Vec<OwnedFd>,
-}
-
-/// `(bytes, [DupFd(fd), ...])` for `handle`, or `RuntimeError` outside spawning.
+/// `(bytes, [DupFd(fd), ...])` for `handle`, or `RuntimeError` outside spawning (as
+/// `reduce::reduce`, whose fixed argument tuple has no room for the Python state a
+/// `Semaphore`, `Condition` or `Barrier` also carries). `exported` keeps the descriptors open
+/// for the object's lifetime (see `reduce`).
 fn export_for_child<H: serde::Serialize + ?Sized>(
     py: Python<'_>,
     type_name: &str,
+    exported: &Exported,
     handle: &H,
 ) -> PyResult<(Py<PyBytes>, Py<PyList>)> {
-    let context = py.import("multiprocessing.context")?;
-    let popen = context.call_method0("get_spawning_popen")?;
+    let popen = py.import("multiprocessing.context")?.call_method0("get_spawning_popen")?;
     if popen.is_none() {
         return Err(PyRuntimeError::new_err(format!(
             "{type_name} objects should only be shared between processes through inheritance"
         )));
     }
-    let (bytes, fds) = procshare::ffi::export(handle).map_err(err)?;
+    let (bytes, fds) = exported.get(py, handle)?;
     let dup_fd = py.import("multiprocessing.reduction")?.getattr("DupFd")?;
     let wrapped = PyList::empty(py);
-    for fd in &fds {
-        wrapped.append(dup_fd.call1((fd.as_raw_fd(),))?)?;
+    for fd in fds {
+        wrapped.append(dup_fd.call1((fd,))?)?;
     }
-    let keep = Py::new(py, FdKeeper { _fds: fds })?;
-    let kept = match popen.getattr("_procshare_fds") {
-        Ok(list) => list,
-        Err(_) => {
-            let list = PyList::empty(py).into_any();
-            popen.setattr("_procshare_fds", &list)?;
-            list
-        }
-    };
-    kept.call_method1("append", (keep,))?;
-    Ok((PyBytes::new(py, &bytes).unbind(), wrapped.unbind()))
+    Ok((PyBytes::new(py, bytes).unbind(), wrapped.unbind()))
 }
 
 /// The inverse of [`export_for_child`], in the child: detaches each `DupFd` (whose descriptor
-/// this process now owns) and rebuilds the handle.
+/// this process now owns) and rebuilds the handle (`reduce::import`).
 fn import_in_child<H: serde::de::DeserializeOwned>(
     bytes: &[u8],
     dup_fds: &Bound<'_, PyAny>,
 ) -> PyResult<H> {
     let mut fds = Vec::new();
     for d in dup_fds.try_iter()? {
-        let fd: i32 = d?.call_method0("detach")?.extract()?;
-        if fd < 0 {
-            return Err(PyValueError::new_err("a negative descriptor was passed"));
-        }
-        // SAFETY: `DupFd.detach()` hands the caller a descriptor it owns and nobody else
-        // closes (a fresh duplicate received for this child); wrapping it once makes this the
-        // only owner.
-        fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        fds.push(d?.call_method0("detach")?.extract::<i32>()?);
     }
-    procshare::ffi::import(bytes, fds).map_err(err)
+    reduce::import(dup_fds.py(), bytes, fds)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -220,6 +182,7 @@ pub struct Lock {
     /// [`me`] of the thread that acquired it through this object (0: not known to be held
     /// here); what `Condition` checks for "is the lock mine".
     owner: AtomicU64,
+    exported: Exported,
 }
 
 impl Lock {
@@ -271,7 +234,11 @@ impl Lock {
 impl Lock {
     #[new]
     fn new() -> PyResult<Self> {
-        Ok(Lock { inner: procshare::Lock::new().map_err(err)?, owner: AtomicU64::new(0) })
+        Ok(Lock {
+            inner: procshare::Lock::new().map_err(err)?,
+            owner: AtomicU64::new(0),
+            exported: Exported::default(),
+        })
     }
 
     /// Acquire the lock: True once held; False if `block` is false and it is held, or
@@ -311,7 +278,7 @@ impl Lock {
 
     fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let (bytes, fds) = export_for_child(py, "Lock", &slf.get().inner)?;
+        let (bytes, fds) = export_for_child(py, "Lock", &slf.get().exported, &slf.get().inner)?;
         let rebuild = py.import("procshare._procshare")?.getattr("_rebuild_lock")?;
         Ok((rebuild, (bytes, fds)).into_pyobject(py)?.into_any().unbind())
     }
@@ -319,7 +286,11 @@ impl Lock {
 
 #[pyfunction]
 fn _rebuild_lock(bytes: &[u8], fds: &Bound<'_, PyAny>) -> PyResult<Lock> {
-    Ok(Lock { inner: import_in_child(bytes, fds)?, owner: AtomicU64::new(0) })
+    Ok(Lock {
+        inner: import_in_child(bytes, fds)?,
+        owner: AtomicU64::new(0),
+        exported: Exported::default(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,6 +305,7 @@ pub struct RLock {
     /// As `Lock::owner`; with `count`, the acquisitions made through this object.
     owner: AtomicU64,
     count: AtomicU32,
+    exported: Exported,
 }
 
 impl RLock {
@@ -414,6 +386,7 @@ impl RLock {
             inner: procshare::RLock::new().map_err(err)?,
             owner: AtomicU64::new(0),
             count: AtomicU32::new(0),
+            exported: Exported::default(),
         })
     }
 
@@ -456,7 +429,7 @@ impl RLock {
 
     fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let (bytes, fds) = export_for_child(py, "RLock", &slf.get().inner)?;
+        let (bytes, fds) = export_for_child(py, "RLock", &slf.get().exported, &slf.get().inner)?;
         let rebuild = py.import("procshare._procshare")?.getattr("_rebuild_rlock")?;
         Ok((rebuild, (bytes, fds)).into_pyobject(py)?.into_any().unbind())
     }
@@ -468,6 +441,7 @@ fn _rebuild_rlock(bytes: &[u8], fds: &Bound<'_, PyAny>) -> PyResult<RLock> {
         inner: import_in_child(bytes, fds)?,
         owner: AtomicU64::new(0),
         count: AtomicU32::new(0),
+        exported: Exported::default(),
     })
 }
 
@@ -497,6 +471,7 @@ macro_rules! semaphore_class {
             inner: $rust,
             /// The start value (`BoundedSemaphore`'s bound), for `repr`.
             maxvalue: usize,
+            exported: Exported,
         }
 
         #[pymethods]
@@ -505,7 +480,7 @@ macro_rules! semaphore_class {
             #[pyo3(signature = (value = 1))]
             fn new(value: i64) -> PyResult<Self> {
                 let value = sem_value(value)?;
-                Ok($ty { inner: <$rust>::new(value).map_err(err)?, maxvalue: value })
+                Ok($ty { inner: <$rust>::new(value).map_err(err)?, maxvalue: value, exported: Exported::default() })
             }
 
             /// Take one unit: True once taken; False if `block` is false and none is left, or
@@ -558,7 +533,7 @@ macro_rules! semaphore_class {
 
             fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
                 let py = slf.py();
-                let (bytes, fds) = export_for_child(py, $name, &slf.get().inner)?;
+                let (bytes, fds) = export_for_child(py, $name, &slf.get().exported, &slf.get().inner)?;
                 let rebuild =
                     py.import("procshare._procshare")?.getattr(stringify!($rebuild))?;
                 Ok((rebuild, (bytes, fds, slf.get().maxvalue))
@@ -570,7 +545,7 @@ macro_rules! semaphore_class {
 
         #[pyfunction]
         fn $rebuild(bytes: &[u8], fds: &Bound<'_, PyAny>, maxvalue: usize) -> PyResult<$ty> {
-            Ok($ty { inner: import_in_child(bytes, fds)?, maxvalue })
+            Ok($ty { inner: import_in_child(bytes, fds)?, maxvalue, exported: Exported::default() })
         }
     };
 }
@@ -601,13 +576,14 @@ semaphore_class!(
 #[pyclass(module = "procshare", name = "Event", frozen, weakref)]
 pub struct Event {
     inner: procshare::Event,
+    exported: Exported,
 }
 
 #[pymethods]
 impl Event {
     #[new]
     fn new() -> PyResult<Self> {
-        Ok(Event { inner: procshare::Event::new().map_err(err)? })
+        Ok(Event { inner: procshare::Event::new().map_err(err)?, exported: Exported::default() })
     }
 
     /// Whether the flag is set.
@@ -645,7 +621,7 @@ impl Event {
 
     fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let (bytes, fds) = export_for_child(py, "Event", &slf.get().inner)?;
+        let (bytes, fds) = export_for_child(py, "Event", &slf.get().exported, &slf.get().inner)?;
         let rebuild = py.import("procshare._procshare")?.getattr("_rebuild_event")?;
         Ok((rebuild, (bytes, fds)).into_pyobject(py)?.into_any().unbind())
     }
@@ -653,7 +629,7 @@ impl Event {
 
 #[pyfunction]
 fn _rebuild_event(bytes: &[u8], fds: &Bound<'_, PyAny>) -> PyResult<Event> {
-    Ok(Event { inner: import_in_child(bytes, fds)? })
+    Ok(Event { inner: import_in_child(bytes, fds)?, exported: Exported::default() })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -725,6 +701,7 @@ impl UserLock {
 struct Waiters {
     cond: procshare::Condition,
     table: procshare::RawArray<u64>,
+    exported: Exported,
 }
 
 const SLOT_TICKET: usize = 0;
@@ -748,6 +725,7 @@ impl Waiters {
         Ok(Waiters {
             cond: procshare::Condition::new()?,
             table: procshare::RawArray::new(1 + 3 * WAITER_SLOTS)?,
+            exported: Exported::default(),
         })
     }
 
@@ -1015,7 +993,7 @@ impl Condition {
         let py = slf.py();
         let this = slf.get();
         let w = &this.waiters;
-        let (bytes, fds) = export_for_child(py, "Condition", &(&w.cond, &w.table))?;
+        let (bytes, fds) = export_for_child(py, "Condition", &w.exported, &(&w.cond, &w.table))?;
         let rebuild = py.import("procshare._procshare")?.getattr("_rebuild_condition")?;
         Ok((rebuild, (this.lock.object(py), bytes, fds)).into_pyobject(py)?.into_any().unbind())
     }
@@ -1028,7 +1006,7 @@ fn _rebuild_condition(
     fds: &Bound<'_, PyAny>,
 ) -> PyResult<Condition> {
     let (cond, table) = import_in_child(bytes, fds)?;
-    let waiters = Waiters { cond, table };
+    let waiters = Waiters { cond, table, exported: Exported::default() };
     if waiters.table.len() != 1 + 3 * WAITER_SLOTS {
         return Err(PyValueError::new_err("a Condition's waiter table has the wrong size"));
     }
@@ -1088,6 +1066,7 @@ impl BarrierHandle {
 #[pyclass(module = "procshare", name = "Barrier", frozen, weakref)]
 pub struct Barrier {
     handle: Py<BarrierHandle>,
+    exported: Exported,
     action: Option<Py<PyAny>>,
     timeout: Option<f64>,
     parties: usize,
@@ -1206,7 +1185,10 @@ impl Barrier {
             py,
             BarrierHandle { inner: Mutex::new(Some(inner)), exit_hook: Mutex::new(None) },
         )?;
-        let b = Bound::new(py, Barrier { handle, action, timeout, parties })?;
+        let b = Bound::new(
+            py,
+            Barrier { handle, exported: Exported::default(), action, timeout, parties },
+        )?;
         Barrier::hook_exits(&b)?;
         Ok(b.unbind())
     }
@@ -1273,7 +1255,7 @@ impl Barrier {
         let py = slf.py();
         let this = slf.get();
         let b = this.handle.get().get()?;
-        let (bytes, fds) = export_for_child(py, "Barrier", &b)?;
+        let (bytes, fds) = export_for_child(py, "Barrier", &this.exported, &b)?;
         let rebuild = py.import("procshare._procshare")?.getattr("_rebuild_barrier")?;
         let action = this.action.as_ref().map(|a| a.clone_ref(py));
         Ok((rebuild, (bytes, fds, action, this.timeout)).into_pyobject(py)?.into_any().unbind())
@@ -1293,7 +1275,10 @@ fn _rebuild_barrier(
     let parties = inner.parties();
     let handle =
         Py::new(py, BarrierHandle { inner: Mutex::new(Some(inner)), exit_hook: Mutex::new(None) })?;
-    let b = Bound::new(py, Barrier { handle, action, timeout, parties })?;
+    let b = Bound::new(
+        py,
+        Barrier { handle, exported: Exported::default(), action, timeout, parties },
+    )?;
     Barrier::hook_exits(&b)?;
     Ok(b.unbind())
 }
