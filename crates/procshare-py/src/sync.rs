@@ -117,14 +117,26 @@ fn err(e: procshare::Error) -> PyErr {
     }
 }
 
-/// This thread of this process, as the owner of a lock: `{ pid:32 | thread number:32 }`.
-/// A forked child's thread keeps its thread-local number, but not the pid.
+/// Bumped in every child forked through Python (`os.register_at_fork`), so that [`me`] tells
+/// a forked child's thread from its parent's without a `getpid` per call (a system call that
+/// cost more than the whole uncontended acquire).
+static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+#[pyfunction]
+fn _after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This thread of this process, as the owner of a lock: `{ fork generation:32 | thread
+/// number:32 }`. A forked child's thread keeps its thread-local number, not the generation.
+/// (A child forked behind Python's back, by C code, keeps both; it never runs Python code that
+/// could ask before an `exec` anyway.)
 fn me() -> u64 {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     thread_local! {
         static ID: u32 = NEXT.fetch_add(1, Ordering::Relaxed);
     }
-    (u64::from(std::process::id()) << 32) | u64::from(ID.with(|i| *i))
+    (u64::from(FORK_GENERATION.load(Ordering::Relaxed)) << 32) | u64::from(ID.with(|i| *i))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,9 +207,15 @@ impl Lock {
     }
 
     fn acquire_deadline(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
-        // Uncontended: one CAS with the GIL held. A held lock goes to the waiting path, which
-        // also takes it over from a dead holder.
+        // Uncontended: one CAS with the GIL held. Held: a short bounded spin, still with the
+        // GIL (a holder in another process usually lets go within it, and releasing the GIL
+        // costs more than the spin); then the waiting path, which also takes the lock over
+        // from a dead holder.
         if !self.inner.is_locked() && self.try_acquire()? {
+            return Ok(true);
+        }
+        if deadline.is_none() && self.inner.acquire_timeout(Duration::ZERO).map_err(err)? {
+            self.owner.store(me(), Ordering::Relaxed);
             return Ok(true);
         }
         let inner = &self.inner;
@@ -637,7 +655,7 @@ fn _rebuild_event(bytes: &[u8], fds: &Bound<'_, PyAny>) -> PyResult<Event> {
 
 /// The error for `wait`/`notify` without the lock: `threading.Condition` raises RuntimeError,
 /// `multiprocessing.Condition` AssertionError; this class is both, so either `except` works.
-fn not_owned(py: Python<'_>, msg: &str) -> PyErr {
+fn not_owned_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     static TYPE: GILOnceCell<Py<PyType>> = GILOnceCell::new();
     let ty = TYPE.get_or_try_init(py, || -> PyResult<Py<PyType>> {
         let bases = PyTuple::new(
@@ -652,9 +670,13 @@ fn not_owned(py: Python<'_>, msg: &str) -> PyErr {
         let ty =
             py.import("builtins")?.getattr("type")?.call1(("LockNotOwnedError", bases, dict))?;
         Ok(ty.downcast_into::<PyType>()?.unbind())
-    });
-    match ty {
-        Ok(ty) => PyErr::from_type(ty.bind(py).clone(), msg.to_string()),
+    })?;
+    Ok(ty.bind(py))
+}
+
+fn not_owned(py: Python<'_>, msg: &str) -> PyErr {
+    match not_owned_type(py) {
+        Ok(ty) => PyErr::from_type(ty.clone(), msg.to_string()),
         Err(e) => e,
     }
 }
@@ -1305,5 +1327,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_rebuild_condition, m)?)?;
     m.add_function(wrap_pyfunction!(_rebuild_barrier, m)?)?;
     m.add_function(wrap_pyfunction!(_barrier_after_fork, m)?)?;
+    let after_fork = wrap_pyfunction!(_after_fork_in_child, m)?;
+    let kwargs = pyo3::types::PyDict::new(m.py());
+    kwargs.set_item("after_in_child", &after_fork)?;
+    m.py().import("os")?.getattr("register_at_fork")?.call((), Some(&kwargs))?;
+    m.add_function(after_fork)?;
+    m.add("LockNotOwnedError", not_owned_type(m.py())?)?;
     Ok(())
 }

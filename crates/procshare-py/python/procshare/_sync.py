@@ -5,6 +5,24 @@ The classes live in the Rust extension (``procshare._procshare``); this module n
 ``procshare/__init__.py`` (``from ._sync import *``).
 """
 
-from ._procshare import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
+from ._procshare import (
+    Barrier,
+    BoundedSemaphore,
+    Condition,
+    Event,
+    Lock,
+    LockNotOwnedError,
+    RLock,
+    Semaphore,
+)
 
-__all__ = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Condition", "Barrier"]
+__all__ = [
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Event",
+    "Condition",
+    "Barrier",
+    "LockNotOwnedError",
+]
