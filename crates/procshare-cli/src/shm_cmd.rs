@@ -1,14 +1,15 @@
-//! `procshare shm ls | clean [--dry-run]`: the named segments procshare created, and removal of
-//! those whose users are all dead.
+//! `procshare shm ls | clean [--dry-run]`: the named segments and named queues procshare
+//! created, and removal of those whose users are all dead.
 
 use clap::Subcommand;
 
 /// `procshare shm ...`
 #[derive(Subcommand)]
 pub enum ShmCommand {
-    /// List every named segment procshare created: name, size, creator pid, live users, age.
+    /// List every named segment and named queue procshare created: name, kind, size, creator
+    /// pid, live users, age.
     Ls,
-    /// Remove the segments whose users are all dead (persistent ones are kept).
+    /// Remove the segments and queues whose users are all dead (persistent ones are kept).
     Clean {
         /// Only show what would be removed.
         #[arg(long)]
@@ -36,8 +37,8 @@ pub fn run(cmd: ShmCommand) -> procshare::Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<32} {:>12} {:>8} {:>6} {:>8}  NOTE",
-                "NAME", "SIZE", "CREATOR", "USERS", "AGE"
+                "{:<32} {:<5} {:>12} {:>8} {:>6} {:>8}  NOTE",
+                "NAME", "KIND", "SIZE", "CREATOR", "USERS", "AGE"
             );
             for s in segs {
                 let note = match (s.exists, s.persistent, s.alive_users) {
@@ -46,10 +47,15 @@ pub fn run(cmd: ShmCommand) -> procshare::Result<()> {
                     (true, false, 0) => "no live users: `procshare shm clean` removes it",
                     _ => "",
                 };
+                // A queue's size is its address space (sparse), not memory in use.
+                let (kind, size) = if s.queue {
+                    ("queue", "sparse".to_string())
+                } else {
+                    ("shm", s.size.to_string())
+                };
                 println!(
-                    "{:<32} {:>12} {:>8} {:>6} {:>8}  {note}",
+                    "{:<32} {kind:<5} {size:>12} {:>8} {:>6} {:>8}  {note}",
                     s.name,
-                    s.size,
                     s.creator_pid,
                     s.alive_users,
                     age(s.age)

@@ -8,6 +8,8 @@
 
 use pyo3::prelude::*;
 
+pub mod conn;
+pub mod queue;
 pub mod reduce;
 pub mod signals;
 mod sync;
@@ -17,6 +19,8 @@ fn _procshare(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("ShutDown", signals::shutdown_class(m.py())?)?;
     m.add_function(wrap_pyfunction!(reduce::_rebuild, m)?)?;
+    queue::register(m)?;
+    conn::register(m)?;
     sync::register(m)?;
     Ok(())
 }

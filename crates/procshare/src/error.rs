@@ -49,10 +49,10 @@ pub enum Error {
     #[error("authentication failed: the peer does not hold the same authkey")]
     AuthenticationFailed,
     /// Named shared memory exists already (`FileExistsError`).
-    #[error("shared memory {0:?} already exists")]
+    #[error("shared memory or queue {0:?} already exists")]
     AlreadyExists(String),
     /// Named shared memory does not exist (`FileNotFoundError`).
-    #[error("shared memory {0:?} does not exist")]
+    #[error("shared memory or queue {0:?} does not exist")]
     NotFound(String),
     /// A bad size, name, item or other argument (`ValueError`).
     #[error("invalid argument: {0}")]

@@ -2,6 +2,7 @@
 
 use super::queue::Queue;
 use super::ring::Ring;
+use crate::codec::Format;
 use crate::error::{Error, Result};
 use crate::sys::deadline::Deadline;
 use serde::de::DeserializeOwned;
@@ -72,6 +73,29 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         Ok(JoinableQueue { queue: Queue::with_ring(Ring::create(maxsize)?)? })
     }
 
+    /// A new named joinable queue (see [`Queue::create_named`]): the count of unfinished tasks
+    /// lives in the queue, so every process that opens it by name shares it.
+    ///
+    /// ```
+    /// use procshare::{Format, JoinableQueue};
+    /// # let name = format!("doc_jq{}", std::process::id());
+    /// let q = JoinableQueue::<u32>::create_named(&name, 0, Format::Native)?;
+    /// let worker = JoinableQueue::<u32>::open(&name)?;
+    /// q.put(1)?;
+    /// worker.get()?;
+    /// worker.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn create_named(name: &str, maxsize: usize, format: Format) -> Result<Self> {
+        Ok(JoinableQueue { queue: Queue::create_named(name, maxsize, format)? })
+    }
+
+    /// Opens the named queue `name` as a joinable queue (see [`Queue::open`]).
+    pub fn open(name: &str) -> Result<Self> {
+        Ok(JoinableQueue { queue: Queue::open(name)? })
+    }
+
     /// Marks one item taken with `get` as processed. `Err(TaskDoneTooManyTimes)` if more calls
     /// were made than items put.
     ///
@@ -132,13 +156,19 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
 
     fn join_until(&self, deadline: Deadline) -> Result<()> {
         let ring = self.queue.ring();
-        // In slices: a consumer that dies skipping a record may not wake us.
+        // In slices: a consumer that dies skipping a record may not wake us; and after an
+        // immediate shutdown, the items of puts that were under way then are ours to discard.
         ring.join_signal()
             .wait_sliced(
                 deadline,
                 POLL,
                 |_| ring.unfinished() == 0,
-                |_| (ring.unfinished() == 0).then_some(()),
+                |_| {
+                    if ring.is_shut_down_immediately() {
+                        let _ = ring.discard();
+                    }
+                    (ring.unfinished() == 0).then_some(())
+                },
             )
             .ok_or(Error::Timeout)
     }

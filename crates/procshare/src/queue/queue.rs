@@ -1,9 +1,14 @@
 //! `Queue<T>` — `multiprocessing.Queue` on the shared-memory ring.
 
-use super::ring::{GetStatus, PutSlot, PutStatus, Reserved, Ring, MAX_ITEMS};
-use crate::codec;
+use super::ring::{
+    GetStatus, PutSlot, PutStatus, Reserved, Ring, FORMAT_NATIVE, FORMAT_PICKLE, MAGIC, MAX_ITEMS,
+    RING_LEN,
+};
+use crate::codec::{self, Format};
 use crate::error::{Error, Result};
-use crate::shared::region::Region;
+use crate::shared::handles::{RecvFd, SendFd};
+use crate::shared::region::{Region, HEADER_LEN};
+use crate::shm::tracker;
 use crate::sync::backoff::Backoff;
 use crate::sys::deadline::Deadline;
 use crate::sys::futex;
@@ -11,7 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a waiter spins (checking cheaply) before it sleeps on the futex.
@@ -24,6 +31,8 @@ const SMALL: usize = 2048;
 const LARGE: usize = 64 << 10;
 /// A record pending this long makes a getter check whether its producer is alive.
 const PENDING_CHECK: Duration = Duration::from_millis(20);
+/// How long `open` waits for a queue whose creator is still writing its header.
+const OPEN_WAIT: Duration = Duration::from_millis(200);
 
 /// A waiter's spin phase: until `ready()` or [`SPIN`] after `start`, busy-spin briefly, then
 /// give the core away (the peer we wait for may be waiting for it).
@@ -93,7 +102,18 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 ///
 /// **Fork and spawn.** The queue lives in an anonymous memfd: a child started with either
 /// start method and given the queue as (part of) its arguments shares it; the memory is freed
-/// when the last process holding it exits.
+/// when the last process holding it exits. A named queue ([`Queue::create_named`]) lives in a
+/// `/dev/shm` file that unrelated processes [`Queue::open`] by name; a child given it as an
+/// argument gets the same file (and its name) and keeps it alive as an opener does.
+///
+/// **Formats and bytes.** Items are native (postcard) unless a named queue was created with
+/// [`Format::Pickle`]: then `put` writes a pickle (protocol 3) that Python's `pickle.loads`
+/// reads and `get` reads pickles data-only, bounded by [`Queue::max_message_size`], as
+/// [`Connection::recv_pickle`](crate::Connection::recv_pickle) does. [`Queue::put_bytes`] and
+/// [`Queue::get_bytes`] carry an item's encoded bytes as they are.
+///
+/// **Shutdown.** [`Queue::shutdown`] has Python 3.13's `queue.Queue.shutdown` semantics, for
+/// every handle in every process.
 ///
 /// ```no_run
 /// use procshare::{Process, Queue};
@@ -108,6 +128,10 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 /// ```
 pub struct Queue<T> {
     ring: Ring,
+    /// The ring's item format, read once from its header (fixed at creation).
+    format: Format,
+    /// The name of a named queue ([`Queue::create_named`], [`Queue::open`]).
+    name: Option<Arc<str>>,
     closed: AtomicBool,
     /// The WRITING record this handle last found at the head, remembered across calls so that
     /// gets which each wait less than [`PENDING_CHECK`] (`get_nowait` in a loop) still get to
@@ -157,6 +181,8 @@ impl<T> Clone for Queue<T> {
     fn clone(&self) -> Self {
         Queue {
             ring: self.ring.clone(),
+            format: self.format,
+            name: self.name.clone(),
             closed: AtomicBool::new(self.closed.load(Ordering::Relaxed)),
             pending: PendingSeen::default(),
             _items: PhantomData,
@@ -167,25 +193,58 @@ impl<T> Clone for Queue<T> {
 impl<T> std::fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
+            .field("name", &self.name)
+            .field("format", &self.format)
             .field("qsize", &self.ring.len())
             .field("maxsize", &self.ring.maxsize())
             .finish()
     }
 }
 
+/// A handle travels as the ring's descriptor, the name of a named queue, and `closed`. An
+/// anonymous queue's descriptor is a sealed memfd, checked as every region is; a named queue's
+/// is its `/dev/shm` file, checked like one opened by name (a regular file of this user's), and
+/// the receiving process registers as a user of the name, as for [`crate::SharedMemory`].
 impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (self.ring.region(), self.closed.load(Ordering::Relaxed)).serialize(s)
+        let fd = SendFd(self.ring.region().fd());
+        (self.name.as_deref(), fd, self.closed.load(Ordering::Relaxed)).serialize(s)
     }
 }
 
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (region, closed) = <(Region, bool)>::deserialize(d)?;
-        let ring = Ring::from_region(region).map_err(serde::de::Error::custom)?;
+        use serde::de::Error as _;
+        let (name, RecvFd(fd), closed) = <(Option<String>, RecvFd, bool)>::deserialize(d)?;
+        let ring = match &name {
+            None => Region::open(fd, MAGIC).and_then(Ring::from_region),
+            Some(name) => (|| {
+                let name = tracker::check_name(name)?;
+                let ino = tracker::check_own_file(fd.as_fd(), name)?;
+                let ring = Ring::from_region(Region::open_named(fd, MAGIC, OPEN_WAIT)?)?;
+                tracker::attach(name, ino)?;
+                Ok(ring)
+            })(),
+        }
+        .map_err(D::Error::custom)?;
+        let mut q = Queue::with_ring(ring).map_err(D::Error::custom)?;
+        q.name = name.map(Arc::from);
+        q.closed = AtomicBool::new(closed);
+        Ok(q)
+    }
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn with_ring(ring: Ring) -> Result<Self> {
+        let format = match ring.format()? {
+            FORMAT_PICKLE => Format::Pickle,
+            _ => Format::Native,
+        };
         Ok(Queue {
             ring,
-            closed: AtomicBool::new(closed),
+            format,
+            name: None,
+            closed: AtomicBool::new(false),
             pending: PendingSeen::default(),
             _items: PhantomData,
         })
@@ -219,17 +278,181 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Self::with_ring(Ring::create(maxsize)?)
     }
 
-    pub(crate) fn with_ring(ring: Ring) -> Result<Self> {
-        Ok(Queue {
-            ring,
-            closed: AtomicBool::new(false),
-            pending: PendingSeen::default(),
-            _items: PhantomData,
-        })
-    }
-
     pub(crate) fn ring(&self) -> &Ring {
         &self.ring
+    }
+
+    /// A new queue called `name` that unrelated processes (Rust, or Python with the `procshare`
+    /// module) reach with [`Queue::open`]; `maxsize` as in [`Queue::bounded`] (0: unbounded),
+    /// `format` how its items are encoded ([`Format::Pickle`] to share it with Python).
+    /// `Err(AlreadyExists)` if anything has that name in `/dev/shm` already; names are checked
+    /// as [`SharedMemory`](crate::SharedMemory)'s (at most 30 bytes, no `/` but a leading one).
+    ///
+    /// The queue lives in `/dev/shm/<name>` for as long as any process that created or opened it
+    /// lives (dropping the handles does not end it), and is removed after the last one dies,
+    /// SIGKILL included — the rule of named `SharedMemory`; `procshare shm ls` lists it.
+    ///
+    /// ```
+    /// use procshare::{Format, Queue};
+    /// # let name = format!("doc_q{}", std::process::id());
+    /// let q = Queue::<String>::create_named(&name, 0, Format::Native)?;
+    /// let other = Queue::<String>::open(&name)?; // in any process of this user
+    /// q.put("hi".into())?;
+    /// assert_eq!(other.get()?, "hi");
+    /// assert_eq!(other.name(), Some(name.as_str()));
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn create_named(name: &str, maxsize: usize, format: Format) -> Result<Self> {
+        let bare = tracker::check_name(name)?;
+        if maxsize > MAX_ITEMS {
+            return Err(Error::invalid(format!(
+                "maxsize {maxsize} is larger than the most a queue can hold ({MAX_ITEMS})"
+            )));
+        }
+        let fd = tracker::create_queue(bare, HEADER_LEN + RING_LEN)?;
+        let ino = tracker::check_own_file(fd.as_fd(), bare)?;
+        let fmt = match format {
+            Format::Native => FORMAT_NATIVE,
+            Format::Pickle => FORMAT_PICKLE,
+        };
+        let ring = Ring::create_in(fd, maxsize, fmt).inspect_err(|_| {
+            let _ = tracker::unlink(bare, ino);
+        })?;
+        let mut q = Self::with_ring(ring)?;
+        q.name = Some(Arc::from(bare));
+        Ok(q)
+    }
+
+    /// Opens the named queue `name` (made by [`Queue::create_named`] in any process of this
+    /// user, or by Python's `procshare.Queue(name=...)`); its `maxsize` and [`Format`] are the
+    /// creator's. `Err(NotFound)` if there is none; `Err` if what has that name is not a
+    /// procshare queue, is another user's, or is a symlink (never followed). This process then
+    /// keeps the queue alive until it exits.
+    ///
+    /// ```
+    /// assert!(matches!(
+    ///     procshare::Queue::<u8>::open("no_such_queue"),
+    ///     Err(procshare::Error::NotFound(_))
+    /// ));
+    /// ```
+    pub fn open(name: &str) -> Result<Self> {
+        let bare = tracker::check_name(name)?;
+        let fd = tracker::open(bare)?;
+        let ring = Region::open_named(fd, MAGIC, OPEN_WAIT)
+            .and_then(Ring::from_region)
+            .map_err(|e| Error::invalid(format!("{bare:?} is not a procshare queue: {e}")))?;
+        let mut q = Self::with_ring(ring)?;
+        q.name = Some(Arc::from(bare));
+        Ok(q)
+    }
+
+    /// The name of a named queue; `None` for one made by [`Queue::new`]/[`Queue::bounded`].
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// How the queue's items are encoded: [`Format::Native`] unless it was created named with
+    /// [`Format::Pickle`].
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Shuts the queue down for every handle in every process (Python 3.13's
+    /// `queue.Queue.shutdown`): afterwards every `put*` is `Err(ShutDown)`; `get*` return what
+    /// is left, then `Err(ShutDown)`; callers blocked in `put` or `get` anywhere wake up and
+    /// return that. With `immediate`, what is left is discarded instead, counted as done for a
+    /// [`JoinableQueue`](crate::JoinableQueue)'s `join` (which returns once the items taken
+    /// before are marked done), and every get is `Err(ShutDown)` at once. One-way: a later
+    /// `shutdown(true)` upgrades a soft one; nothing undoes it.
+    ///
+    /// ```
+    /// let q = procshare::Queue::new()?;
+    /// q.put(1)?;
+    /// q.shutdown(false);
+    /// assert!(matches!(q.put(2), Err(procshare::Error::ShutDown)));
+    /// assert_eq!(q.get()?, 1);
+    /// assert!(matches!(q.get(), Err(procshare::Error::ShutDown)));
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) {
+        self.ring.shut_down(immediate);
+    }
+
+    /// Puts one item given as its encoded bytes, with no codec: on a [`Format::Pickle`] queue a
+    /// pickle (what Python's `pickle.dumps` gives, which a `Queue<T>` then reads as a `T`), on a
+    /// native queue the native encoding of an item. The bytes are whatever the caller says: a
+    /// getter decoding them as `T` gets `Err(Codec)` for bytes that are not one. Waits for room
+    /// like [`Queue::put`]; `Err(MessageTooLarge)` past [`Queue::max_message_size`].
+    ///
+    /// ```
+    /// let q = procshare::Queue::<u8>::new()?;
+    /// q.put_bytes(b"\x07")?; // the native encoding of 7u8
+    /// assert_eq!(q.get()?, 7);
+    /// q.put(9)?;
+    /// assert_eq!(q.get_bytes()?, b"\x09");
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn put_bytes(&self, data: &[u8]) -> Result<()> {
+        self.put_bytes_until(data, Deadline::NEVER)
+    }
+
+    /// [`Queue::put_bytes`], giving up with `Err(Full)` after `timeout`.
+    pub fn put_bytes_timeout(&self, data: &[u8], timeout: Duration) -> Result<()> {
+        self.put_bytes_until(data, Deadline::after(timeout))
+    }
+
+    /// [`Queue::put_bytes`] only if there is room now, else `Err(Full)`.
+    pub fn put_bytes_nowait(&self, data: &[u8]) -> Result<()> {
+        self.put_bytes_until(data, Deadline::now())
+    }
+
+    /// Removes the oldest item and returns its encoded bytes, undecoded (a pickle on a
+    /// [`Format::Pickle`] queue); waits for one like [`Queue::get`].
+    pub fn get_bytes(&self) -> Result<Vec<u8>> {
+        self.get_bytes_until(Deadline::NEVER)
+    }
+
+    /// [`Queue::get_bytes`], giving up with `Err(Empty)` after `timeout`.
+    pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        self.get_bytes_until(Deadline::after(timeout))
+    }
+
+    /// [`Queue::get_bytes`] if an item is ready now, else `Err(Empty)`.
+    pub fn get_bytes_nowait(&self) -> Result<Vec<u8>> {
+        self.get_bytes_until(Deadline::now())
+    }
+
+    fn put_bytes_until(&self, data: &[u8], deadline: Deadline) -> Result<()> {
+        self.check_open()?;
+        with_scratch(|s| self.put_encoded(data, &mut s.slots, deadline))
+    }
+
+    fn get_bytes_until(&self, deadline: Deadline) -> Result<Vec<u8>> {
+        // The payload is copied into `buf` and left there, except when it is so large that the
+        // ring frees its copy buffer after the sink (then the sink keeps its own copy).
+        let mut buf = Vec::new();
+        let mut got = false;
+        let mut big = None;
+        self.get_with(1, deadline, &mut buf, &mut |b| {
+            got = true;
+            if b.len() > 8 << 20 {
+                big = Some(b.to_vec());
+            }
+        })?;
+        match (big, got) {
+            (Some(v), _) => Ok(v),
+            (None, true) => Ok(buf),
+            (None, false) => Err(Error::Empty),
+        }
+    }
+
+    /// Decodes one item in the queue's format (pickles data-only, bounded by the item limit).
+    #[inline]
+    fn decode(&self, bytes: &[u8]) -> Result<T> {
+        match self.format {
+            Format::Native => codec::decode(bytes),
+            Format::Pickle => codec::pickle_decode_limited(bytes, self.ring.item_limit()),
+        }
     }
 
     /// Puts `item`, waiting for room if the queue is bounded and full.
@@ -289,7 +512,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             s.lens.clear();
             for item in items {
                 let before = s.enc.len();
-                codec::encode_into(&item, &mut s.enc)?;
+                self.format.encode_into(&item, &mut s.enc)?;
                 s.lens.push(s.enc.len() - before);
             }
             let mut at = 0;
@@ -322,18 +545,27 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn put_until(&self, item: &T, deadline: Deadline) -> Result<()> {
         self.check_open()?;
+        if self.format == Format::Pickle {
+            let enc = codec::pickle_encode(item)?;
+            return with_scratch(|s| self.put_encoded(&enc, &mut s.slots, deadline));
+        }
         with_scratch(|s| {
             s.enc.clear();
             if !codec::encode_capped(item, &mut s.enc, LARGE)? {
                 return self.put_large(item, &mut s.slots, deadline);
             }
-            if s.enc.len() <= SMALL {
-                return self.put_small(&s.enc, &mut s.slots, deadline);
-            }
-            s.slots.clear();
-            self.reserve(&[s.enc.len()], &mut s.slots, deadline)?;
-            Reserved::new(&self.ring, &mut s.slots).commit(&s.enc)
+            self.put_encoded(&s.enc, &mut s.slots, deadline)
         })
+    }
+
+    /// Puts one encoded item, waiting for room until `deadline`.
+    fn put_encoded(&self, data: &[u8], slots: &mut Vec<PutSlot>, deadline: Deadline) -> Result<()> {
+        if data.len() <= SMALL {
+            return self.put_small(data, slots, deadline);
+        }
+        slots.clear();
+        self.reserve(&[data.len()], slots, deadline)?;
+        Reserved::new(&self.ring, slots).commit(data)
     }
 
     /// Puts an item whose encoding is over [`LARGE`] bytes: counts its size, reserves, and
@@ -374,7 +606,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn reserve(&self, lens: &[usize], slots: &mut Vec<PutSlot>, deadline: Deadline) -> Result<()> {
         let start = futex::now();
         let mut last_reap = start;
-        let has_room = || self.ring.len() < self.ring.maxsize();
+        // Shut down: look again (and be refused).
+        let has_room = || self.ring.len() < self.ring.maxsize() || self.ring.is_shut_down();
         let attempt = |_: bool| {
             match self.ring.start_put(lens, slots, deadline) {
                 Ok(PutStatus::Reserved) => return Some(Ok(())),
@@ -458,7 +691,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut items = Vec::new();
         let mut first_err = None;
         with_scratch(|s| {
-            self.get_with(max, Deadline::NEVER, &mut s.dec, &mut |b| match codec::decode(b) {
+            self.get_with(max, Deadline::NEVER, &mut s.dec, &mut |b| match self.decode(b) {
                 Ok(v) => items.push(v),
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -474,7 +707,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn get_one(&self, deadline: Deadline) -> Result<T> {
         let mut item = None;
         with_scratch(|s| {
-            self.get_with(1, deadline, &mut s.dec, &mut |b| item = Some(codec::decode(b)))
+            self.get_with(1, deadline, &mut s.dec, &mut |b| item = Some(self.decode(b)))
         })?;
         item.unwrap_or(Err(Error::Empty))
     }
@@ -487,6 +720,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         scratch: &mut Vec<u8>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<()> {
+        if self.ring.is_shut_down_immediately() {
+            // Items committed by puts that were under way at the shutdown go too.
+            let _ = self.ring.discard();
+            return Err(Error::ShutDown);
+        }
         // The fast path (an item is there) reads no clock.
         if self.ring.try_get(max, false, deadline, scratch, sink)? == GetStatus::Took {
             // The head moved: a record seen pending before is gone.
@@ -494,8 +732,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return Ok(());
         }
         let start = futex::now();
-        let head_ready = || self.ring.head_ready();
+        // Shut down with nothing left (not even an item being written): look again, and stop.
+        let head_ready =
+            || self.ring.head_ready() || (self.ring.is_shut_down() && self.ring.len() == 0);
         let attempt = |_: bool| {
+            // Read before looking at the ring: the flag is set under the producer lock, so a
+            // flag seen here means every put that will ever be is in the tail we read next.
+            let shut = self.ring.is_shut_down();
+            if shut && self.ring.is_shut_down_immediately() {
+                let _ = self.ring.discard();
+                return Some(Err(Error::ShutDown));
+            }
             let now = futex::now();
             // Across calls (see `pending`): a dead producer's record must not starve a consumer
             // that only ever polls briefly.
@@ -506,6 +753,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     return Some(Ok(()));
                 }
                 Ok(GetStatus::Busy) => return Some(Err(Error::Empty)),
+                Ok(GetStatus::Empty) if shut => return Some(Err(Error::ShutDown)),
                 Ok(GetStatus::Empty) => self.pending.clear(),
                 Ok(GetStatus::Pending(owner)) => self.pending.saw(owner, now),
                 Err(e) => return Some(Err(e)),

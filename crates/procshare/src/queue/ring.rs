@@ -9,7 +9,10 @@
 //! +--------------+------------+-----------+-----------+----- ... ----------------------+
 //!
 //! queue header (one cache line per group)
-//!   maxsize, max_message                   written once at creation
+//!   maxsize, max_message, format           written once at creation (format: 0 native,
+//!                                            1 pickle; checked on open)
+//!   shutdown                               0, then SHUT_DOWN (| IMMEDIATE): set once, by
+//!                                            `shutdown` (read by every put/get: same line)
 //!   prod: RawLock, tail, bump, nsegs,      producer side (prod lock: sync::raw::RawLock,
 //!         free_top, cached_head              16 bytes)
 //!   cons: RawLock, head, dead, log{..},    consumer side (cons lock)
@@ -161,6 +164,15 @@ const COMMITTED: u32 = 0x434f_4d54; // "COMT"
 /// Given up by its (live) producer: consumers skip it like a dead producer's record.
 const ABANDONED: u32 = 0x4142_4e44; // "ABND"
 
+/// `Constants::format` values.
+pub(crate) const FORMAT_NATIVE: u64 = 0;
+pub(crate) const FORMAT_PICKLE: u64 = 1;
+/// `Constants::shutdown` bits.
+const SHUT_DOWN: u64 = 1;
+const IMMEDIATE: u64 = 2;
+/// Payload bytes of every ring's region (the header, the links and `MAX_SEGS` segments).
+pub(crate) const RING_LEN: usize = SEGS_BASE + MAX_SEGS as usize * SEG_SIZE;
+
 /// The record owner value of this process: `{ pid:32 | start time mod 2^32 :32 }` (never 0),
 /// cached per process (a forked child has another pid, so it computes its own).
 ///
@@ -206,6 +218,12 @@ fn record_owner_is_dead(owner_value: u64) -> bool {
 struct Constants {
     maxsize: AtomicU64,
     max_message: AtomicU64,
+    /// The item format ([`FORMAT_NATIVE`], [`FORMAT_PICKLE`]); anything else is refused on open.
+    format: AtomicU64,
+    /// [`SHUT_DOWN`] and maybe [`IMMEDIATE`] once the queue is shut down; never cleared.
+    /// Release-set by `shut_down` before it takes and drops the producer lock; read Relaxed
+    /// under the producer lock by `reserve_locked` (ordered by the lock) and Acquire by waiters.
+    shutdown: AtomicU64,
 }
 
 #[repr(C, align(64))]
@@ -358,17 +376,33 @@ pub(crate) struct Ring {
 impl Ring {
     /// A new queue holding at most `maxsize` items (0 = [`MAX_ITEMS`]).
     pub(crate) fn create(maxsize: usize) -> Result<Ring> {
+        Self::check_maxsize(maxsize)?;
+        let region = Region::create(MAGIC, RING_LEN, |r| Self::init(r, maxsize, FORMAT_NATIVE))?;
+        Ok(Ring { region })
+    }
+
+    /// A new queue in `fd`, a fresh named file of `HEADER_LEN + RING_LEN` zero bytes.
+    pub(crate) fn create_in(fd: std::os::fd::OwnedFd, maxsize: usize, format: u64) -> Result<Ring> {
+        Self::check_maxsize(maxsize)?;
+        let region = Region::create_in(fd, MAGIC, RING_LEN, |r| Self::init(r, maxsize, format))?;
+        Ok(Ring { region })
+    }
+
+    fn check_maxsize(maxsize: usize) -> Result<()> {
         if maxsize > MAX_ITEMS {
             return Err(Error::invalid(format!(
                 "maxsize {maxsize} is larger than the most a queue can hold ({MAX_ITEMS})"
             )));
         }
-        let len = SEGS_BASE + MAX_SEGS as usize * SEG_SIZE;
-        let region = Region::create(MAGIC, len, |_| {})?;
-        let ring = Ring { region };
-        let h = ring.header();
+        Ok(())
+    }
+
+    /// Writes the header of a fresh (zeroed) ring; published by the region's READY store.
+    fn init(region: &Region, maxsize: usize, format: u64) {
+        let h = region.at::<Header>(0);
         h.constants.maxsize.store(maxsize as u64, Ordering::Relaxed);
         h.constants.max_message.store(DEFAULT_MAX_MESSAGE as u64, Ordering::Relaxed);
+        h.constants.format.store(format, Ordering::Relaxed);
         // Segment 0 alone in the circle (its `next` is 0: itself, as the memfd starts zeroed).
         let start = Pos { seg: 0, off: SEG_HDR, seq: 0 }.pack();
         h.prod.tail.store(start, Ordering::Relaxed);
@@ -377,16 +411,28 @@ impl Ring {
         h.cons.cached_tail.store(start, Ordering::Relaxed);
         h.prod.bump.store(1, Ordering::Relaxed);
         h.prod.nsegs.store(1, Ordering::Release);
-        Ok(ring)
     }
 
-    /// Wraps a region received from another process.
+    /// Wraps a region received from another process, or opened by name.
     pub(crate) fn from_region(region: Region) -> Result<Ring> {
         let region = region.expect(MAGIC)?;
         if region.payload_len() < SEGS_BASE + SEG_SIZE {
             return Err(corrupt("region too small"));
         }
-        Ok(Ring { region })
+        let ring = Ring { region };
+        ring.format()?;
+        Ok(ring)
+    }
+
+    /// The item format recorded at creation ([`FORMAT_NATIVE`] or [`FORMAT_PICKLE`]).
+    pub(crate) fn format(&self) -> Result<u64> {
+        match self.header().constants.format.load(Ordering::Relaxed) {
+            f @ (FORMAT_NATIVE | FORMAT_PICKLE) => Ok(f),
+            f => Err(Error::invalid(format!(
+                "the queue's item format {f} is not one this procshare knows (made by a newer \
+                 version, or not a procshare queue)"
+            ))),
+        }
     }
 
     /// The region, to serialize the handle.
@@ -697,6 +743,10 @@ impl Ring {
 
     fn reserve_locked(&self, lens: &[usize], slots: &mut Vec<PutSlot>) -> Result<PutStatus> {
         let h = self.header();
+        // Relaxed: `shut_down` sets the word under this lock (ordered by it).
+        if h.constants.shutdown.load(Ordering::Relaxed) != 0 {
+            return Err(Error::ShutDown);
+        }
         // We hold the producer lock: nobody else writes the tail.
         let mut tail = Pos::unpack(h.prod.tail.load(Ordering::Relaxed));
         if tail.off > SEG_SIZE {
@@ -1139,6 +1189,82 @@ impl Ring {
                 return true;
             }
         }
+    }
+
+    // ---- shutdown ---------------------------------------------------------------------------
+
+    /// Whether `shutdown` was called on the queue (by any process). One load of the header's
+    /// first line, which every put and get reads anyway.
+    #[inline]
+    pub(crate) fn is_shut_down(&self) -> bool {
+        // Acquire: pairs with the Release `fetch_or` in `shut_down`.
+        self.header().constants.shutdown.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether the queue was shut down with `immediate`.
+    #[inline]
+    pub(crate) fn is_shut_down_immediately(&self) -> bool {
+        self.header().constants.shutdown.load(Ordering::Acquire) & IMMEDIATE != 0
+    }
+
+    /// Python 3.13's `Queue.shutdown` for every handle in every process: no put reserves
+    /// anything afterwards (`reserve_locked` refuses under the producer lock), and every sleeper
+    /// is woken to look again. With `immediate`, what is queued is discarded and counted done
+    /// (see [`Ring::discard`]).
+    ///
+    /// Crash table: killed after the flag, before the wakes: sleepers see the flag at their next
+    /// poll (20..50 ms); killed mid-discard: as a consumer killed mid-skip (the skip log), and
+    /// what is left is discarded by the next get, join or shutdown.
+    pub(crate) fn shut_down(&self, immediate: bool) {
+        let h = self.header();
+        let bits = SHUT_DOWN | if immediate { IMMEDIATE } else { 0 };
+        // Set under the producer lock, so that a put either reserved before it (and published
+        // its tail before we got the lock: a getter that sees the flag sees that tail too) or
+        // reserves after it and sees the flag. A lock we cannot get within the bound (a stopped
+        // holder) only weakens that for the holder's one put; the flag is set either way.
+        let locked = h.prod.lock.lock(Deadline::after(Duration::from_secs(1))).is_some();
+        // Release: partner of the Acquire loads in `is_shut_down`.
+        h.constants.shutdown.fetch_or(bits, Ordering::Release);
+        if locked {
+            h.prod.lock.unlock();
+        }
+        if immediate {
+            let _ = self.discard();
+        }
+        self.put_signal().bump_wake_all();
+        self.get_signal().bump_wake_all();
+        self.join_signal().bump_wake_all();
+    }
+
+    /// Takes every committed record off the head without delivering it, counting each as done
+    /// for `join` (as skipped records are: through `dead`); stops at a record a live producer
+    /// is still writing (its item is discarded by whoever calls this next: a get, a join).
+    /// Returns how many records it took.
+    pub(crate) fn discard(&self) -> Result<usize> {
+        if !self.lock_consumer(Deadline::after(Duration::from_secs(1))) {
+            return Ok(0);
+        }
+        let mut guard = ConsGuard { ring: self, moved: false };
+        let mut n = 0;
+        let result = loop {
+            match self.start_get(true) {
+                Ok(Head::Record(mut g)) => {
+                    g.skip = true;
+                    if let Err(e) = self.finish_get(g, &mut Vec::new(), &mut |_| {}) {
+                        break Err(e);
+                    }
+                    guard.moved = true;
+                    n += 1;
+                }
+                Ok(_) => break Ok(n),
+                Err(e) => break Err(e),
+            }
+        };
+        drop(guard);
+        if n > 0 {
+            self.maybe_trim();
+        }
+        result
     }
 
     /// Scribbles over the whole header and segment 0 (tests of garbage handling).

@@ -4,6 +4,7 @@ use super::queue::Queue;
 use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// Python's `multiprocessing.SimpleQueue`: an unbounded [`Queue`] with the small surface
 /// (`put`, `get`, `empty`, `close`). Same shared-memory ring, same crash guarantees.
@@ -58,9 +59,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn get(&self) -> Result<T> {
-        if self.queue.is_closed() {
-            return Err(Error::Closed);
-        }
+        self.check_open()?;
         self.queue.get()
     }
 
@@ -74,6 +73,61 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// ```
     pub fn empty(&self) -> bool {
         self.queue.empty()
+    }
+
+    /// Shuts the queue down for every handle in every process, as [`Queue::shutdown`]: `put` is
+    /// `Err(ShutDown)`, `get` drains what is left (nothing with `immediate`) and then returns
+    /// `Err(ShutDown)`, and blocked getters wake.
+    ///
+    /// ```
+    /// let q = procshare::SimpleQueue::<u8>::new()?;
+    /// q.shutdown(true);
+    /// assert!(matches!(q.get(), Err(procshare::Error::ShutDown)));
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn shutdown(&self, immediate: bool) {
+        self.queue.shutdown(immediate);
+    }
+
+    /// Puts one item given as its encoded bytes (see [`Queue::put_bytes`]).
+    pub fn put_bytes(&self, data: &[u8]) -> Result<()> {
+        self.queue.put_bytes(data)
+    }
+
+    /// Puts encoded bytes only if there is room now (see [`Queue::put_bytes_nowait`]).
+    pub fn put_bytes_nowait(&self, data: &[u8]) -> Result<()> {
+        self.queue.put_bytes_nowait(data)
+    }
+
+    /// Puts encoded bytes, giving up after `timeout` (see [`Queue::put_bytes_timeout`]).
+    pub fn put_bytes_timeout(&self, data: &[u8], timeout: Duration) -> Result<()> {
+        self.queue.put_bytes_timeout(data, timeout)
+    }
+
+    /// Removes the oldest item and returns its encoded bytes (see [`Queue::get_bytes`]).
+    pub fn get_bytes(&self) -> Result<Vec<u8>> {
+        self.check_open()?;
+        self.queue.get_bytes()
+    }
+
+    /// [`SimpleQueue::get_bytes`], giving up with `Err(Empty)` after `timeout`.
+    pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        self.check_open()?;
+        self.queue.get_bytes_timeout(timeout)
+    }
+
+    /// [`SimpleQueue::get_bytes`] if an item is ready now, else `Err(Empty)`.
+    pub fn get_bytes_nowait(&self) -> Result<Vec<u8>> {
+        self.check_open()?;
+        self.queue.get_bytes_nowait()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.queue.is_closed() {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
     }
 
     /// This handle can no longer put or get; idempotent.

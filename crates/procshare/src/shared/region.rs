@@ -22,7 +22,9 @@
 //! its header names, before mapping it.
 //!
 //! Crash table: a creator killed before `READY` leaves a memfd nobody else holds; it dies with
-//! the creator. After `READY` the header never changes.
+//! the creator (a named queue's file, [`Region::create_in`]: a file whose openers give up on it
+//! after a short wait and that the shared-memory tracker removes, its creator's token being
+//! dead). After `READY` the header never changes.
 //!
 //! # Safety
 //! Users view the payload through [`Region::at`], a safe method: it checks bounds and
@@ -39,6 +41,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Bytes before the payload; keeps the payload cache-line aligned.
 pub(crate) const HEADER_LEN: usize = 64;
@@ -121,6 +124,70 @@ impl Region {
         if h.state.load(Ordering::Acquire) != READY {
             return Err(Error::invalid("shared region is not initialised (its creator died?)"));
         }
+        region.check_header(magic, total)?;
+        Ok(region)
+    }
+
+    /// A region in `fd`, a fresh zero-filled file of exactly `HEADER_LEN + payload_len` bytes
+    /// made by the caller (a named queue's `/dev/shm` file, which the tracker made and sized):
+    /// as [`Region::create`], but not sealed — seals exist only for memfds, so an opener checks
+    /// the size instead ([`Region::open_named`]).
+    pub(crate) fn create_in(
+        fd: OwnedFd,
+        magic: u64,
+        payload_len: usize,
+        init: impl FnOnce(&Region),
+    ) -> Result<Region> {
+        let total = payload_len
+            .checked_add(HEADER_LEN)
+            .ok_or_else(|| Error::invalid("shared region too large"))?;
+        if memfd::len(fd.as_fd())? != total as u64 {
+            return Err(Error::invalid("shared region file does not have the size asked for"));
+        }
+        let map = Mapping::map(fd.as_fd(), total)?;
+        let region = Region(Arc::new(Inner { fd, map, magic }));
+        init(&region);
+        let h = region.header();
+        h.magic.store(magic, Ordering::Relaxed);
+        h.version.store(VERSION, Ordering::Relaxed);
+        h.payload_len.store(payload_len as u64, Ordering::Relaxed);
+        // Release: pairs with the Acquire in `open_named`; the payload is initialised before.
+        h.state.store(READY, Ordering::Release);
+        Ok(region)
+    }
+
+    /// Maps a region made by [`Region::create_in`] in a file another process opened by name
+    /// (the caller checked that it is a regular file of this user's, reached without following
+    /// a symlink). Checks the header as [`Region::open`] does; the file cannot be sealed, so its
+    /// size is only checked against the header: a process of this same user that truncates it
+    /// later can make our accesses past the new end fault (SIGBUS) — the exposure of every
+    /// named POSIX segment, Python's included. A region still being initialised (its creator
+    /// is between sizing the file and `READY`, microseconds) is waited for, up to `wait`.
+    pub(crate) fn open_named(fd: OwnedFd, magic: u64, wait: Duration) -> Result<Region> {
+        let total = memfd::len(fd.as_fd())?;
+        let total = usize::try_from(total).map_err(|_| Error::invalid("region too large"))?;
+        if total < HEADER_LEN {
+            return Err(Error::invalid("shared region is smaller than its header"));
+        }
+        let map = Mapping::map(fd.as_fd(), total)?;
+        let region = Region(Arc::new(Inner { fd, map, magic }));
+        let h = region.header();
+        let deadline = std::time::Instant::now() + wait;
+        // Acquire: pairs with the Release in `create_in`.
+        while h.state.load(Ordering::Acquire) != READY {
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::invalid(
+                    "shared region is not initialised (its creator died, or it is not procshare's)",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        region.check_header(magic, total)?;
+        Ok(region)
+    }
+
+    fn check_header(&self, magic: u64, total: usize) -> Result<()> {
+        let h = self.header();
         if h.magic.load(Ordering::Relaxed) != magic {
             return Err(Error::invalid("shared region holds a different kind of object"));
         }
@@ -130,7 +197,7 @@ impl Region {
         if h.payload_len.load(Ordering::Relaxed) != (total - HEADER_LEN) as u64 {
             return Err(Error::invalid("shared region size does not match its header"));
         }
-        Ok(region)
+        Ok(())
     }
 
     fn header(&self) -> &Header {

@@ -9,7 +9,7 @@
 //!                                           never removed, even when empty
 //!   <name>/                                 one directory per segment procshare created (0700)
 //!     meta                                  "procshare-shm 1 <ino> <size> <pid> <start> <unix secs>
-//!                                            <persistent> <temporary name>"
+//!                                            <persistent> <temporary name> [queue]"
 //!     meta.tmp.<random>                     the next meta, renamed over it
 //!     t.<pid>.<start>.<seq>                 one token per process using the segment,
 //!                                           held under flock(LOCK_EX) by that process
@@ -42,6 +42,9 @@
 //!   `procshare shm ls` and for a port to systems that round it to pages.
 //! * Persistent segments (`SharedMemory::create_persistent`) get a `meta` with the flag set and
 //!   no tokens: nobody unlinks them but an explicit `unlink`.
+//! * Named queues (`Queue::create_named`) are segments too — the queue's ring lives in the
+//!   `/dev/shm` file — registered, opened, swept and listed the same way; `meta` ends with
+//!   `queue` for them (an older parser ignores the extra word), so `procshare shm ls` can say so.
 //!
 //! # Other users
 //!
@@ -353,19 +356,22 @@ pub(crate) struct Meta {
     persistent: bool,
     /// The temporary name the segment was made under before being linked to its own.
     tmp: String,
+    /// A named queue's ring, not a plain segment.
+    queue: bool,
 }
 
 impl Meta {
     pub(crate) fn render(&self) -> String {
         format!(
-            "{META_MAGIC} 1 {} {} {} {} {} {} {}\n",
+            "{META_MAGIC} 1 {} {} {} {} {} {} {}{}\n",
             self.ino,
             self.size,
             self.pid,
             self.start,
             self.created,
             self.persistent as u8,
-            self.tmp
+            self.tmp,
+            if self.queue { " queue" } else { "" }
         )
     }
 
@@ -386,6 +392,11 @@ impl Meta {
                 _ => return None,
             },
             tmp: f.next().filter(|t| t.starts_with(TMP_PREFIX) && !t.contains('/'))?.to_owned(),
+            queue: match f.next() {
+                None => false,
+                Some("queue") => true,
+                Some(_) => return None,
+            },
         };
         Some(meta)
     }
@@ -603,6 +614,39 @@ fn sweep_all(dry_run: bool) -> Result<Vec<Swept>> {
 /// `name` (atomic, fails if the name is taken), so a sweeper can always tell whether a name
 /// belongs to a creation that died half-way.
 pub(crate) fn create(name: &str, size: usize, persistent: bool) -> Result<OwnedFd> {
+    create_kind(name, size, persistent, false)
+}
+
+/// Creates the `/dev/shm` file of named queue `name` (`size` bytes, sparse) and registers it
+/// like a segment (not persistent).
+pub(crate) fn create_queue(name: &str, size: usize) -> Result<OwnedFd> {
+    create_kind(name, size, false, true)
+}
+
+/// A user-supplied segment or queue name, checked (see `SharedMemory`'s names).
+pub(crate) fn check_name(name: &str) -> Result<&str> {
+    super::segment::check_name(name)
+}
+
+/// The inode of `fd` if it is a regular file of this user's (what `open` accepts by name);
+/// else an `Err` naming `name`. For descriptors received from a parent process.
+pub(crate) fn check_own_file(fd: std::os::fd::BorrowedFd<'_>, name: &str) -> Result<u64> {
+    let st = sys_shm::stat(fd)?;
+    let path = Path::new(sys_shm::SHM_DIR).join(name);
+    if !st.is_file() {
+        return Err(refuse(&path, "is not a regular file", "it is not a segment"));
+    }
+    if st.uid != sys_shm::euid() {
+        return Err(refuse(
+            &path,
+            &format!("is owned by uid {}, not by this user", st.uid),
+            "its owner could read and change it under you",
+        ));
+    }
+    Ok(st.ino)
+}
+
+fn create_kind(name: &str, size: usize, persistent: bool, queue: bool) -> Result<OwnedFd> {
     for _ in 0..RETRIES {
         let reg = Registry::open(true)?;
         let Some(root) = &reg.root else { continue };
@@ -649,6 +693,7 @@ pub(crate) fn create(name: &str, size: usize, persistent: bool) -> Result<OwnedF
             created: now_secs(),
             persistent,
             tmp: String::new(),
+            queue,
         };
         let made_fd = (|| -> Result<OwnedFd> {
             let mut fd = None;
@@ -818,6 +863,9 @@ pub struct SegmentInfo {
     pub persistent: bool,
     /// Whether the segment itself still exists (false: only a stale registry entry is left).
     pub exists: bool,
+    /// A named queue (`Queue::create_named`): `size` is its address space (64 GiB, sparse),
+    /// not memory in use.
+    pub queue: bool,
 }
 
 /// Every named segment this user's procshare processes created, live or stray, sorted by name.
@@ -841,6 +889,7 @@ pub fn list_segments() -> Result<Vec<SegmentInfo>> {
                 created: now,
                 persistent: false,
                 tmp: String::new(),
+                queue: false,
             });
             SegmentInfo {
                 name: s.name,
@@ -850,6 +899,7 @@ pub fn list_segments() -> Result<Vec<SegmentInfo>> {
                 age: Duration::from_secs(now.saturating_sub(m.created)),
                 persistent: m.persistent,
                 exists: s.exists,
+                queue: m.queue,
             }
         })
         .collect())
@@ -882,8 +932,12 @@ mod tests {
             created: 5,
             persistent: true,
             tmp: "procshare-tmp.42.1".into(),
+            queue: false,
         };
-        assert_eq!(Meta::parse(&m.render()), Some(m));
+        assert_eq!(Meta::parse(&m.render()), Some(m.clone()));
+        let q = Meta { queue: true, persistent: false, ..m };
+        assert_eq!(Meta::parse(&q.render()), Some(q));
+        assert_eq!(Meta::parse("procshare-shm 1 7 100 42 9 5 0 procshare-tmp.1.1 queue2"), None);
         assert_eq!(Meta::parse("procshare-shm 1 7 100"), None);
         assert_eq!(Meta::parse("garbage"), None);
         assert_eq!(Meta::parse("procshare-shm 1 7 100 42 9 5 2 procshare-tmp.1.1"), None);
@@ -970,6 +1024,7 @@ mod tests {
                 created: 0,
                 persistent: false,
                 tmp: "procshare-tmp.1.x".into(),
+                queue: false,
             };
             lock.write_meta(&meta).unwrap();
             let swept = sweep_dir(&reg, lock, "psm_f", true);
