@@ -12,6 +12,7 @@ pub mod conn;
 pub mod queue;
 pub mod reduce;
 pub mod signals;
+mod sync;
 
 #[pymodule]
 fn _procshare(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -20,5 +21,6 @@ fn _procshare(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reduce::_rebuild, m)?)?;
     queue::register(m)?;
     conn::register(m)?;
+    sync::register(m)?;
     Ok(())
 }

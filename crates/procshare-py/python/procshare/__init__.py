@@ -36,7 +36,8 @@ __all__ = [
 
 # The locks and sync primitives (built by the sync module of the extension) under their
 # multiprocessing names, when this build has them.
-for _name in ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Condition", "Barrier"):
+for _name in ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Condition", "Barrier",
+              "LockNotOwnedError"):
     if hasattr(_procshare, _name):
         globals()[_name] = getattr(_procshare, _name)
         __all__.append(_name)
