@@ -32,6 +32,8 @@ fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
 struct Row {
     what: String,
     points: Vec<String>,
+    /// The "repaired by" cell says the kernel does it.
+    by_kernel: bool,
 }
 
 #[derive(Debug)]
@@ -117,9 +119,10 @@ fn tables_in(file: &str, text: &str) -> Vec<Table> {
                 for l in &table[2..] {
                     let c = cells(l);
                     let names = point_names(c.last().map(String::as_str).unwrap_or(""));
+                    let by_kernel = c.len() >= 2 && c[c.len() - 2].trim() == "the kernel";
                     match rows.last_mut() {
                         Some(r) if c[0].is_empty() => r.points.extend(names),
-                        _ => rows.push(Row { what: c[0].clone(), points: names }),
+                        _ => rows.push(Row { what: c[0].clone(), points: names, by_kernel }),
                     }
                 }
                 rows
@@ -187,10 +190,12 @@ fn the_parser_reads_a_table_with_continuations_and_escaped_bars() {
 #[test]
 fn every_crash_table_row_has_a_placed_point_that_a_test_arms() {
     let s = sources();
-    let tests = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crash_points.rs"),
-    )
-    .unwrap();
+    // The pipe's rows are armed in their own file, next to the pipe tests.
+    let tests = ["tests/crash_points.rs", "tests/crash_points_pipe.rs"]
+        .iter()
+        .map(|f| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut problems = Vec::new();
     let mut named = BTreeSet::new();
     let mut rows = 0;
@@ -212,7 +217,9 @@ fn every_crash_table_row_has_a_placed_point_that_a_test_arms() {
         };
         for r in table_rows {
             rows += 1;
-            if r.points.is_empty() {
+            // A row the kernel alone repairs has no step of ours to stop at (its promise is
+            // tested by killing the process outright, e.g. in tests/pipe_ring.rs).
+            if r.points.is_empty() && !r.by_kernel {
                 problems.push(format!("{}:{}: row {:?} names no point", t.file, t.line, r.what));
             }
             for p in &r.points {
