@@ -114,13 +114,7 @@ impl Region {
                 "shared region's memfd is not sealed against resizing (not made by procshare?)",
             ));
         }
-        let total = memfd::len(fd.as_fd())?;
-        let total = usize::try_from(total).map_err(|_| Error::invalid("region too large"))?;
-        if total < HEADER_LEN {
-            return Err(Error::invalid("shared region is smaller than its header"));
-        }
-        let map = Mapping::map(fd.as_fd(), total)?;
-        let region = Region(Arc::new(Inner { fd, map, magic }));
+        let (region, total) = Region::map_whole(fd, magic)?;
         let h = region.header();
         // Acquire: pairs with the Release in `create`.
         if h.state.load(Ordering::Acquire) != READY {
@@ -128,6 +122,18 @@ impl Region {
         }
         region.check_header(magic, total)?;
         Ok(region)
+    }
+
+    /// Maps all of `fd` (a received region, memfd or named file) once it is at least a header
+    /// long; the caller checks the header.
+    fn map_whole(fd: OwnedFd, magic: u64) -> Result<(Region, usize)> {
+        let total = memfd::len(fd.as_fd())?;
+        let total = usize::try_from(total).map_err(|_| Error::invalid("region too large"))?;
+        if total < HEADER_LEN {
+            return Err(Error::invalid("shared region is smaller than its header"));
+        }
+        let map = Mapping::map(fd.as_fd(), total)?;
+        Ok((Region(Arc::new(Inner { fd, map, magic })), total))
     }
 
     /// A region in `fd`, a fresh zero-filled file of exactly `HEADER_LEN + payload_len` bytes
@@ -166,13 +172,7 @@ impl Region {
     /// named POSIX segment, Python's included. A region still being initialised (its creator
     /// is between sizing the file and `READY`, microseconds) is waited for, up to `wait`.
     pub(crate) fn open_named(fd: OwnedFd, magic: u64, wait: Duration) -> Result<Region> {
-        let total = memfd::len(fd.as_fd())?;
-        let total = usize::try_from(total).map_err(|_| Error::invalid("region too large"))?;
-        if total < HEADER_LEN {
-            return Err(Error::invalid("shared region is smaller than its header"));
-        }
-        let map = Mapping::map(fd.as_fd(), total)?;
-        let region = Region(Arc::new(Inner { fd, map, magic }));
+        let (region, total) = Region::map_whole(fd, magic)?;
         let h = region.header();
         let deadline = std::time::Instant::now() + wait;
         // Acquire: pairs with the Release in `create_in`.
