@@ -239,6 +239,9 @@ impl PyConnection {
     fn close(&self) {
         let old = self.conn.write().unwrap_or_else(|p| p.into_inner()).take();
         drop(old);
+        // The descriptors exported for a child (spawn, forkserver) go too, or this process
+        // would keep the end open and the peer would never see end-of-file.
+        self.exported.clear();
     }
 
     /// True once close() was called.

@@ -15,7 +15,8 @@
 //! The exported descriptors are duplicates that must stay open until the popen object has
 //! launched the child, after `__reduce__` returned; [`Exported`] keeps the first export for the
 //! object's lifetime (a handle's descriptors never change, so every child gets the same ones)
-//! instead of leaking a set per child.
+//! instead of leaking a set per child — until a `Connection` is closed, which closes them too
+//! (a parent that closed its copy of the child's end must not keep that end open).
 //!
 //! A class takes part by holding an [`Exported`], returning [`reduce`] from `__reduce__` and
 //! offering a static `_from_reduced(bytes, fds)` that calls [`import`].
@@ -27,26 +28,35 @@ use pyo3::types::{PyBytes, PyList, PyTuple, PyType};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
-/// The first export of a handle, kept for the object's lifetime (see the module docs).
+/// The first export of a handle, kept until the object is closed or dropped (see the module
+/// docs).
 #[derive(Default)]
-pub struct Exported(OnceLock<(Vec<u8>, Vec<OwnedFd>)>);
+pub struct Exported(Mutex<Option<(Vec<u8>, Vec<OwnedFd>)>>);
 
 impl Exported {
-    /// The handle's bytes and descriptors, exported on first use.
+    /// The handle's bytes and descriptors, exported on first use (again after [`clear`]).
+    ///
+    /// [`clear`]: Exported::clear
     pub fn get<H: Serialize + ?Sized>(
         &self,
         py: Python<'_>,
         handle: &H,
-    ) -> PyResult<(&[u8], Vec<RawFd>)> {
-        if self.0.get().is_none() {
-            let fresh = procshare::ffi::export(handle).map_err(|e| crate::signals::error(py, e))?;
-            // A racing thread may have set it first: its export is as good as ours.
-            let _ = self.0.set(fresh);
+    ) -> PyResult<(Vec<u8>, Vec<RawFd>)> {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(procshare::ffi::export(handle).map_err(|e| crate::signals::error(py, e))?);
         }
-        let (bytes, fds) = self.0.get().expect("set above");
-        Ok((bytes, fds.iter().map(|f| f.as_raw_fd()).collect()))
+        let (bytes, fds) = g.as_ref().expect("set above");
+        Ok((bytes.clone(), fds.iter().map(|f| f.as_raw_fd()).collect()))
+    }
+
+    /// Closes the exported descriptors: a closed object must not keep its handle's descriptors
+    /// open (a Connection's peer would never see end-of-file).
+    pub fn clear(&self) {
+        let old = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(old);
     }
 
     /// A descriptor of the handle that stays open while this object lives (for `fileno()`).
@@ -97,7 +107,7 @@ pub fn reduce<'py, H: Serialize + ?Sized>(
     let rebuild = py.import("procshare._procshare")?.getattr("_rebuild")?;
     let args = PyTuple::new(
         py,
-        [slf.get_type().into_any(), PyBytes::new(py, bytes).into_any(), dups.into_any()],
+        [slf.get_type().into_any(), PyBytes::new(py, &bytes).into_any(), dups.into_any()],
     )?;
     PyTuple::new(py, [rebuild, args.into_any()])
 }

@@ -164,7 +164,7 @@ fn export_for_child<H: serde::Serialize + ?Sized>(
     for fd in fds {
         wrapped.append(dup_fd.call1((fd,))?)?;
     }
-    Ok((PyBytes::new(py, bytes).unbind(), wrapped.unbind()))
+    Ok((PyBytes::new(py, &bytes).unbind(), wrapped.unbind()))
 }
 
 /// The inverse of [`export_for_child`], in the child: detaches each `DupFd` (whose descriptor

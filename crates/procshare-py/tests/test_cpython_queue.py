@@ -21,10 +21,10 @@ Tests that do not apply, and why (each is skipped by name below with its reason)
     they use multiprocessing.reduction.send_handle/recv_handle on `conn.fileno()` (fd passing
     over a Unix socket Connection); procshare's fileno() is a descriptor for polling, not a
     socket to send descriptors over.
-OPEN (not a "does not apply"): _TestConnection runs under fork only. Under spawn its
-test_connection hung (no answer from the spawned echo child within 300 s) and there was no time
-left to find out why before the deadline; the spawn/forkserver passing of Connection itself is
-tested in test_queue.py (test_every_class_passes_to_children_under_every_start_method).
+Both classes run under every start method. (_TestConnection used to hang under spawn and
+forkserver: a Connection exported for a spawned child kept its descriptor duplicates for the
+object's lifetime, so after `child_conn.close()` the parent itself still held the child's end
+and `conn.recv()` waited for an end-of-file that could never come. close() now closes them.)
 
 Run: python -m unittest discover -s crates/procshare-py/tests -p 'test_cpython_queue.py'
 Set PROCSHARE_START_METHODS=fork (comma-separated) to run fewer start methods.
@@ -90,8 +90,6 @@ if cpython is not None:
     for _method in METHODS:
         _Mixin = _mixin(_method)
         for _name in CLASSES:
-            if _name == "_TestConnection" and _method != "fork":
-                continue  # OPEN: see the module docs
             _base = getattr(cpython, _name)
             _new = "WithProcshare" + _method.capitalize() + _name[len("_Test"):]
             _attrs = {"__module__": __name__}

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::shared::handles;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 
 /// Serializes `handle` (any procshare handle, or a value holding some) into bytes and the
@@ -27,6 +28,23 @@ pub fn export<H: Serialize + ?Sized>(handle: &H) -> Result<(Vec<u8>, Vec<OwnedFd
 /// a sealed memfd of the size its header claims, and so on).
 pub fn import<H: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<H> {
     handles::import(fds, || codec::decode(bytes))
+}
+
+/// Names the command that starts this process's tracker reaper (the helper that unlinks named
+/// segments when their last user dies, SIGKILL included), for a binding whose processes cannot
+/// re-run `/proc/self/exe` as one: in a Python process that is `python`. The command must end
+/// up calling [`run_reaper`]. Call it before the first named queue or segment is made; false
+/// if a command was named already (the first one stays).
+pub fn set_reaper_command(program: OsString, args: Vec<OsString>) -> bool {
+    crate::shm::tracker::set_reaper_command(program, args)
+}
+
+/// The reaper started by the command of [`set_reaper_command`]: if this process is one (the
+/// environment names our live parent, or a dead process; stdin is a pipe; not set-user-ID),
+/// it waits for that parent to die, sweeps and exits, never returning. Returns false at once,
+/// having done nothing, if this process is no such reaper.
+pub fn run_reaper() -> bool {
+    crate::shm::tracker::reap_if_asked(true)
 }
 
 #[cfg(test)]

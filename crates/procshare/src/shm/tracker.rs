@@ -30,7 +30,11 @@
 //!   parent is gone, SIGKILL included) it waits for the parent to be fully dead and sweeps. It
 //!   ignores SIGINT/SIGTERM/SIGHUP and runs in its own session, so Ctrl-C does not stop it first.
 //!   Correctness never depends on the reaper: it only makes the cleanup prompt when the last
-//!   user dies with nobody else around to notice.
+//!   user dies with nobody else around to notice. Where this executable cannot be the reaper (a
+//!   Python process is `python`, which has no load-time hook of ours before its `main`), a
+//!   language binding names the command that starts one (`ffi::set_reaper_command`, before the
+//!   first registration); that reaper gets the spec as `ext:<pid>:<start>`, which the load-time
+//!   hook ignores, and the binding's entry point (`ffi::run_reaper`) makes the same checks.
 //! * Every registry change happens under `flock` on the segment's directory, so a sweeper never
 //!   sees a half-made registration, and a process that opens a segment cannot race the sweeper
 //!   that unlinks it.
@@ -94,15 +98,18 @@ use crate::error::{Error, Result};
 use crate::sys::dir::{Dir, Stat};
 use crate::sys::{memfd, proc, shm as sys_shm};
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const REAPER_ENV: &str = "PROCSHARE_SHM_REAPER";
+/// The spec's prefix for a reaper started by a binding's command rather than `/proc/self/exe`.
+const EXTERNAL_REAPER: &str = "ext:";
 const META: &str = "meta";
 /// `meta` is rewritten as `meta.tmp.<random>` then renamed over.
 const META_TMP_PREFIX: &str = "meta.tmp.";
@@ -473,15 +480,33 @@ fn first_use() {
     });
 }
 
+/// The program and arguments that start the reaper, set by a language binding whose processes
+/// cannot re-run `/proc/self/exe` as one (see the module docs).
+static REAPER_COMMAND: OnceLock<(OsString, Vec<OsString>)> = OnceLock::new();
+
+/// Names the command that starts this process's reaper instead of `/proc/self/exe`; false if
+/// one was named already (the first stays). It takes effect if set before the first
+/// registration; the command must end up calling [`reap_if_asked`]`(true)`.
+pub(crate) fn set_reaper_command(program: OsString, args: Vec<OsString>) -> bool {
+    REAPER_COMMAND.set((program, args)).is_ok()
+}
+
 fn start_reaper() {
     use std::process::{Command, Stdio};
     let spec = format!("{}:{}", proc::current_pid(), proc::current_start_time());
-    let child = Command::new("/proc/self/exe")
-        .env(REAPER_ENV, spec)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
+    let mut command = match REAPER_COMMAND.get() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).env(REAPER_ENV, format!("{EXTERNAL_REAPER}{spec}"));
+            c
+        }
+        None => {
+            let mut c = Command::new("/proc/self/exe");
+            c.env(REAPER_ENV, spec);
+            c
+        }
+    };
+    let child = command.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
     if let Ok(mut child) = child {
         // The write end stays open (close-on-exec, so spawned children do not hold it) until
         // this process dies; the reaper sees EOF then.
@@ -496,8 +521,15 @@ fn start_reaper() {
 #[cfg_attr(not(miri), ctor::ctor)]
 #[cfg_attr(miri, allow(dead_code))]
 fn procshare_shm_reaper_hook() {
+    reap_if_asked(false);
+}
+
+/// Becomes the reaper if this process was started as one — by `/proc/self/exe` (`external`
+/// false: the load-time hook) or by a binding's command (`external` true) — and exits when it
+/// is done. Returns false, having done nothing, otherwise.
+pub(crate) fn reap_if_asked(external: bool) -> bool {
     let Some(spec) = std::env::var_os(REAPER_ENV) else {
-        return;
+        return false;
     };
     // A stray variable must not turn any procshare program into a reaper: it is followed only
     // outside secure execution (set-user-ID and the like), with a pipe as stdin, and only when
@@ -505,10 +537,11 @@ fn procshare_shm_reaper_hook() {
     // that died before we got here left us to init; sweeping is harmless then). Otherwise
     // `main` runs as usual.
     let parent = spec.to_str().and_then(|s| {
+        let s = if external { s.strip_prefix(EXTERNAL_REAPER)? } else { s };
         let (p, s) = s.split_once(':')?;
         Some((p.parse::<u32>().ok()?, s.parse::<u64>().ok()?))
     });
-    let Some((pid, start)) = parent else { return };
+    let Some((pid, start)) = parent else { return false };
     let stdin_is_pipe = std::fs::metadata("/proc/self/fd/0").is_ok_and(|m| {
         use std::os::unix::fs::FileTypeExt;
         m.file_type().is_fifo()
@@ -519,9 +552,8 @@ fn procshare_shm_reaper_hook() {
         !proc::is_alive(pid, start)
     };
     if proc::is_secure_exec() || !stdin_is_pipe || !ours {
-        return;
+        return false;
     }
-    let parent = Some((pid, start));
     sys_shm::detach_and_ignore_signals();
     let mut buf = [0u8; 64];
     let mut stdin = io::stdin();
@@ -535,13 +567,11 @@ fn procshare_shm_reaper_hook() {
     }
     // EOF comes while the parent's descriptors are being closed; its token locks are released
     // by the time it is a zombie.
-    if let Some((pid, start)) = parent {
-        for _ in 0..10_000 {
-            if !proc::is_alive(pid, start) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
+    for _ in 0..10_000 {
+        if !proc::is_alive(pid, start) {
+            break;
         }
+        std::thread::sleep(Duration::from_millis(1));
     }
     let _ = sweep_all(false);
     // A forked child that shared the parent's tokens may close them a moment later.
