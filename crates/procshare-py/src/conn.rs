@@ -9,7 +9,7 @@
 //! `close()` drops this object's reference to the handle; a call already under way in another
 //! thread keeps the descriptor until it returns (so the number is never reused under it).
 
-use crate::queue::{dumps, loads};
+use crate::queue::{unpickle, with_pickle};
 use crate::reduce::{self, Exported};
 use crate::signals::{self, blocking};
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
@@ -97,8 +97,7 @@ impl PyConnection {
     /// Pickles obj (protocol 5; pickling errors are raised here) and sends it as one message.
     fn send(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         self.check_writable()?;
-        let data = dumps(py, obj)?;
-        self.send_message(py, data.as_bytes())
+        with_pickle(py, obj, |data| self.send_message(py, data))
     }
 
     /// recv()
@@ -108,7 +107,7 @@ impl PyConnection {
     /// (Ctrl-C interrupts the wait); EOFError once the other end is closed and nothing is left.
     fn recv<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let data = self.recv_message(py, None)?;
-        loads(py, &data)
+        unpickle(py, data)
     }
 
     /// send_bytes(buf, offset=0, size=None)

@@ -51,10 +51,163 @@ pub fn dumps<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'p
     Ok(pickle_fn(py, &F, "dumps")?.bind(py).call1((obj, 5))?.downcast_into::<PyBytes>()?)
 }
 
+/// `pickle.loads`.
+fn loads_fn(py: Python<'_>) -> PyResult<PyObject> {
+    static F: GILOnceCell<PyObject> = GILOnceCell::new();
+    pickle_fn(py, &F, "loads")
+}
+
 /// `pickle.loads(data)`.
 pub fn loads<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    static F: GILOnceCell<PyObject> = GILOnceCell::new();
-    pickle_fn(py, &F, "loads")?.bind(py).call1((PyBytes::new(py, data),))
+    loads_fn(py)?.bind(py).call1((PyBytes::new(py, data),))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Large items without fresh memory.
+//
+// Moving 1 MiB items, the time went to page faults, not to copies: `pickle.dumps` and
+// `PyBytes::new` + `pickle.loads` each wrote a freshly allocated megabyte (glibc hands large
+// blocks back to the kernel and faults them in again), some 4 MiB of fresh pages per item. So a
+// large `bytes` is pickled by hand into a per-thread buffer that stays warm, and a large pickle
+// is unpickled from the received buffer itself (a `bytes` pickle by slicing it, any other
+// through a memoryview), leaving one fresh allocation per item: the object handed to the user.
+
+/// `bytes` at least this long go through [`with_pickle`]'s buffer, and pickles at least this long
+/// are unpickled in place: CPython's pickler writes bytes from `FRAME_SIZE_TARGET` (64 KiB) on
+/// outside any frame, so their pickle is exactly [`bytes_pickle_header`] + payload + `\x94.`.
+const LARGE_PICKLE: usize = 64 << 10;
+/// A per-thread pickle buffer above this is given back after use.
+const KEEP_PICKLE_BUFFER: usize = 16 << 20;
+/// CPython's `PyBUF_READ` (`object.h`; pyo3-ffi has it only from Python 3.11's abi3 on).
+const PY_BUF_READ: std::os::raw::c_int = 0x100;
+/// The end of a `bytes` pickle: MEMOIZE, STOP.
+const BYTES_PICKLE_TAIL: &[u8] = b"\x94.";
+
+/// The opening of `pickle.dumps(b, 5)` for a `bytes` b of `len` >= [`LARGE_PICKLE`] bytes:
+/// PROTO 5, then BINBYTES with a u32 length or BINBYTES8 with a u64 one.
+fn bytes_pickle_header(len: usize) -> ([u8; 11], usize) {
+    let mut h = [0u8; 11];
+    h[..2].copy_from_slice(b"\x80\x05");
+    match u32::try_from(len) {
+        Ok(n) => {
+            h[2] = b'B';
+            h[3..7].copy_from_slice(&n.to_le_bytes());
+            (h, 7)
+        }
+        Err(_) => {
+            h[2] = 0x8e;
+            h[3..11].copy_from_slice(&(len as u64).to_le_bytes());
+            (h, 11)
+        }
+    }
+}
+
+/// The payload of `data` if it is a pickle [`with_pickle`] writes for a large `bytes` (so
+/// `pickle.loads(data)` is a `bytes` equal to it), else `None`. Any other pickle, also a
+/// hostile one, just fails to match.
+fn bytes_pickle_payload(data: &[u8]) -> Option<&[u8]> {
+    let (len, at): (u64, usize) = match data.get(..3)? {
+        b"\x80\x05B" => (u64::from(u32::from_le_bytes(data.get(3..7)?.try_into().ok()?)), 7),
+        [0x80, 0x05, 0x8e] => (u64::from_le_bytes(data.get(3..11)?.try_into().ok()?), 11),
+        _ => return None,
+    };
+    let len = usize::try_from(len).ok()?;
+    let end = at.checked_add(len)?;
+    (len >= LARGE_PICKLE && data.get(end..)? == BYTES_PICKLE_TAIL).then(|| &data[at..end])
+}
+
+/// Whether this Python's pickler writes large `bytes` as [`bytes_pickle_header`] says (checked
+/// once against `pickle.dumps`; if a future CPython frames them otherwise, every item goes
+/// through `pickle.dumps` again).
+fn bytes_pickle_matches(py: Python<'_>) -> bool {
+    static OK: GILOnceCell<bool> = GILOnceCell::new();
+    *OK.get_or_init(py, || {
+        let sample = vec![7u8; LARGE_PICKLE + 1];
+        let Ok(reference) = dumps(py, PyBytes::new(py, &sample).as_any()) else { return false };
+        let (h, n) = bytes_pickle_header(sample.len());
+        let mine = [&h[..n], &sample, BYTES_PICKLE_TAIL].concat();
+        reference.as_bytes() == mine
+    })
+}
+
+thread_local! {
+    static PICKLE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `pickle.dumps(obj, protocol=5)`: for an exact `bytes` of at least
+/// [`LARGE_PICKLE`] bytes the same pickle written into this thread's warm buffer (no fresh
+/// memory), else `pickle.dumps`'s own.
+pub fn with_pickle<'py, R>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+    f: impl FnOnce(&[u8]) -> PyResult<R>,
+) -> PyResult<R> {
+    let large = obj
+        .downcast_exact::<PyBytes>()
+        .ok()
+        .filter(|b| b.as_bytes().len() >= LARGE_PICKLE && bytes_pickle_matches(py));
+    let Some(b) = large else {
+        return f(dumps(py, obj)?.as_bytes());
+    };
+    let payload = b.as_bytes();
+    let write = |buf: &mut Vec<u8>| {
+        let (h, n) = bytes_pickle_header(payload.len());
+        buf.clear();
+        buf.reserve(n + payload.len() + BYTES_PICKLE_TAIL.len());
+        buf.extend_from_slice(&h[..n]);
+        buf.extend_from_slice(payload);
+        buf.extend_from_slice(BYTES_PICKLE_TAIL);
+    };
+    PICKLE_BUFFER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            write(&mut buf);
+            let r = f(&buf);
+            if buf.capacity() > KEEP_PICKLE_BUFFER {
+                *buf = Vec::new();
+            }
+            r
+        }
+        // Re-entered (a signal handler that puts, run while `f` waited): a buffer of its own.
+        Err(_) => {
+            let mut buf = Vec::new();
+            write(&mut buf);
+            f(&buf)
+        }
+    })
+}
+
+/// `pickle.loads(data)`, reading a large pickle where it lies: a `bytes` pickle
+/// ([`bytes_pickle_payload`]) becomes its `bytes` at once, any other large pickle is read
+/// through a memoryview of `data` (no copy into a `bytes` first).
+pub fn unpickle(py: Python<'_>, data: Vec<u8>) -> PyResult<Bound<'_, PyAny>> {
+    if data.len() < LARGE_PICKLE {
+        return loads(py, &data);
+    }
+    if let Some(payload) = bytes_pickle_payload(&data) {
+        return Ok(PyBytes::new(py, payload).into_any());
+    }
+    let loads = loads_fn(py)?;
+    let len = pyo3::ffi::Py_ssize_t::try_from(data.len())
+        .map_err(|_| PyValueError::new_err("item too large"))?;
+    // SAFETY: `PyMemoryView_FromMemory` needs `len` readable bytes at the pointer for the
+    // view's life (flag PyBUF_READ: never written through). `data` is not moved or dropped
+    // until the view is released below; if releasing fails (an export still open, which
+    // `pickle.loads` does not leave), `data` is leaked rather than freed under it.
+    let view = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            pyo3::ffi::PyMemoryView_FromMemory(
+                data.as_ptr() as *mut std::os::raw::c_char,
+                len,
+                PY_BUF_READ,
+            ),
+        )?
+    };
+    let r = loads.bind(py).call1((&view,));
+    if view.call_method0("release").is_err() {
+        std::mem::forget(data);
+    }
+    r
 }
 
 enum Inner {
@@ -152,6 +305,79 @@ impl PyQueue {
     }
 }
 
+impl PyQueue {
+    /// Puts the pickles in order, with the GIL released once for the batch (and once more per
+    /// slice while a bounded queue is full). Each item waits for room until `deadline`; the
+    /// items before one that stays full are in the queue.
+    ///
+    /// One Rust put per item: this is where a batched byte put of the Rust queue (one
+    /// reservation for all of them) goes.
+    fn put_items(
+        &self,
+        py: Python<'_>,
+        items: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> PyResult<()> {
+        let q = &*self.inner;
+        let mut done = 0;
+        let r = blocking(py, deadline, |slice| {
+            let slice_end = Instant::now() + slice;
+            while let Some(item) = items.get(done) {
+                let r = match q.put_bytes_nowait(item) {
+                    Err(procshare::Error::Full) => q.put_bytes_timeout(
+                        item,
+                        slice_end.saturating_duration_since(Instant::now()),
+                    ),
+                    r => r,
+                };
+                match r {
+                    Ok(()) => done += 1,
+                    Err(procshare::Error::Full) => return None,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            Some(Ok(()))
+        })?;
+        r.unwrap_or(Err(procshare::Error::Full)).map_err(|e| signals::error(py, e))
+    }
+
+    /// Gets 1 to `max` pickles with the GIL released once for the batch: waits (in slices)
+    /// until `deadline` for the first, then takes what else is there without waiting. An error
+    /// after the first item ends the batch (the items taken are returned; the next call sees
+    /// the error again).
+    ///
+    /// One Rust get per item: this is where a batched byte get of the Rust queue (one lock
+    /// round for the batch) goes.
+    fn get_items(
+        &self,
+        py: Python<'_>,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> PyResult<Vec<Vec<u8>>> {
+        let q = &*self.inner;
+        let r = blocking(py, deadline, |slice| {
+            let first = match q.get_bytes_nowait() {
+                Err(procshare::Error::Empty) => q.get_bytes_timeout(slice),
+                r => r,
+            };
+            let first = match first {
+                Ok(item) => item,
+                Err(procshare::Error::Empty) => return None,
+                Err(e) => return Some(Err(e)),
+            };
+            let mut items = vec![first];
+            while items.len() < max {
+                match q.get_bytes_nowait() {
+                    Ok(item) => items.push(item),
+                    Err(_) => break,
+                }
+            }
+            Some(Ok(items))
+        })?;
+        r.unwrap_or(Err(procshare::Error::Empty)).map_err(|e| signals::error(py, e))
+    }
+}
+
 /// A queue opened by name must hold pickles: a native queue's items are a Rust encoding.
 fn check_pickle(q: &procshare::Queue<Item>) -> PyResult<()> {
     if q.format() != procshare::Format::Pickle {
@@ -232,8 +458,8 @@ impl PyQueue {
         let this = slf.get();
         this.check_closed(slf.as_any())?;
         let py = slf.py();
-        let item = dumps(py, obj)?;
-        this.put_item(py, item.as_bytes(), deadline_of(block, timeout)?)
+        let deadline = deadline_of(block, timeout)?;
+        with_pickle(py, obj, |item| this.put_item(py, item, deadline))
     }
 
     /// put_nowait(obj)
@@ -260,7 +486,7 @@ impl PyQueue {
         this.check_closed(slf.as_any())?;
         let py = slf.py();
         let item = this.get_item(py, deadline_of(block, timeout)?)?;
-        loads(py, &item)
+        unpickle(py, item)
     }
 
     /// get_nowait()
@@ -288,15 +514,12 @@ impl PyQueue {
         this.check_closed(slf.as_any())?;
         let py = slf.py();
         let deadline = deadline_of(block, timeout)?;
-        let mut items = Vec::new();
+        let mut pickles = Vec::new();
         for obj in objs.try_iter()? {
-            items.push(dumps(py, &obj?)?);
+            pickles.push(dumps(py, &obj?)?);
         }
-        // One put per item: the Rust queue has no batched put of raw bytes yet.
-        for item in items {
-            this.put_item(py, item.as_bytes(), deadline)?;
-        }
-        Ok(())
+        let items: Vec<&[u8]> = pickles.iter().map(|p| p.as_bytes()).collect();
+        this.put_items(py, &items, deadline)
     }
 
     /// get_many(max_messages, timeout=None, block=True)
@@ -319,16 +542,8 @@ impl PyQueue {
         if max_messages == 0 {
             return Ok(out);
         }
-        let mut items = vec![this.get_item(py, deadline_of(block, timeout)?)?];
-        while items.len() < max_messages {
-            match this.inner.get_bytes_nowait() {
-                Ok(item) => items.push(item),
-                Err(procshare::Error::Empty) => break,
-                Err(e) => return Err(signals::error(py, e)),
-            }
-        }
-        for item in items {
-            out.append(loads(py, &item)?)?;
+        for item in this.get_items(py, max_messages, deadline_of(block, timeout)?)? {
+            out.append(unpickle(py, item)?)?;
         }
         Ok(out)
     }
@@ -526,7 +741,7 @@ impl PySimpleQueue {
     /// Pickles obj (pickling errors are raised here) and puts it; never blocks.
     fn put(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         self.check()?;
-        self.q.put_item(py, dumps(py, obj)?.as_bytes(), None)
+        with_pickle(py, obj, |item| self.q.put_item(py, item, None))
     }
 
     /// get()
@@ -536,7 +751,7 @@ impl PySimpleQueue {
     fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.check()?;
         let item = self.q.get_item(py, None)?;
-        loads(py, &item)
+        unpickle(py, item)
     }
 
     /// empty()
