@@ -1,9 +1,9 @@
 //! Entry points for the fuzz targets in `fuzz/` (cargo feature `fuzzing`; not part of the API).
 //!
 //! Each function feeds arbitrary bytes to one decoder the way a hostile peer would reach it: a
-//! socket whose other end the input writes (records with descriptors, a byte stream, a
-//! handshake), shared memory whose bytes the input is (a queue's ring, a `ShareableList`), or
-//! the text of a file (the tracker's `meta`). The only property checked here is the house rule:
+//! socket whose other end the input writes (a byte stream, a handshake), shared memory whose
+//! bytes the input is (a queue's ring, a pipe's ring, a `ShareableList`), or the text of a file
+//! (the tracker's `meta`). The only property checked here is the house rule:
 //! bad input gives an `Err`, never a panic, an out-of-bounds access, a hang or an allocation
 //! out of proportion — so every function returns nothing and panics only on a broken invariant
 //! that is worth a report.
@@ -15,12 +15,11 @@ use crate::error::Error;
 use crate::pipe::auth::{Handshake, Role};
 use crate::queue::ring::{Ring, LINKS_BASE, SEGS_BASE, SEG_SIZE};
 use crate::sys::deadline::Deadline;
-use crate::sys::{memfd, socket};
 use crate::Connection;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -221,6 +220,44 @@ thread_local! {
     static RING: Ring = Ring::create(0).expect("a queue for the ring fuzz target");
 }
 
+/// Makes `ring`'s bytes what a hostile peer holding its memory wrote: `bytes` is
+/// `[header: RING_HDR][links: RING_LINKS][segment bytes...]`, cut where it ends, and everything
+/// else the previous run can have written (header, every link word, the two segments) is zeroed.
+fn fill_ring(ring: &Ring, bytes: &[u8]) {
+    let (hdr, rest) = bytes.split_at(bytes.len().min(RING_HDR));
+    let (links, segs) = rest.split_at(rest.len().min(RING_LINKS));
+    let segs = &segs[..segs.len().min(RING_SEGS)];
+    let region = ring.region();
+    assert!(SEGS_BASE + RING_SEGS <= region.payload_len());
+    // SAFETY: every range written lies inside the payload (the header and the whole link table
+    // end at SEGS_BASE, the two segments after it fit: asserted above). The queue was created by
+    // this thread (the `RING` or `PIPE_RING` thread-local) and no other process maps it; the
+    // only other handle on it is that pipe's reader, which runs on this thread and not during
+    // this write, so nothing else accesses those bytes meanwhile. The previous run's writes (a
+    // get can write the header, any link word, and punch segments) are all inside the zeroed
+    // ranges.
+    unsafe {
+        let p = region.payload();
+        std::ptr::write_bytes(p, 0, SEGS_BASE + RING_SEGS);
+        std::ptr::copy_nonoverlapping(hdr.as_ptr(), p, hdr.len());
+        std::ptr::copy_nonoverlapping(links.as_ptr(), p.add(LINKS_BASE), links.len());
+        std::ptr::copy_nonoverlapping(segs.as_ptr(), p.add(SEGS_BASE), segs.len());
+    }
+}
+
+/// What a writer left in `ring`, in [`fill_ring`]'s layout (trailing zero bytes cut: a shorter
+/// input reads as zeros there).
+fn ring_bytes(ring: &Ring) -> Vec<u8> {
+    let region = ring.region();
+    let mut out = vec![0u8; RING_HDR + RING_LINKS + RING_SEGS];
+    region.load_bytes(0, &mut out[..RING_HDR]);
+    region.load_bytes(LINKS_BASE, &mut out[RING_HDR..RING_HDR + RING_LINKS]);
+    region.load_bytes(SEGS_BASE, &mut out[RING_HDR + RING_LINKS..]);
+    let used = out.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    out.truncate(used);
+    out
+}
+
 /// The ring reader over arbitrary ring bytes: a queue whose header, first links and first
 /// segments are the input (everything else zero), then gets until it says empty or errs.
 ///
@@ -231,23 +268,7 @@ pub fn ring(data: &[u8]) {
 
 fn ring_over(ring: &Ring, data: &[u8]) {
     let Some((&ctl, data)) = data.split_first() else { return };
-    let (hdr, rest) = data.split_at(data.len().min(RING_HDR));
-    let (links, segs) = rest.split_at(rest.len().min(RING_LINKS));
-    let segs = &segs[..segs.len().min(RING_SEGS)];
-    let region = ring.region();
-    assert!(SEGS_BASE + RING_SEGS <= region.payload_len());
-    // SAFETY: every range written lies inside the payload (the header and the whole link table
-    // end at SEGS_BASE, the two segments after it fit: asserted above); the queue was created by
-    // this thread's `RING` and no other process or thread maps it, so nothing else accesses
-    // those bytes meanwhile. The previous run's writes (a get can write the header, any link
-    // word, and punch segments) are all inside the zeroed ranges.
-    unsafe {
-        let p = region.payload();
-        std::ptr::write_bytes(p, 0, SEGS_BASE + RING_SEGS);
-        std::ptr::copy_nonoverlapping(hdr.as_ptr(), p, hdr.len());
-        std::ptr::copy_nonoverlapping(links.as_ptr(), p.add(LINKS_BASE), links.len());
-        std::ptr::copy_nonoverlapping(segs.as_ptr(), p.add(SEGS_BASE), segs.len());
-    }
+    fill_ring(ring, data);
     let reap = ctl & 1 != 0;
     let max = 1 + ((ctl >> 1) & 7) as usize;
     let mut scratch = Vec::new();
@@ -278,73 +299,77 @@ fn ring_over(ring: &Ring, data: &[u8]) {
     }
 }
 
-/// The SEQPACKET record / out-of-band decoder (`pipe/connection.rs`): the input is a list of
-/// records (with or without memfds of various seals) a hostile peer sends, then closes; the
-/// connection receives with a mix of calls until end-of-file.
-///
-/// Input: `[limit][record]*`, record = `[op][len: u16 LE][bytes]`, then for an op with a memfd
-/// `[memfd len: u16 LE, in KiB/16][memfd bytes: u8 count][bytes]`.
-pub fn seqpacket(data: &[u8]) {
-    let mut r = Reader(data);
-    let Some(limit) = r.u8() else { return };
-    let Ok((conn, peer)) = crate::pipe() else { return };
-    conn.set_max_message_size(((limit as usize) << 16).max(1));
-    let raw = peer.raw_fd();
-    let mut ops = Vec::new();
-    while ops.len() < 64 {
-        let Some(op) = r.u8() else { break };
-        let Some(len) = r.u16() else { break };
-        let body = r.take(len as usize);
-        let mut fds: Vec<OwnedFd> = Vec::new();
-        if op & 0x04 != 0 {
-            let Ok(f) = memfd::create("procshare-fuzz") else { break };
-            let size = r.u16().unwrap_or(0) as u64 * 64;
-            let fill = r.u8().unwrap_or(0) as usize;
-            let bytes = r.take(fill);
-            let _ = memfd::set_len(f.as_fd(), size.max(bytes.len() as u64));
-            let _ = memfd::write_all_at(f.as_fd(), bytes, 0);
-            let seals = match (op >> 3) & 3 {
-                0 => memfd::SEAL_ALL,
-                1 => 0,
-                2 => libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
-                _ => libc::F_SEAL_WRITE,
-            };
-            if seals != 0 {
-                let _ = memfd::add_seals(f.as_fd(), seals);
-            }
-            if op & 0x20 != 0 {
-                if let Ok(d) = f.try_clone() {
-                    fds.push(d);
-                }
-            }
-            fds.push(f);
-        }
-        let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
-        if socket::send_record(raw, &[body], &borrowed, true).is_err() {
-            break;
-        }
-        ops.push(op >> 6);
-    }
-    drop(peer);
-    let mut into = [0u8; 16];
-    for i in 0..ops.len() + 4 {
-        let how = ops.get(i).copied().unwrap_or(0);
-        let res = match how {
-            0 => conn.recv_bytes().map(drop),
-            1 => conn.recv_bytes_max(8).map(drop),
-            2 => conn.recv::<Shape>().map(drop),
-            _ => match i % 3 {
-                0 => conn.recv_pickle::<Any>().map(drop),
-                1 => conn.recv_bytes_into(&mut into).map(drop),
-                _ => conn.poll(Some(Duration::ZERO)).map(drop),
-            },
-        };
-        if matches!(res, Err(Error::Eof)) {
-            break;
-        }
-    }
+/// A simplex pipe's reader and the ring it receives from, mapped a second time as a hostile
+/// peer maps it: through the descriptors the reader hands a child (`handles::export`), the
+/// one that opens as a queue ring. The writer is returned too; [`PIPE_RING`] drops it.
+fn hostile_pipe() -> crate::Result<(Connection, Ring, Connection)> {
+    let (reader, writer) = crate::pipe_simplex()?;
+    let (encoded, fds) = crate::shared::handles::export(|| codec::encode(&reader));
+    encoded?;
+    let ring = fds
+        .into_iter()
+        .find_map(|fd| {
+            let region = crate::shared::region::Region::open(fd, crate::queue::ring::MAGIC).ok()?;
+            Ring::from_region(region).ok()
+        })
+        .ok_or_else(|| Error::invalid("the pipe's reader carries no queue ring"))?;
+    Ok((reader, ring, writer))
 }
 
+thread_local! {
+    /// One pipe reused by every run of [`pipe_ring`] (a pipe per run costs two rings' worth of
+    /// address space, as for [`RING`]). Its writer is dropped at once: the peer has closed, so
+    /// every receive ends — with a message, an `Err`, or `Err(Eof)` once the ring is drained —
+    /// and never waits for a writer that will not come.
+    static PIPE_RING: (Connection, Ring) = {
+        let (reader, ring, writer) = hostile_pipe().expect("a pipe for the pipe_ring fuzz target");
+        drop(writer);
+        (reader, ring)
+    };
+}
+
+/// The pipe's receive path (`pipe/ring.rs` over `queue/ring.rs`) over arbitrary ring bytes: a
+/// pipe whose writer wrote the input into the ring's memory (header, links, records) and then
+/// closed; the reader receives with a mix of calls until `Err(Eof)`.
+///
+/// Input: `[limit][how: u32 LE][header: RING_HDR][links: RING_LINKS][segment bytes...]`; `limit`
+/// is the reader's `max_message_size` in 64 KiB (0: 1 byte), and `how`, 3 bits a call, picks
+/// the first ten calls (the rest are `recv_bytes`).
+pub fn pipe_ring(data: &[u8]) {
+    let mut r = Reader(data);
+    let (Some(limit), Some(how)) = (r.u8(), r.u32()) else { return };
+    PIPE_RING.with(|(conn, ring)| {
+        fill_ring(ring, r.0);
+        conn.set_max_message_size(((limit as usize) << 16).max(1));
+        let mut into = [0u8; 16];
+        for i in 0..64u32 {
+            let pick = if i < 10 { (how >> (3 * i)) & 7 } else { 0 };
+            let res = match pick {
+                0 | 6 => conn.recv_bytes().map(drop),
+                1 => conn.recv_bytes_max(8).map(drop),
+                2 => conn.recv_bytes_into(&mut into).map(drop),
+                3 => conn.recv::<Shape>().map(drop),
+                4 => conn.recv_pickle::<Any>().map(drop),
+                _ => conn.poll(Some(Duration::ZERO)).map(drop),
+            };
+            if matches!(res, Err(Error::Eof)) {
+                break;
+            }
+        }
+    });
+}
+
+/// A seed for [`pipe_ring`]: what a real writer's `send` calls leave in a fresh pipe's ring, in
+/// that target's input layout (`limit` 16 = 1 MiB, every call `recv_bytes`).
+pub fn pipe_ring_seed(
+    send: impl FnOnce(&Connection) -> crate::Result<()>,
+) -> crate::Result<Vec<u8>> {
+    let (_reader, ring, writer) = hostile_pipe()?;
+    send(&writer)?;
+    let mut seed = vec![16, 0, 0, 0, 0];
+    seed.extend(ring_bytes(&ring));
+    Ok(seed)
+}
 /// CPython's stream framing (`pipe/stream.rs`) through a stream `Connection`: the input is
 /// what the peer writes before it closes.
 ///
@@ -428,8 +453,54 @@ impl<'a> Reader<'a> {
     fn u8(&mut self) -> Option<u8> {
         self.take(1).first().copied()
     }
-    fn u16(&mut self) -> Option<u16> {
-        let b = self.take(2);
-        (b.len() == 2).then(|| u16::from_le_bytes([b[0], b[1]]))
+    fn u32(&mut self) -> Option<u32> {
+        let b = self.take(4);
+        (b.len() == 4).then(|| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seeds committed in `fuzz/corpus/pipe_ring`: messages sent by a real writer.
+    fn seed_messages() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+        let shape = codec::encode(&("name", vec!["a", "b"], vec![1u8, 2, 3])).expect("encode");
+        let pickle = codec::pickle_encode(&vec![(1i64, "one".to_string())]).expect("pickle");
+        vec![
+            ("empty", vec![]),
+            ("one_small", vec![b"hello".to_vec()]),
+            ("three_mixed", vec![shape, vec![0xab; 100], pickle]),
+            ("one_of_10k", vec![(0..10_000u32).map(|i| i as u8).collect()]),
+        ]
+    }
+
+    /// Each seed, replayed through the target's hostile write into a fresh pipe, reads back as
+    /// exactly the messages the writer sent, then `Err(Eof)`: the layout `pipe_ring` writes is
+    /// the one the reader reads, so the seeds (and the mutations of them) reach the record
+    /// decoder. `PROCSHARE_WRITE_SEEDS=<dir>` also writes them there (to refresh the corpus
+    /// after a ring layout change).
+    #[test]
+    fn pipe_ring_seeds_read_back() {
+        let out = std::env::var_os("PROCSHARE_WRITE_SEEDS").map(std::path::PathBuf::from);
+        for (name, messages) in seed_messages() {
+            let seed = pipe_ring_seed(|w| messages.iter().try_for_each(|m| w.send_bytes(m)))
+                .expect("seed");
+            if let Some(dir) = &out {
+                std::fs::write(dir.join(name), &seed).expect("write seed");
+            }
+            let (reader, ring, writer) = hostile_pipe().expect("pipe");
+            drop(writer);
+            fill_ring(&ring, &seed[5..]);
+            let mut got = Vec::new();
+            loop {
+                match reader.recv_bytes() {
+                    Ok(m) => got.push(m),
+                    Err(Error::Eof) => break,
+                    Err(e) => panic!("seed {name}: {e}"),
+                }
+            }
+            assert_eq!(got, messages, "seed {name}");
+        }
     }
 }

@@ -141,15 +141,6 @@ impl Connection {
         &self.transport
     }
 
-    /// The kernel socket: the stream itself, or a pipe's liveness socket.
-    #[cfg(feature = "fuzzing")]
-    pub(crate) fn raw_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match &self.transport {
-            Transport::Ring(r) => r.sock(),
-            Transport::Stream(s) => s.fd(),
-        }
-    }
-
     /// Whether this end can receive.
     pub fn readable(&self) -> bool {
         self.readable
