@@ -637,7 +637,7 @@ impl Torture {
 
     fn toggle_event(&mut self) {
         self.stats.event_toggles += 1;
-        if self.epoch % 2 == 0 {
+        if self.epoch.is_multiple_of(2) {
             self.h.event.set();
             // Pairs with the fence after a waiter reads the epoch (`worker::event_waiter`).
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);

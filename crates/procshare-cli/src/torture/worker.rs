@@ -101,7 +101,7 @@ pub const LIST_TAG: usize = 2;
 /// Whether `slot` produces (else consumes) on `flow`: alternate, so each flow gets about half
 /// the workers on each side.
 pub fn produces(slot: usize, flow: u8) -> bool {
-    (slot + flow as usize) % 2 == 0
+    (slot + flow as usize).is_multiple_of(2)
 }
 
 /// Every handle a worker needs. `Connection` is not `Clone`: [`Handles::try_clone`].
@@ -369,7 +369,7 @@ fn producer(mut l: Lane<'_>, flow: u8) {
                 }
             }
         }
-        if l.a.sabotage == Sabotage::Duplicate && flow == QUEUE && seq % 20 == 0 {
+        if l.a.sabotage == Sabotage::Duplicate && flow == QUEUE && seq.is_multiple_of(20) {
             let _ = h.queue.put(ByteBuf::from(it));
         }
         // A kill between the put returning and this store leaves this item "maybe committed".
@@ -435,7 +435,8 @@ fn consumer(mut l: Lane<'_>, flow: u8) {
                 continue;
             }
         };
-        if l.a.sabotage == Sabotage::Lose && flow == QUEUE && item::unpack(id).2 % 20 == 0 {
+        if l.a.sabotage == Sabotage::Lose && flow == QUEUE && item::unpack(id).2.is_multiple_of(20)
+        {
             h.board.set(word, last);
             continue;
         }

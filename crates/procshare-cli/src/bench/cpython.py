@@ -1,0 +1,197 @@
+# The CPython rows of `procshare bench --python`: multiprocessing measured now, on this machine.
+# argv[1] is the duration of each measurement in seconds; prints one JSON object.
+import json, sys, time, threading, queue, multiprocessing as mp
+DUR = float(sys.argv[1])
+
+
+def sender(conn, size):
+    m = b'x' * size
+    try:
+        while True:
+            conn.send_bytes(m)
+    except Exception:
+        pass
+
+
+def count_for(step):
+    step()
+    n = 0
+    t = time.perf_counter()
+    while True:
+        for _ in range(64):
+            step()
+        n += 64
+        if time.perf_counter() - t >= DUR:
+            return n / (time.perf_counter() - t)
+
+
+def pipe_rate(size):
+    r, w = mp.Pipe(False)
+    p = mp.Process(target=sender, args=(w, size))
+    p.start()
+    w.close()
+    rate = count_for(r.recv_bytes)
+    r.close()
+    p.terminate()
+    p.join()
+    return rate
+
+
+def echo(conn):
+    try:
+        while True:
+            conn.send_bytes(conn.recv_bytes())
+    except Exception:
+        pass
+
+
+def pipe_rtt():
+    a, b = mp.Pipe()
+    p = mp.Process(target=echo, args=(b,))
+    p.start()
+    b.close()
+    m = b'x' * 8
+    for _ in range(100):
+        a.send_bytes(m)
+        a.recv_bytes()
+    ts = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < DUR or len(ts) < 100:
+        t = time.perf_counter()
+        a.send_bytes(m)
+        a.recv_bytes()
+        ts.append((time.perf_counter() - t) * 1e6)
+    a.close()
+    p.join()
+    ts.sort()
+    return [ts[len(ts) // 2], ts[min(len(ts) * 99 // 100, len(ts) - 1)]]
+
+
+def qsender(q, stop, size):
+    m = b'x' * size
+    while not stop.is_set():
+        try:
+            q.put(m, timeout=0.01)
+        except Exception:
+            pass
+
+
+def queue_rate(q, size):
+    stop = mp.Event()
+    p = mp.Process(target=qsender, args=(q, stop, size))
+    p.start()
+    rate = count_for(q.get)
+    stop.set()
+    try:
+        while True:
+            q.get(timeout=0.2)
+    except Exception:
+        pass
+    p.join()
+    return rate
+
+
+def qconsumer(q, stop, total):
+    n = 0
+    while not stop.is_set():
+        try:
+            q.get(timeout=0.01)
+            n += 1
+        except Exception:
+            pass
+    with total.get_lock():
+        total.value += n
+
+
+def queue_2x2():
+    q, stop_p, stop_c, total = mp.Queue(1024), mp.Event(), mp.Event(), mp.Value('q', 0)
+    ps = [mp.Process(target=qsender, args=(q, stop_p, 64)) for _ in range(2)]
+    cs = [mp.Process(target=qconsumer, args=(q, stop_c, total)) for _ in range(2)]
+    for p in ps + cs:
+        p.start()
+    time.sleep(DUR)
+    stop_c.set()
+    for c in cs:
+        c.join()
+    stop_p.set()
+    try:
+        while True:
+            q.get(timeout=0.2)
+    except Exception:
+        pass
+    for p in ps:
+        p.join()
+    return total.value / DUR
+
+
+def locker(lock, arr, dur):
+    end = time.perf_counter() + dur
+    while time.perf_counter() < end:
+        for _ in range(64):
+            with lock:
+                arr[0] += 1
+
+
+def lock_rate():
+    lock, arr = mp.Lock(), mp.RawArray('q', 3)
+    ps = [mp.Process(target=locker, args=(lock, arr, DUR)) for _ in range(2)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    return arr[0] / DUR
+
+
+def ff_rate():
+    try:
+        from faster_fifo import Queue as FFQueue
+    except ImportError:
+        return None
+    return queue_rate(FFQueue(1 << 20), 64)
+
+
+def noop():
+    pass
+
+
+def spawn_cost():
+    ctx = mp.get_context('spawn')
+    ts = []
+    for _ in range(3):
+        t = time.perf_counter()
+        p = ctx.Process(target=noop)
+        p.start()
+        p.join()
+        ts.append(time.perf_counter() - t)
+    ts.sort()
+    return ts[len(ts) // 2] * 1e6
+
+
+def tq_rate():
+    q = queue.Queue(1024)
+    stop = []
+
+    def prod():
+        i = 0
+        while not stop:
+            try:
+                q.put(i, timeout=0.01)
+                i += 1
+            except queue.Full:
+                pass
+    th = threading.Thread(target=prod)
+    th.start()
+    rate = count_for(q.get)
+    stop.append(1)
+    th.join(timeout=1)
+    return rate
+
+
+if __name__ == '__main__':
+    MIB = 1 << 20
+    print(json.dumps({
+        'pipe_64': pipe_rate(64), 'pipe_4k': pipe_rate(4096), 'pipe_1m': pipe_rate(MIB) * MIB,
+        'queue_64': queue_rate(mp.Queue(1024), 64), 'queue_4k': queue_rate(mp.Queue(1024), 4096),
+        'queue_1m': queue_rate(mp.Queue(16), MIB) * MIB, 'queue_2x2': queue_2x2(),
+        'pipe_rtt': pipe_rtt(), 'lock': lock_rate(), 'thread_queue': tq_rate(),
+        'faster_fifo': ff_rate(), 'spawn_us': spawn_cost()}))
