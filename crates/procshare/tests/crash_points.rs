@@ -136,6 +136,35 @@ fn ring_put_unlocked() {
     dead_writers_record_is_skipped("ring.put_unlocked", 100_000);
 }
 
+/// `(queue, items)`: puts the encoded `items` in one `put_bytes_many`, killed after the second
+/// one's commit.
+fn batch_victim((q, items): (Queue<Bytes>, Vec<Vec<u8>>)) {
+    arm("ring.batch_committed", 2);
+    let slices: Vec<&[u8]> = items.iter().map(|i| i.as_slice()).collect();
+    let _ = q.put_bytes_many(&slices);
+}
+
+#[test]
+fn ring_batch_committed() {
+    let q: Queue<Bytes> = Queue::new().unwrap();
+    let items: Vec<Bytes> = (0..5).map(|i| item(100 + 1000 * i, i as u8)).collect();
+    let enc = items.iter().map(|i| procshare::codec::encode(i).unwrap()).collect();
+    dies((q.clone(), enc), batch_victim);
+    assert_eq!(q.qsize(), 5, "the batch was reserved in one ring operation");
+    let q2 = q.clone();
+    within("put after the crash", move || q2.put(item(5, 77)).unwrap());
+    let q2 = q.clone();
+    let got = within("get the committed part of the batch", move || {
+        (0..3).map(|_| q2.get().unwrap()).collect::<Vec<_>>()
+    });
+    assert_eq!(
+        got,
+        [items[0].clone(), items[1].clone(), item(5, 77)],
+        "committed items lost or dead ones read"
+    );
+    queue_still_works(&q);
+}
+
 #[test]
 fn ring_committed_not_woken() {
     let q: Queue<Bytes> = Queue::new().unwrap();

@@ -284,6 +284,17 @@ impl Connection {
     /// Receives one message into `buf`, returning its length. If it does not fit, the message is
     /// consumed and handed back whole in `Err(BufferTooShort(message))`.
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        if let Transport::Ring(r) = &self.transport {
+            self.check_readable()?;
+            // Straight into `buf` (one copy); only a message too long for it lands in `spill`.
+            return with_buffer(&DECODE, |spill| {
+                let n = r.recv_into(self.max_message_size(), buf, spill)?;
+                if n > buf.len() {
+                    return Err(Error::BufferTooShort(std::mem::take(spill)));
+                }
+                Ok(n)
+            });
+        }
         self.with_message(|b| {
             if b.len() > buf.len() {
                 return Err(Error::BufferTooShort(b.to_vec()));

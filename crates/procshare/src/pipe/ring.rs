@@ -376,14 +376,37 @@ impl RingEnd {
     /// `Err(Eof)` once the peer is gone and the ring is empty. A longer message is refused with
     /// `MessageTooLarge` and stays queued.
     pub(crate) fn recv(&self, limit: usize, buf: &mut Vec<u8>) -> Result<()> {
+        self.recv_by(limit, |ring, reap| ring.take_limited(limit, reap, Deadline::NEVER, buf))
+            .map(|_| ())
+    }
+
+    /// Receives one message straight into `dst` when it fits (one copy: `recv_bytes_into`),
+    /// else into `spill` (replaced); returns its length, and a length over `dst.len()` says it
+    /// is in `spill`. Waits, refuses and ends like [`Self::recv`].
+    pub(crate) fn recv_into(
+        &self,
+        limit: usize,
+        dst: &mut [u8],
+        spill: &mut Vec<u8>,
+    ) -> Result<usize> {
+        self.recv_by(limit, |ring, reap| ring.take_into(limit, reap, Deadline::NEVER, dst, spill))
+    }
+
+    /// The receive loop: `take(ring, reap)` takes the head record (see `Ring::take_limited`),
+    /// and this waits until it took one. Returns the message's length.
+    fn recv_by(
+        &self,
+        limit: usize,
+        mut take: impl FnMut(&Ring, bool) -> Result<Take>,
+    ) -> Result<usize> {
         let ring = &self.rx()?.ring;
         let took = |t: Take| match t {
-            Take::Took => Some(Ok(())),
+            Take::Took(n) => Some(Ok(n)),
             Take::TooLarge(size) => Some(Err(Error::MessageTooLarge { size, limit })),
             Take::Empty | Take::Pending(_) | Take::Busy => None,
         };
         // The fast path (a message is there) reads no clock.
-        if let Some(r) = took(ring.take_limited(limit, false, Deadline::NEVER, buf)?) {
+        if let Some(r) = took(take(ring, false)?) {
             crash_point!("pipe.recv_taken");
             return r;
         }
@@ -392,7 +415,7 @@ impl RingEnd {
         let head_ready = || ring.head_ready();
         let attempt = |ran_out: bool| {
             // After a slice with no wake-up, a record still pending may be a dead writer's.
-            match ring.take_limited(limit, ran_out, Deadline::NEVER, buf) {
+            match take(ring, ran_out) {
                 Ok(t) => {
                     if let Some(r) = took(t) {
                         return Some(r);
@@ -411,7 +434,7 @@ impl RingEnd {
                 Ok(false) => None,
                 // Every writer is gone: what is committed is all there will be, and a record
                 // still being written is a dead writer's. Take once more before Eof.
-                Ok(true) => Some(match ring.take_limited(limit, true, Deadline::NEVER, buf) {
+                Ok(true) => Some(match take(ring, true) {
                     Ok(t) => took(t).unwrap_or(Err(Error::Eof)),
                     Err(e) => Err(e),
                 }),

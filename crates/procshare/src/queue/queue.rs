@@ -43,6 +43,15 @@ fn spin_until(start: Duration, ready: impl Fn() -> bool) {
     }
 }
 
+/// `Err(Full)` unless all `wanted` items were put (a wait without a deadline always ends so).
+fn all_put(put: usize, wanted: usize) -> Result<()> {
+    if put == wanted {
+        Ok(())
+    } else {
+        Err(Error::Full)
+    }
+}
+
 #[derive(Default)]
 struct Scratch {
     enc: Vec<u8>,
@@ -422,6 +431,41 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.get_bytes_until(Deadline::now())
     }
 
+    /// Waits for at least one item, then removes up to `max` that are ready, in queue order, with
+    /// one lock round, and returns their encoded bytes undecoded (as [`Queue::get_bytes`] does
+    /// one): what `get_many` is for a caller that decodes items itself. `max == 0` returns an
+    /// empty `Vec` at once.
+    ///
+    /// ```
+    /// let q = procshare::Queue::<u8>::new()?;
+    /// q.put_many([1, 2, 3])?;
+    /// assert_eq!(q.get_bytes_many(2)?, [b"\x01", b"\x02"]);
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn get_bytes_many(&self, max: usize) -> Result<Vec<Vec<u8>>> {
+        self.get_bytes_many_until(max, Deadline::NEVER)
+    }
+
+    /// [`Queue::get_bytes_many`], giving up with `Err(Empty)` if no item came within `timeout`
+    /// (`Duration::ZERO`: only what is ready now).
+    pub fn get_bytes_many_timeout(&self, max: usize, timeout: Duration) -> Result<Vec<Vec<u8>>> {
+        self.get_bytes_many_until(max, Deadline::after(timeout))
+    }
+
+    fn get_bytes_many_until(&self, max: usize, deadline: Deadline) -> Result<Vec<Vec<u8>>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut items = Vec::new();
+        with_scratch(|s| {
+            self.get_with(max, deadline, &mut s.dec, &mut |b| items.push(b.to_vec()))
+        })?;
+        if items.is_empty() {
+            return Err(Error::Empty);
+        }
+        Ok(items)
+    }
+
     fn put_bytes_until(&self, data: &[u8], deadline: Deadline) -> Result<()> {
         self.check_open()?;
         with_scratch(|s| self.put_encoded(data, &mut s.slots, deadline))
@@ -515,24 +559,92 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 self.format.encode_into(&item, &mut s.enc)?;
                 s.lens.push(s.enc.len() - before);
             }
+            let enc = s.enc.as_slice();
             let mut at = 0;
-            let mut done = 0;
-            while done < s.lens.len() {
-                s.slots.clear();
-                self.reserve(&s.lens[done..], &mut s.slots, Deadline::NEVER)?;
-                debug_assert!(!s.slots.is_empty());
-                // On an error the slots not yet committed are abandoned (and getters woken) as
-                // `batch` drops.
-                let mut batch = Reserved::new(&self.ring, &mut s.slots);
-                while batch.next().is_some() {
-                    let len = s.lens[done];
-                    batch.commit(&s.enc[at..at + len])?;
-                    at += len;
-                    done += 1;
-                }
-            }
-            Ok(())
+            let put = self.put_runs(&s.lens, &mut s.slots, Deadline::NEVER, |len| {
+                at += len;
+                &enc[at - len..at]
+            })?;
+            all_put(put, s.lens.len())
         })
+    }
+
+    /// Puts several items given as their encoded bytes (as [`Queue::put_bytes`] does one), in
+    /// order, each run of them that fits reserved with one lock round of the ring: what
+    /// `put_many` is for a caller that encodes items itself (the Python module's `put_many`).
+    /// Waits while the queue is full. An item over [`Queue::max_message_size`] is
+    /// `Err(MessageTooLarge)` before anything is put.
+    ///
+    /// ```
+    /// let q = procshare::Queue::<u8>::new()?;
+    /// q.put_bytes_many(&[b"\x01", b"\x02", b"\x03"])?;
+    /// assert_eq!(q.get_many(10)?, [1, 2, 3]);
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn put_bytes_many(&self, items: &[&[u8]]) -> Result<()> {
+        all_put(self.put_bytes_many_until(items, Deadline::NEVER)?, items.len())
+    }
+
+    /// [`Queue::put_bytes_many`], waiting at most `timeout` for room (`Duration::ZERO`: only what
+    /// fits now): returns how many items, from the first, were put — all of them, or fewer when
+    /// the queue stayed full until the timeout (then 0 is possible and the caller decides
+    /// whether that is `Full`). Items after the first one that did not fit are not put.
+    /// `Err(ShutDown)` or `Err(Closed)` may come after some of the items were put.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = procshare::Queue::<u8>::bounded(2)?;
+    /// assert_eq!(q.put_bytes_many_timeout(&[b"\x01", b"\x02", b"\x03"], Duration::ZERO)?, 2);
+    /// assert_eq!(q.put_bytes_many_timeout(&[b"\x03"], Duration::ZERO)?, 0);
+    /// # Ok::<(), procshare::Error>(())
+    /// ```
+    pub fn put_bytes_many_timeout(&self, items: &[&[u8]], timeout: Duration) -> Result<usize> {
+        self.put_bytes_many_until(items, Deadline::after(timeout))
+    }
+
+    fn put_bytes_many_until(&self, items: &[&[u8]], deadline: Deadline) -> Result<usize> {
+        self.check_open()?;
+        with_scratch(|s| {
+            s.lens.clear();
+            s.lens.extend(items.iter().map(|i| i.len()));
+            let mut next = items.iter();
+            self.put_runs(&s.lens, &mut s.slots, deadline, |_| next.next().copied().unwrap_or(&[]))
+        })
+    }
+
+    /// Puts records of the lengths `lens`, in order, whose payloads `piece` gives one after the
+    /// other (asked once each, with its length): each run that fits is reserved with one lock
+    /// round, then copied and committed. Returns how many were put: all, or fewer when room did
+    /// not come before `deadline`.
+    fn put_runs<'d>(
+        &self,
+        lens: &[usize],
+        slots: &mut Vec<PutSlot>,
+        deadline: Deadline,
+        mut piece: impl FnMut(usize) -> &'d [u8],
+    ) -> Result<usize> {
+        let limit = self.ring.item_limit();
+        if let Some(&big) = lens.iter().find(|&&l| l > limit) {
+            return Err(Error::MessageTooLarge { size: big, limit });
+        }
+        let mut done = 0;
+        while done < lens.len() {
+            slots.clear();
+            match self.reserve(&lens[done..], slots, deadline) {
+                Ok(()) => {}
+                Err(Error::Full) => break,
+                Err(e) => return Err(e),
+            }
+            debug_assert!(!slots.is_empty());
+            // On an error the slots not yet committed are abandoned (and getters woken) as
+            // `batch` drops.
+            let mut batch = Reserved::new(&self.ring, slots);
+            while batch.next().is_some() {
+                batch.commit(piece(lens[done]))?;
+                done += 1;
+            }
+        }
+        Ok(done)
     }
 
     fn check_open(&self) -> Result<()> {

@@ -85,6 +85,9 @@
 //! |                                             |                                | next row          |                       |
 //! | unlock and COMMITTED (mid-copy)             | WRITING record, dead owner     | a consumer skips  | `ring.put_unlocked`   |
 //! |                                             |                                | it (never read)   |                       |
+//! | a batch: one record COMMITTED and the next  | the batch's first records      | consumers take    | `ring.batch_committed` |
+//! | one's copy                                  | COMMITTED, the rest WRITING    | those, skip the   |                       |
+//! |                                             | with a dead owner              | rest (never read) |                       |
 //! | COMMITTED and waking getters                | sleepers not woken             | their 20 ms poll  | `wait.before_wake`    |
 //! | cons lock and head store (mid-copy)         | head unchanged: item stays     | lock takeover;    | `ring.item_copied`    |
 //! |                                             | queued, next consumer gets it  | nothing lost      |                       |
@@ -1319,6 +1322,39 @@ impl Ring {
         lock_deadline: Deadline,
         buf: &mut Vec<u8>,
     ) -> Result<Take> {
+        self.take_head(limit, reap, lock_deadline, &mut |ring, g| ring.copy_record(g, buf))
+    }
+
+    /// Takes the head record straight into `dst` when its payload fits there (one copy, for
+    /// `recv_bytes_into`), else into `spill` (replaced): `Took(len)`, and `len > dst.len()`
+    /// says the payload is in `spill`. Otherwise as [`Ring::take_limited`].
+    pub(crate) fn take_into(
+        &self,
+        limit: usize,
+        reap: bool,
+        lock_deadline: Deadline,
+        dst: &mut [u8],
+        spill: &mut Vec<u8>,
+    ) -> Result<Take> {
+        self.take_head(limit, reap, lock_deadline, &mut |ring, g| {
+            if g.len > dst.len() {
+                return ring.copy_record(g, spill);
+            }
+            // SAFETY: `dst` is valid for `g.len <= dst.len()` writes and is private memory, not
+            // the mapping.
+            unsafe { ring.copy_out(g, dst.as_mut_ptr()) }
+        })
+    }
+
+    /// The one head-taking step of the pipe's receives: `copy` moves a committed record's
+    /// payload (at most `limit` bytes) out, then the head is released.
+    fn take_head(
+        &self,
+        limit: usize,
+        reap: bool,
+        lock_deadline: Deadline,
+        copy: &mut dyn FnMut(&Ring, &GetSlot) -> Result<()>,
+    ) -> Result<Take> {
         if !self.lock_consumer(lock_deadline) {
             return Ok(Take::Busy);
         }
@@ -1328,21 +1364,21 @@ impl Ring {
                 Ok(Head::Empty) => break Ok(Take::Empty),
                 Ok(Head::Pending(owner)) => break Ok(Take::Pending(owner)),
                 Ok(Head::Record(g)) if g.skip => {
-                    if let Err(e) = self.finish_get(g, buf, &mut |_| {}) {
+                    if let Err(e) = self.finish_get(g, &mut Vec::new(), &mut |_| {}) {
                         break Err(e);
                     }
                     guard.moved = true;
                 }
                 Ok(Head::Record(g)) if g.len > limit => break Ok(Take::TooLarge(g.len)),
                 Ok(Head::Record(g)) => {
-                    if let Err(e) = self.copy_record(&g, buf) {
+                    if let Err(e) = copy(self, &g) {
                         break Err(e);
                     }
                     // Release: pairs with the producers' Acquire head load; we are done with
                     // the bytes.
                     self.header().cons.head.store(g.end.pack(), Ordering::Release);
                     guard.moved = true;
-                    break Ok(Take::Took);
+                    break Ok(Take::Took(g.len));
                 }
                 Err(e) => break Err(e),
             }
@@ -1365,8 +1401,24 @@ impl Ring {
                 format!("no memory for a {}-byte message", g.len),
             ))
         })?;
+        // SAFETY: `buf` has capacity for `g.len` bytes (reserved above) and is private memory;
+        // the copy initialises all of them before set_len.
+        unsafe {
+            self.copy_out(g, buf.as_mut_ptr())?;
+            buf.set_len(g.len);
+        }
+        Ok(())
+    }
+
+    /// Copies a record's `g.len` payload bytes to `dst`, one `memcpy` when its segments are
+    /// consecutive, else segment by segment.
+    ///
+    /// # Safety
+    /// `dst` is valid for `g.len` byte writes and does not point into the mapping.
+    unsafe fn copy_out(&self, g: &GetSlot, dst: *mut u8) -> Result<()> {
         let (mut seg, mut off) = (g.seg, g.off + REC_HDR);
-        while buf.len() < g.len {
+        let mut done = 0;
+        while done < g.len {
             let n = if g.contiguous {
                 g.len
             } else {
@@ -1374,17 +1426,16 @@ impl Ring {
                     seg = self.seg_next(seg)?;
                     off = SEG_HDR;
                 }
-                (g.len - buf.len()).min(SEG_SIZE - off)
+                (g.len - done).min(SEG_SIZE - off)
             };
             let src =
                 if g.contiguous { self.span_ptr(seg, off, n)? } else { self.seg_ptr(seg, off, n)? };
-            // SAFETY: `src..src+n` is inside the mapping (checked by span_ptr/seg_ptr); `buf` has
-            // capacity for `g.len >= buf.len() + n` bytes, initialised by the copy before
-            // set_len. A peer writing there concurrently garbles bytes of the copy only.
-            unsafe {
-                std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr().add(buf.len()), n);
-                buf.set_len(buf.len() + n);
-            }
+            // SAFETY: `src..src+n` is inside the mapping (checked by span_ptr/seg_ptr);
+            // `dst + done .. + n` is within the `g.len` bytes the caller vouches for
+            // (`done + n <= g.len`), private memory, so the ranges do not overlap. A peer
+            // writing the source concurrently garbles bytes of the copy only.
+            unsafe { std::ptr::copy_nonoverlapping(src, dst.add(done), n) };
+            done += n;
             off += n;
         }
         Ok(())
@@ -1400,8 +1451,8 @@ impl Ring {
 /// What [`Ring::take_limited`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Take {
-    /// The head record's payload is in the buffer.
-    Took,
+    /// The head record's payload (this many bytes) is in the buffer.
+    Took(usize),
     /// The head record's payload is this long, over the limit; it stays queued.
     TooLarge(usize),
     /// Nothing committed at the head.
@@ -1438,6 +1489,9 @@ impl<'a> Reserved<'a> {
         let slot = self.next().ok_or_else(|| Error::invalid("no reserved slot left"))?;
         self.ring.commit_put(slot, data)?;
         self.done += 1;
+        if self.done < self.slots.len() {
+            crate::crash::crash_point!("ring.batch_committed");
+        }
         Ok(())
     }
 
