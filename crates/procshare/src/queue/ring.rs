@@ -448,6 +448,13 @@ impl Ring {
         &self.region
     }
 
+    /// Frees both side locks (fuzzing only, see `RawLock::fuzz_free`).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn fuzz_free_locks(&self) {
+        self.header().prod.lock.fuzz_free();
+        self.header().cons.lock.fuzz_free();
+    }
+
     fn header(&self) -> &Header {
         // The payload is larger than a Header (checked at creation/open).
         self.region.at::<Header>(0)
