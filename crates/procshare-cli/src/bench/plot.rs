@@ -174,7 +174,12 @@ fn draw_panel<DB: DrawingBackend>(
         .y_label_area_size(290)
         .build_cartesian_2d((lo..hi).log_scale(), (0..n).into_segmented())
         .map_err(err)?;
-    let label = |i: usize| rows.get(n - 1 - i).map(|r| r.contender.clone()).unwrap_or_default();
+    let label = |i: usize| {
+        n.checked_sub(i + 1)
+            .and_then(|k| rows.get(k))
+            .map(|r| r.contender.clone())
+            .unwrap_or_default()
+    };
     chart
         .configure_mesh()
         .disable_y_mesh()
