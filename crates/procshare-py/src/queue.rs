@@ -307,11 +307,9 @@ impl PyQueue {
 
 impl PyQueue {
     /// Puts the pickles in order, with the GIL released once for the batch (and once more per
-    /// slice while a bounded queue is full). Each item waits for room until `deadline`; the
-    /// items before one that stays full are in the queue.
-    ///
-    /// One Rust put per item: this is where a batched byte put of the Rust queue (one
-    /// reservation for all of them) goes.
+    /// slice while a bounded queue is full), each run that fits reserved in one ring operation
+    /// (`Queue::put_bytes_many_timeout`). Waits for room until `deadline`; the items before one
+    /// that stays full are in the queue.
     fn put_items(
         &self,
         py: Python<'_>,
@@ -321,33 +319,18 @@ impl PyQueue {
         let q = &*self.inner;
         let mut done = 0;
         let r = blocking(py, deadline, |slice| {
-            let slice_end = Instant::now() + slice;
-            while let Some(item) = items.get(done) {
-                let r = match q.put_bytes_nowait(item) {
-                    Err(procshare::Error::Full) => q.put_bytes_timeout(
-                        item,
-                        slice_end.saturating_duration_since(Instant::now()),
-                    ),
-                    r => r,
-                };
-                match r {
-                    Ok(()) => done += 1,
-                    Err(procshare::Error::Full) => return None,
-                    Err(e) => return Some(Err(e)),
-                }
+            match q.put_bytes_many_timeout(&items[done..], slice) {
+                Ok(n) => done += n,
+                Err(e) => return Some(Err(e)),
             }
-            Some(Ok(()))
+            (done == items.len()).then_some(Ok(()))
         })?;
         r.unwrap_or(Err(procshare::Error::Full)).map_err(|e| signals::error(py, e))
     }
 
-    /// Gets 1 to `max` pickles with the GIL released once for the batch: waits (in slices)
-    /// until `deadline` for the first, then takes what else is there without waiting. An error
-    /// after the first item ends the batch (the items taken are returned; the next call sees
-    /// the error again).
-    ///
-    /// One Rust get per item: this is where a batched byte get of the Rust queue (one lock
-    /// round for the batch) goes.
+    /// Gets 1 to `max` pickles with the GIL released once for the batch, in one consumer-lock
+    /// round (`Queue::get_bytes_many_timeout`): waits (in slices) until `deadline` for the
+    /// first, then takes what else is there without waiting.
     fn get_items(
         &self,
         py: Python<'_>,
@@ -355,24 +338,9 @@ impl PyQueue {
         deadline: Option<Instant>,
     ) -> PyResult<Vec<Vec<u8>>> {
         let q = &*self.inner;
-        let r = blocking(py, deadline, |slice| {
-            let first = match q.get_bytes_nowait() {
-                Err(procshare::Error::Empty) => q.get_bytes_timeout(slice),
-                r => r,
-            };
-            let first = match first {
-                Ok(item) => item,
-                Err(procshare::Error::Empty) => return None,
-                Err(e) => return Some(Err(e)),
-            };
-            let mut items = vec![first];
-            while items.len() < max {
-                match q.get_bytes_nowait() {
-                    Ok(item) => items.push(item),
-                    Err(_) => break,
-                }
-            }
-            Some(Ok(items))
+        let r = blocking(py, deadline, |slice| match q.get_bytes_many_timeout(max, slice) {
+            Err(procshare::Error::Empty) => None,
+            r => Some(r),
         })?;
         r.unwrap_or(Err(procshare::Error::Empty)).map_err(|e| signals::error(py, e))
     }

@@ -85,8 +85,8 @@
 //! |                                             |                                | next row          |                       |
 //! | unlock and COMMITTED (mid-copy)             | WRITING record, dead owner     | a consumer skips  | `ring.put_unlocked`   |
 //! |                                             |                                | it (never read)   |                       |
-//! | a batch: one record COMMITTED and the next  | the batch's first records      | consumers take    | `ring.batch_committed` |
-//! | one's copy                                  | COMMITTED, the rest WRITING    | those, skip the   |                       |
+//! | a batch: a record COMMITTED, the next's copy | the batch's first records     | consumers take    | `ring.batch_committed` |
+//! |                                             | COMMITTED, the rest WRITING    | those, skip the   |                       |
 //! |                                             | with a dead owner              | rest (never read) |                       |
 //! | COMMITTED and waking getters                | sleepers not woken             | their 20 ms poll  | `wait.before_wake`    |
 //! | cons lock and head store (mid-copy)         | head unchanged: item stays     | lock takeover;    | `ring.item_copied`    |
