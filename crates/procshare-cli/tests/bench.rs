@@ -81,9 +81,10 @@ fn smoke_run_reports_every_row_and_leaves_nothing_in_dev_shm() {
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("bench.json");
     let svg = dir.join("bench.svg");
-    // --python is left out: under load a CPython measurement of the smoke run was seen to hang
-    // (open); the CPython rows are checked when that is fixed.
-    let python = false;
+    let python = Command::new("python3")
+        .args(["-c", "import multiprocessing"])
+        .status()
+        .is_ok_and(|s| s.success());
     let before = shm_entries();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_procshare"));
     cmd.arg("bench").arg("--smoke").arg("--json").arg(&json).arg("--plot").arg(&svg);

@@ -13,6 +13,16 @@ def sender(conn, size):
         pass
 
 
+def finish(p):
+    # A child can stay blocked after the measurement (a fork child holds both ends of a pipe,
+    # so closing ours never gives it EOF; a Queue feeder flushing at exit into a pipe nobody
+    # drains): give it a moment, then end it.
+    p.join(timeout=2)
+    if p.is_alive():
+        p.terminate()
+        p.join()
+
+
 def count_for(step):
     step()
     n = 0
@@ -62,7 +72,7 @@ def pipe_rtt():
         a.recv_bytes()
         ts.append((time.perf_counter() - t) * 1e6)
     a.close()
-    p.join()
+    finish(p)
     ts.sort()
     return [ts[len(ts) // 2], ts[min(len(ts) * 99 // 100, len(ts) - 1)]]
 
@@ -87,7 +97,7 @@ def queue_rate(q, size):
             q.get(timeout=0.2)
     except Exception:
         pass
-    p.join()
+    finish(p)
     return rate
 
 
@@ -120,7 +130,7 @@ def queue_2x2():
     except Exception:
         pass
     for p in ps:
-        p.join()
+        finish(p)
     return total.value / DUR
 
 
