@@ -264,8 +264,10 @@ impl PyConnection {
     /// fileno()
     /// --
     ///
-    /// A descriptor of this end, readable when poll() would be true (for select/selectors).
-    /// It is a duplicate owned by this object: do not close it.
+    /// A descriptor of this end (stable while the object is open; a duplicate owned by this
+    /// object: do not close it). Not a readiness source for select/selectors: the pipe rings
+    /// its doorbell only for waiters counted by poll() and procshare.connection.wait(), so use
+    /// those to wait for a message.
     fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
         let c = self.handle()?;
         self.exported.first_fd(py, &*c)
