@@ -274,13 +274,27 @@ fn the_variable_is_ignored_in_a_setuid_process() {
     let exe = dir.join("t");
     std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o4755)).unwrap();
-    let out = Command::new(&exe)
-        .args(["--exact", "boot_marker_main", "--nocapture", "--test-threads=1"])
-        .env("PROCSHARE_BOOT_FD", "garbage")
-        .uid(65534)
-        .gid(65534)
-        .current_dir("/")
-        .output();
+    // Another test thread forking while `copy` had the file open for writing leaves a child
+    // holding that descriptor until it execs: exec is then ETXTBSY for a moment. Retry.
+    let run = || {
+        Command::new(&exe)
+            .args(["--exact", "boot_marker_main", "--nocapture", "--test-threads=1"])
+            .env("PROCSHARE_BOOT_FD", "garbage")
+            .uid(65534)
+            .gid(65534)
+            .current_dir("/")
+            .output()
+    };
+    let mut out = run();
+    for _ in 0..50 {
+        match &out {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                out = run();
+            }
+            _ => break,
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
     let out = out.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
