@@ -18,19 +18,21 @@ import unittest
 
 import procshare
 import procshare.connection
+import _support
 
 # Bounded waits: they fail a hang, they never judge speed.
-LONG = 60.0
+LONG = _support.LONG
 METHODS = ("fork", "spawn", "forkserver")
 
 
-def _join(p):
-    p.join(LONG)
-    if p.is_alive():
-        p.kill()
-        p.join()
-        raise AssertionError("child did not finish")
-    return p.exitcode
+_join = _support.join
+
+
+def _start(method, target, conn):
+    """A child of start method `method` running `target(conn)`, started."""
+    p = multiprocessing.get_context(method).Process(target=target, args=(conn,))
+    p.start()
+    return p
 
 
 # --- child targets (module level, so spawn and forkserver can find them) ----------------------
@@ -292,10 +294,8 @@ class TestEndOfFile(unittest.TestCase):
     def test_eof_after_the_peer_was_sigkilled(self):
         for method in METHODS:
             with self.subTest(method=method):
-                ctx = multiprocessing.get_context(method)
                 a, b = procshare.Pipe()
-                p = ctx.Process(target=_send_then_sleep, args=(b,))
-                p.start()
+                p = _start(method, _send_then_sleep, b)
                 b.close()
                 self.assertEqual(a.recv(), "alive")
                 p.kill()
@@ -391,10 +391,8 @@ class TestChildren(unittest.TestCase):
     def test_connections_pass_to_children_under_every_start_method(self):
         for method in METHODS:
             with self.subTest(method=method):
-                ctx = multiprocessing.get_context(method)
                 a, b = procshare.Pipe()
-                p = ctx.Process(target=_echo, args=(b,))
-                p.start()
+                p = _start(method, _echo, b)
                 b.close()
                 for obj in (1, "two", [3.0], {"four": b"4"}, (None,)):
                     a.send(obj)
@@ -407,10 +405,8 @@ class TestChildren(unittest.TestCase):
     def test_simplex_ends_and_bytes_pass_to_children(self):
         for method in METHODS:
             with self.subTest(method=method):
-                ctx = multiprocessing.get_context(method)
                 a, b = procshare.Pipe()
-                p = ctx.Process(target=_echo_bytes, args=(b,))
-                p.start()
+                p = _start(method, _echo_bytes, b)
                 for msg in (b"x", os.urandom(2 << 20), b"\x00" * 7):
                     a.send_bytes(msg)
                     self.assertEqual(a.recv_bytes(), msg)

@@ -12,6 +12,7 @@ import time
 import unittest
 
 import procshare
+import _support
 
 # Bounded waits: they fail a hang, they never judge speed.
 LONG = 30.0
@@ -23,12 +24,7 @@ def _ctx(method):
 
 
 def _join(p):
-    p.join(LONG)
-    if p.is_alive():
-        p.kill()
-        p.join()
-        raise AssertionError("child did not finish")
-    return p.exitcode
+    return _support.join(p, LONG)
 
 
 # --- child targets (module level, so spawn and forkserver can find them) ----------------------

@@ -28,13 +28,16 @@ fn ipc_bytes_sender((server, size): (String, usize)) {
 /// Messages/s through an `IpcBytesSender` from a child process.
 pub fn ipc_bytes_rate(size: usize, dur: Duration) -> f64 {
     let (server, name) = IpcOneShotServer::<IpcBytesReceiver>::new().expect("ipc-channel");
-    let mut child = Process::spawn((name, size), ipc_bytes_sender).expect("spawn");
+    let child = Process::spawn((name, size), ipc_bytes_sender).expect("spawn");
     let (_, rx) = server.accept().expect("accept");
-    rx.recv().expect("recv");
-    let rate = rate_for(dur, || {
-        std::hint::black_box(rx.recv().expect("recv"));
-    });
-    drop(rx);
+    receive_rate(child, dur, move || drop(std::hint::black_box(rx.recv().expect("recv"))))
+}
+
+/// Messages/s of `recv` (after one warm-up message) from `child`'s sender, which is then ended.
+fn receive_rate(mut child: Process, dur: Duration, mut recv: impl FnMut()) -> f64 {
+    recv();
+    let rate = rate_for(dur, &mut recv);
+    drop(recv);
     // A sender blocked in a large message does not always see the receiver go: end it.
     let _ = child.kill();
     let _ = child.join();
@@ -55,17 +58,9 @@ fn ipc_typed_sender((server, size): (String, usize)) {
 pub fn ipc_typed_rate(size: usize, dur: Duration) -> f64 {
     let (server, name) =
         IpcOneShotServer::<ipcc::IpcReceiver<Vec<u8>>>::new().expect("ipc-channel");
-    let mut child = Process::spawn((name, size), ipc_typed_sender).expect("spawn");
+    let child = Process::spawn((name, size), ipc_typed_sender).expect("spawn");
     let (_, rx) = server.accept().expect("accept");
-    rx.recv().expect("recv");
-    let rate = rate_for(dur, || {
-        std::hint::black_box(rx.recv().expect("recv"));
-    });
-    drop(rx);
-    // A sender blocked in a large message does not always see the receiver go: end it.
-    let _ = child.kill();
-    let _ = child.join();
-    rate
+    receive_rate(child, dur, move || drop(std::hint::black_box(rx.recv().expect("recv"))))
 }
 
 fn ipc_bytes_echo(server: String) {
