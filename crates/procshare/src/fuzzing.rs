@@ -507,4 +507,44 @@ mod tests {
             assert_eq!(got, messages, "seed {name}");
         }
     }
+
+    /// Every input under `fuzz/regressions/` (named `<target>-<what>`) replayed through its
+    /// target, each on its own thread: it must return (not hang, not panic) within 60 s, which
+    /// is generous for inputs that finish in milliseconds when fixed.
+    #[test]
+    fn regressions_finish() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions");
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .expect("fuzz/regressions")
+            .map(|e| e.expect("entry").file_name().into_string().expect("a UTF-8 name"))
+            .collect();
+        names.sort();
+        assert!(!names.is_empty(), "no regression inputs in {}", dir.display());
+        for name in names {
+            let data = std::fs::read(dir.join(&name)).expect("read a regression input");
+            let target: fn(&[u8]) = match name.split('-').next() {
+                Some("pipe_ring") => pipe_ring,
+                Some("ring") => ring,
+                Some("stream") => stream,
+                Some("handshake") => handshake,
+                Some("pickle") => pickle,
+                Some("native") => native,
+                Some("shareable_list") => shareable_list,
+                Some("tracker_meta") => tracker_meta,
+                _ => panic!("{name}: no target of that name"),
+            };
+            let (done, finished) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                target(&data);
+                let _ = done.send(());
+            });
+            match finished.recv_timeout(Duration::from_secs(60)) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("{name}: still running after 60 s")
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{name}: panicked"),
+            }
+        }
+    }
 }

@@ -121,7 +121,9 @@
 //! Everything read from the segment is checked (segment indices against `bump`, offsets against
 //! segment bounds, lengths against `max_message` and against the tail) before use, and
 //! arithmetic on words a peer can write (`dead`, `done`, sequence numbers) wraps; garbage gives
-//! `Err(Codec)` or a skip, never a panic or an out-of-bounds access.
+//! `Err(Codec)` or a skip, never a panic or an out-of-bounds access. Nor a hang: records or
+//! links that loop without reaching the tail are found by the walk that would go round them
+//! (`Walk`, a cycle finder over the head's places) and reported as corruption.
 //!
 //! # Safety
 //! All shared memory is reached through one `Region` that stays mapped while this `Ring` lives.
@@ -922,8 +924,9 @@ impl Ring {
             return Ok(());
         }
         let mut moved = false;
+        let mut walk = Walk::new();
         let result = loop {
-            match self.start_get(true) {
+            match self.start_get(true, &mut walk) {
                 Ok(Head::Record(g)) if g.skip => {
                     moved = true;
                     if let Err(e) = self.finish_get(g, &mut Vec::new(), &mut |_| {}) {
@@ -986,11 +989,12 @@ impl Ring {
         let mut status = GetStatus::Empty;
         let mut taken = 0;
         let mut moved = false;
+        let mut walk = Walk::new();
         let result = loop {
             if taken >= max.max(1) {
                 break Ok(());
             }
-            match self.start_get(reap) {
+            match self.start_get(reap, &mut walk) {
                 Ok(Head::Empty) => break Ok(()),
                 Ok(Head::Pending(owner)) => {
                     if status == GetStatus::Empty {
@@ -1038,8 +1042,9 @@ impl Ring {
         h.prod.lock.unlock();
     }
 
-    /// Looks at the record at the head (consumer lock held).
-    fn start_get(&self, reap: bool) -> Result<Head> {
+    /// Looks at the record at the head (consumer lock held). `walk` is the caller's for all the
+    /// records it takes under one lock hold (see [`Walk`]).
+    fn start_get(&self, reap: bool, walk: &mut Walk) -> Result<Head> {
         let h = self.header();
         let head = Pos::unpack(h.cons.head.load(Ordering::Relaxed));
         // The cached tail (written under this lock); re-read only when we have caught up.
@@ -1053,7 +1058,9 @@ impl Ring {
             if head.same_place(tail) {
                 return Ok(Head::Empty);
             }
+            walk.restart();
         }
+        walk.visit(head)?;
         if head.off > SEG_SIZE {
             return Err(corrupt("head offset"));
         }
@@ -1280,8 +1287,9 @@ impl Ring {
         }
         let mut guard = ConsGuard { ring: self, moved: false };
         let mut n = 0;
+        let mut walk = Walk::new();
         let result = loop {
-            match self.start_get(true) {
+            match self.start_get(true, &mut walk) {
                 Ok(Head::Record(mut g)) => {
                     g.skip = true;
                     if let Err(e) = self.finish_get(g, &mut Vec::new(), &mut |_| {}) {
@@ -1366,8 +1374,9 @@ impl Ring {
             return Ok(Take::Busy);
         }
         let mut guard = ConsGuard { ring: self, moved: false };
+        let mut walk = Walk::new();
         let result = loop {
-            match self.start_get(reap) {
+            match self.start_get(reap, &mut walk) {
                 Ok(Head::Empty) => break Ok(Take::Empty),
                 Ok(Head::Pending(owner)) => break Ok(Take::Pending(owner)),
                 Ok(Head::Record(g)) if g.skip => {
@@ -1581,6 +1590,46 @@ impl Drop for ConsGuard<'_> {
     }
 }
 
+/// The head positions one lock hold walks through, to stop a walk that never reaches the tail.
+///
+/// Between two reads of the tail, a walk from the head towards it visits each place at most
+/// once: records only move it forward, and coming back to a place means going round the circle
+/// past the tail. A ring whose records or segment links loop without reaching the tail (bytes
+/// a hostile or broken peer left) would walk forever — skipping "dead writers'" records one by
+/// one, or discarding — so a place seen twice is corruption. Brent's cycle finding: remember
+/// the place at steps 1, 2, 4, 8, ... and compare each new one with it, which finds any loop
+/// within a few of its lengths, in constant space.
+struct Walk {
+    mark: Option<(u32, usize)>,
+    steps: u64,
+    power: u64,
+}
+
+impl Walk {
+    fn new() -> Walk {
+        Walk { mark: None, steps: 0, power: 1 }
+    }
+
+    /// The tail was read again: what lies behind it may be visited anew.
+    fn restart(&mut self) {
+        *self = Walk::new();
+    }
+
+    fn visit(&mut self, head: Pos) -> Result<()> {
+        let place = (head.seg, head.off);
+        if self.mark == Some(place) {
+            return Err(corrupt("records loop without reaching the tail"));
+        }
+        self.steps += 1;
+        if self.steps == self.power {
+            self.mark = Some(place);
+            self.power *= 2;
+            self.steps = 0;
+        }
+        Ok(())
+    }
+}
+
 enum Head {
     Empty,
     Pending(u64),
@@ -1759,6 +1808,46 @@ mod tests {
         out.push(format!("task_done {} head_ready {}", r.task_done(), r.head_ready()));
         r.maybe_trim();
         out
+    }
+
+    /// A ring whose first segment links back to itself, with the tail beyond it: every walk
+    /// from the head goes round that segment forever unless the loop is noticed (the shape of
+    /// `fuzz/regressions/pipe_ring-timeout-take-head-loop`). `abandon` marks its records as
+    /// given up, so the walk is a run of skips.
+    fn looping_ring(abandon: bool) -> Ring {
+        let r = Ring::create(0).unwrap();
+        while r.positions().1.seg == 0 {
+            put(&r, &[7; 1000]);
+        }
+        let mut off = SEG_HDR;
+        while SEG_SIZE - off >= REC_HDR {
+            let rec = r.rec(0, off).unwrap();
+            if abandon {
+                rec.state.store(ABANDONED, Ordering::Relaxed);
+            }
+            off += REC_HDR + round8(rec.len.load(Ordering::Relaxed) as usize);
+        }
+        r.next_word(0).unwrap().store(0, Ordering::Relaxed);
+        r
+    }
+
+    #[test]
+    fn a_walk_that_never_reaches_the_tail_is_corruption_not_a_hang() {
+        let looped = |e: Error| matches!(e, Error::Codec(m) if m.contains("loop"));
+        let r = looping_ring(true);
+        let got = r.try_get(1, true, Deadline::NEVER, &mut Vec::new(), &mut |_| {});
+        assert!(looped(got.unwrap_err()));
+        assert!(looped(r.reap().unwrap_err()));
+        let got = r.take_limited(usize::MAX, true, Deadline::NEVER, &mut Vec::new());
+        assert!(looped(got.unwrap_err()));
+        let r = looping_ring(false);
+        assert!(looped(r.discard().unwrap_err()));
+        // Committed records in the loop: one get of many items delivers a few rounds of them at
+        // most (each call walks anew; a peer that can write the ring can also put forever).
+        let mut n = 0;
+        let got = r.try_get(usize::MAX, true, Deadline::NEVER, &mut Vec::new(), &mut |_| n += 1);
+        assert!(looped(got.unwrap_err()));
+        assert!(n < 4 * SEG_SIZE / 1000, "{n} items out of one segment");
     }
 
     #[test]
