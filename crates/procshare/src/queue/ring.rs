@@ -1093,6 +1093,10 @@ impl Ring {
         let (mut es, mut eo) = (seg, off);
         let mut steps = 0u32;
         let mut contiguous = true;
+        // A record's segments are distinct: links that loop inside one record would have it
+        // copied round the loop, up to `max_message` bytes of the same few segments.
+        let mut segs = Walk::new();
+        segs.seen_again((seg, 0));
         loop {
             let room = SEG_SIZE - eo;
             if remaining <= room {
@@ -1104,6 +1108,9 @@ impl Ring {
             }
             remaining -= room;
             let n = self.seg_next(es)?;
+            if segs.seen_again((n, 0)) {
+                return Err(corrupt("a record's segments loop"));
+            }
             contiguous &= n == es.wrapping_add(1);
             es = n;
             eo = SEG_HDR;
@@ -1616,9 +1623,16 @@ impl Walk {
     }
 
     fn visit(&mut self, head: Pos) -> Result<()> {
-        let place = (head.seg, head.off);
-        if self.mark == Some(place) {
+        if self.seen_again((head.seg, head.off)) {
             return Err(corrupt("records loop without reaching the tail"));
+        }
+        Ok(())
+    }
+
+    /// One more place of the walk; true if the walk has been there before (a loop).
+    fn seen_again(&mut self, place: (u32, usize)) -> bool {
+        if self.mark == Some(place) {
+            return true;
         }
         self.steps += 1;
         if self.steps == self.power {
@@ -1626,7 +1640,7 @@ impl Walk {
             self.power *= 2;
             self.steps = 0;
         }
-        Ok(())
+        false
     }
 }
 
@@ -1848,6 +1862,21 @@ mod tests {
         let got = r.try_get(usize::MAX, true, Deadline::NEVER, &mut Vec::new(), &mut |_| n += 1);
         assert!(looped(got.unwrap_err()));
         assert!(n < 4 * SEG_SIZE / 1000, "{n} items out of one segment");
+    }
+
+    /// `fuzz/regressions/ring-timeout-record-round-a-segment-loop`: a long record whose
+    /// segment links loop was copied round the loop up to `max_message` (1 GiB) bytes, on each
+    /// of the get's calls.
+    #[test]
+    fn a_record_whose_segments_loop_is_corruption() {
+        let r = Ring::create(0).unwrap();
+        put(&r, &vec![3; 3 * SEG_SIZE + 5]);
+        put(&r, b"after");
+        r.next_word(0).unwrap().store(0, Ordering::Relaxed);
+        let got = r.try_get(1, true, Deadline::NEVER, &mut Vec::new(), &mut |_| {});
+        assert!(matches!(got, Err(Error::Codec(m)) if m.contains("segments loop")));
+        let got = r.take_limited(usize::MAX, true, Deadline::NEVER, &mut Vec::new());
+        assert!(matches!(got, Err(Error::Codec(m)) if m.contains("segments loop")));
     }
 
     #[test]
