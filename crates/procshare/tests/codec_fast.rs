@@ -97,7 +97,17 @@ fn msg() -> impl Strategy<Value = Msg> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    // Under Miri: a few cases (each is ~1000x slower), and no failure file (proptest finds it
+    // through `getcwd`, which Miri's isolation refuses).
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 4 } else { 128 },
+        failure_persistence: if cfg!(miri) {
+            None
+        } else {
+            ProptestConfig::default().failure_persistence
+        },
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn byte_sequences_encode_as_postcard(v in prop::collection::vec(any::<u8>(), 0..2000)) {
@@ -235,6 +245,7 @@ fn put_byte_vectors(q: Queue<Vec<u8>>) {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // spawns a process, maps shared memory
 fn queue_and_pipe_carry_byte_vectors_between_processes() {
     let q = Queue::<Vec<u8>>::new().unwrap();
     let mut child = Process::spawn(q.clone(), put_byte_vectors).unwrap();
@@ -275,6 +286,7 @@ fn decode_endless(kind: u8) {
 /// claiming 2^63 elements of a type that takes no bytes looped the receiver for ever (`Vec<()>`,
 /// a map) or allocated until it was killed (a struct of skipped fields). Each decode now fails.
 #[test]
+#[cfg_attr(miri, ignore)] // spawns processes
 fn elements_that_take_no_bytes_cannot_be_claimed_endlessly() {
     for kind in 0..3u8 {
         let mut child = Process::spawn(kind, decode_endless).unwrap();
