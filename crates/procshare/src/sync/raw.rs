@@ -68,6 +68,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+#[cfg(all(test, loom))]
+mod model;
+
 const WAITERS: u32 = 1 << 31;
 const HANDOFF: u32 = 1 << 30;
 const STARVING: u32 = 1 << 29;
@@ -136,27 +139,148 @@ fn owner_record(tid: u32, start: u64) -> u64 {
     ((tid as u64) << START_BITS) | (start & START_MASK)
 }
 
-impl RawLock {
-    /// Frees the lock whatever its words say (fuzzing only: the harness stands for a peer that
-    /// wrote garbage but does not hold the lock; a peer that really holds it blocks lockers as
-    /// any live holder does, which is the lock's promise, not a decoder's bug).
-    #[cfg(feature = "fuzzing")]
-    pub(crate) fn fuzz_free(&self) {
-        self.state.store(0, Ordering::Relaxed);
-        self.depth.store(0, Ordering::Relaxed);
-        self.owner.store(0, Ordering::Relaxed);
-    }
+/// The atomic operations the lock's algorithm does on its `state` word: std's `AtomicU32` in
+/// shared memory here, loom's in the model (`raw/model.rs`), so that one body of code is both
+/// the lock and what the model checks.
+pub(crate) trait StateWord {
+    fn load(&self, order: Ordering) -> u32;
+    fn swap(&self, v: u32, order: Ordering) -> u32;
+    fn compare_exchange(&self, cur: u32, new: u32, ok: Ordering, err: Ordering)
+        -> Result<u32, u32>;
+    fn compare_exchange_weak(
+        &self,
+        cur: u32,
+        new: u32,
+        ok: Ordering,
+        err: Ordering,
+    ) -> Result<u32, u32>;
+}
 
-    /// Bytes a `RawLock` takes in a region.
-    pub(crate) const SIZE: usize = std::mem::size_of::<RawLock>();
+/// The operations on the `owner` word (see [`StateWord`]).
+pub(crate) trait OwnerWord {
+    fn load(&self, order: Ordering) -> u64;
+    fn store(&self, v: u64, order: Ordering);
+}
 
-    /// The lock at `offset` (8-aligned) of `region`'s payload. A zeroed region holds an unlocked
-    /// lock. Panics if `offset` is out of bounds or misaligned (a bug in the caller's layout).
+impl StateWord for AtomicU32 {
     #[inline]
-    pub(crate) fn at(region: &Region, offset: usize) -> &RawLock {
-        region.at::<RawLock>(offset)
+    fn load(&self, order: Ordering) -> u32 {
+        AtomicU32::load(self, order)
     }
+    #[inline]
+    fn swap(&self, v: u32, order: Ordering) -> u32 {
+        AtomicU32::swap(self, v, order)
+    }
+    #[inline]
+    fn compare_exchange(
+        &self,
+        cur: u32,
+        new: u32,
+        ok: Ordering,
+        err: Ordering,
+    ) -> Result<u32, u32> {
+        AtomicU32::compare_exchange(self, cur, new, ok, err)
+    }
+    #[inline]
+    fn compare_exchange_weak(
+        &self,
+        cur: u32,
+        new: u32,
+        ok: Ordering,
+        err: Ordering,
+    ) -> Result<u32, u32> {
+        AtomicU32::compare_exchange_weak(self, cur, new, ok, err)
+    }
+}
 
+impl OwnerWord for AtomicU64 {
+    #[inline]
+    fn load(&self, order: Ordering) -> u64 {
+        AtomicU64::load(self, order)
+    }
+    #[inline]
+    fn store(&self, v: u64, order: Ordering) {
+        AtomicU64::store(self, v, order)
+    }
+}
+
+/// A waiter's spinning schedule before it sleeps ([`Backoff`] here).
+pub(crate) trait Spin {
+    fn is_completed(&self) -> bool;
+    fn spin(&self);
+}
+
+impl Spin for Backoff {
+    #[inline]
+    fn is_completed(&self) -> bool {
+        Backoff::is_completed(self)
+    }
+    #[inline]
+    fn spin(&self) {
+        Backoff::spin(self)
+    }
+}
+
+/// Everything the lock's algorithm needs besides its two words: the clock, the futex, the
+/// spinning schedule and the liveness check. [`Os`] is the real one; the model's stands in
+/// for the kernel.
+pub(crate) trait World {
+    type State: StateWord;
+    type Owner: OwnerWord;
+    type Spin: Spin;
+    /// `CLOCK_MONOTONIC` ([`futex::now`]).
+    fn now(&self) -> Duration;
+    fn spinner(&self) -> Self::Spin;
+    /// `FUTEX_WAIT` on `word` while it holds `expected`, until `deadline` at most; may return
+    /// early for any reason (the caller looks at the word again).
+    fn wait(&self, word: &Self::State, expected: u32, deadline: Deadline);
+    /// `FUTEX_WAKE` of one sleeper on `word`: how many were woken (0 or 1).
+    fn wake_one(&self, word: &Self::State) -> usize;
+    /// The start time of thread `tid`: `Ok(None)` if there is no such (live) thread.
+    fn thread_start_time(&self, tid: u32) -> std::io::Result<Option<u64>>;
+}
+
+/// The real world: the kernel's futex, `CLOCK_MONOTONIC` and `/proc`.
+pub(crate) struct Os;
+
+impl World for Os {
+    type State = AtomicU32;
+    type Owner = AtomicU64;
+    type Spin = Backoff;
+    #[inline]
+    fn now(&self) -> Duration {
+        futex::now()
+    }
+    #[inline]
+    fn spinner(&self) -> Backoff {
+        Backoff::new()
+    }
+    #[inline]
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Deadline) {
+        match futex::wait(word, expected, deadline) {
+            Ok(Wake::Woken) | Ok(Wake::TimedOut) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    #[inline]
+    fn wake_one(&self, word: &AtomicU32) -> usize {
+        futex::wake(word, 1)
+    }
+    #[inline]
+    fn thread_start_time(&self, tid: u32) -> std::io::Result<Option<u64>> {
+        owner::thread_start_time(tid)
+    }
+}
+
+/// The lock's algorithm on its `state` and `owner` words in world `W` (the whole state table;
+/// `RawLock` adds the words' place in shared memory, the caller's identity and the depth).
+pub(crate) struct Words<'a, W: World> {
+    pub(crate) state: &'a W::State,
+    pub(crate) owner: &'a W::Owner,
+    pub(crate) world: &'a W,
+}
+
+impl<W: World> Words<'_, W> {
     #[inline]
     fn record_owner(&self, tid: u32, start: u64) {
         crate::crash::crash_point!("raw.cas_won");
@@ -165,8 +289,7 @@ impl RawLock {
     }
 
     /// Takes the lock if it is free; if `check_owner`, also takes it over from a dead holder.
-    pub(crate) fn try_lock(&self, check_owner: bool) -> Option<Acquired> {
-        let (tid, start) = me();
+    pub(crate) fn try_lock(&self, tid: u32, start: u64, check_owner: bool) -> Option<Acquired> {
         let w = self.state.load(Ordering::Relaxed);
         if w & (TID_MASK | HANDOFF) == 0 {
             // `0 -> T` or `W|0 -> W|T`.
@@ -188,8 +311,7 @@ impl RawLock {
 
     /// Takes the lock, waiting at most until `deadline`. `None` back means the deadline passed.
     #[inline]
-    pub(crate) fn lock(&self, deadline: Deadline) -> Option<Acquired> {
-        let (tid, start) = me();
+    pub(crate) fn lock(&self, tid: u32, start: u64, deadline: Deadline) -> Option<Acquired> {
         crate::crash::crash_point!("raw.before_cas");
         // `0 -> T`.
         if self.state.compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed).is_ok() {
@@ -205,7 +327,7 @@ impl RawLock {
         // free lock (a handed-off one is for the sleepers).
         // Exponential backoff between looks: a waiter polling the word steals its cache line
         // from a holder that re-locks at once, which costs both.
-        let backoff = Backoff::new();
+        let backoff = self.world.spinner();
         while !backoff.is_completed() {
             let w = self.state.load(Ordering::Relaxed);
             if w == 0 {
@@ -223,7 +345,7 @@ impl RawLock {
             }
             backoff.spin();
         }
-        let began = futex::now();
+        let began = self.world.now();
         let mut next_check = began.saturating_add(FIRST_CHECK);
         let mut slept = false;
         loop {
@@ -241,7 +363,7 @@ impl RawLock {
                 }
                 continue;
             }
-            let now = futex::now();
+            let now = self.world.now();
             let mut want = w | WAITERS;
             if slept && w & TID_MASK != 0 && now.saturating_sub(began) >= FAIR_AFTER {
                 want |= STARVING;
@@ -269,10 +391,7 @@ impl RawLock {
                 next_check = now.saturating_add(CHECK_EVERY);
                 continue;
             }
-            match futex::wait(&self.state, w, deadline.min(Deadline::at(next_check))) {
-                Ok(Wake::Woken) | Ok(Wake::TimedOut) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(1)),
-            }
+            self.world.wait(self.state, w, deadline.min(Deadline::at(next_check)));
             slept = true;
         }
     }
@@ -303,7 +422,7 @@ impl RawLock {
         if self.state.load(Ordering::Acquire) != w {
             return false;
         }
-        let actual = match owner::thread_start_time(holder) {
+        let actual = match self.world.thread_start_time(holder) {
             Ok(Some(a)) => a,
             Ok(None) => return true,
             Err(_) => return false,
@@ -331,7 +450,7 @@ impl RawLock {
         if old & STARVING != 0 {
             self.hand_off();
         } else if old & WAITERS != 0 {
-            futex::wake(&self.state, 1);
+            self.world.wake_one(self.state);
         }
     }
 
@@ -344,7 +463,7 @@ impl RawLock {
         if self.state.compare_exchange(0, reserved, Ordering::Relaxed, Ordering::Relaxed).is_err() {
             return;
         }
-        if futex::wake(&self.state, 1) == 0 {
+        if self.world.wake_one(self.state) == 0 {
             // Nobody asleep to take it (the waiter is between its checks, or died): free it.
             // `H|W -> 0`.
             let _ = self.state.compare_exchange(reserved, 0, Ordering::Relaxed, Ordering::Relaxed);
@@ -355,6 +474,59 @@ impl RawLock {
     #[inline]
     pub(crate) fn holder(&self) -> u32 {
         self.state.load(Ordering::Relaxed) & TID_MASK
+    }
+}
+
+impl RawLock {
+    /// Frees the lock whatever its words say (fuzzing only: the harness stands for a peer that
+    /// wrote garbage but does not hold the lock; a peer that really holds it blocks lockers as
+    /// any live holder does, which is the lock's promise, not a decoder's bug).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn fuzz_free(&self) {
+        self.state.store(0, Ordering::Relaxed);
+        self.depth.store(0, Ordering::Relaxed);
+        self.owner.store(0, Ordering::Relaxed);
+    }
+
+    /// Bytes a `RawLock` takes in a region.
+    pub(crate) const SIZE: usize = std::mem::size_of::<RawLock>();
+
+    /// The lock at `offset` (8-aligned) of `region`'s payload. A zeroed region holds an unlocked
+    /// lock. Panics if `offset` is out of bounds or misaligned (a bug in the caller's layout).
+    #[inline]
+    pub(crate) fn at(region: &Region, offset: usize) -> &RawLock {
+        region.at::<RawLock>(offset)
+    }
+
+    /// The algorithm on this lock's words, in the real world.
+    #[inline]
+    fn words(&self) -> Words<'_, Os> {
+        Words { state: &self.state, owner: &self.owner, world: &Os }
+    }
+
+    /// Takes the lock if it is free; if `check_owner`, also takes it over from a dead holder.
+    pub(crate) fn try_lock(&self, check_owner: bool) -> Option<Acquired> {
+        let (tid, start) = me();
+        self.words().try_lock(tid, start, check_owner)
+    }
+
+    /// Takes the lock, waiting at most until `deadline`. `None` back means the deadline passed.
+    #[inline]
+    pub(crate) fn lock(&self, deadline: Deadline) -> Option<Acquired> {
+        let (tid, start) = me();
+        self.words().lock(tid, start, deadline)
+    }
+
+    /// Releases the lock (whoever holds it) and wakes one sleeper if any may sleep.
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        self.words().unlock()
+    }
+
+    /// The thread id of the holder (0: free).
+    #[inline]
+    pub(crate) fn holder(&self) -> u32 {
+        self.words().holder()
     }
 
     /// Whether the calling thread holds the lock: the word names our tid *and* the owner record
