@@ -45,6 +45,9 @@ pub struct Args {
     /// Measure only procshare-redis against redis-py and a manager Queue (bench_redis.rs).
     #[arg(long)]
     redis: bool,
+    /// Only the workloads whose title contains TEXT (e.g. "1 MiB", "ping-pong"); repeatable.
+    #[arg(long, value_name = "TEXT")]
+    only: Vec<String>,
     /// (tests) every row once with tiny durations.
     #[arg(long, hide = true)]
     smoke: bool,
@@ -392,7 +395,10 @@ pub fn run(args: Args) -> procshare::Result<()> {
     } else {
         (3, Duration::from_millis(500))
     };
-    let workloads = workloads();
+    let mut workloads = workloads();
+    if !args.only.is_empty() {
+        workloads.retain(|w| args.only.iter().any(|o| w.title.contains(o.as_str())));
+    }
     let started = Instant::now();
     let load_start = load_average();
     #[cfg(feature = "peers")]
