@@ -262,7 +262,7 @@ fn what_is_not_a_queue_at_the_name_is_refused() {
     other_kind[..8].copy_from_slice(b"NOTAQUEU");
     let cases: [(&str, Vec<u8>, u64); 5] = [
         ("empty", vec![], 0),
-        ("short", b"PSQUEUE1".to_vec(), 8),
+        ("short", b"PSQUEUE2".to_vec(), 8),
         ("zeros", vec![], 1 << 20),
         ("another kind", other_kind, 1 << 20),
         ("a header that lies about the size", header.clone(), 1 << 20),
