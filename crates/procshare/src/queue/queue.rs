@@ -10,7 +10,7 @@ use crate::shared::handles::{RecvFd, SendFd};
 use crate::shared::region::{Region, HEADER_LEN};
 use crate::shm::tracker;
 use crate::sync::backoff::Backoff;
-use crate::sys::deadline::Deadline;
+use crate::sys::deadline::{Deadline, Wait};
 use crate::sys::futex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -402,33 +402,33 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn put_bytes(&self, data: &[u8]) -> Result<()> {
-        self.put_bytes_until(data, Deadline::NEVER)
+        self.put_bytes_until(data, Wait::Until(Deadline::NEVER))
     }
 
     /// [`Queue::put_bytes`], giving up with `Err(Full)` after `timeout`.
     pub fn put_bytes_timeout(&self, data: &[u8], timeout: Duration) -> Result<()> {
-        self.put_bytes_until(data, Deadline::after(timeout))
+        self.put_bytes_until(data, Wait::For(timeout))
     }
 
     /// [`Queue::put_bytes`] only if there is room now, else `Err(Full)`.
     pub fn put_bytes_nowait(&self, data: &[u8]) -> Result<()> {
-        self.put_bytes_until(data, Deadline::now())
+        self.put_bytes_until(data, Wait::Until(Deadline::now()))
     }
 
     /// Removes the oldest item and returns its encoded bytes, undecoded (a pickle on a
     /// [`Format::Pickle`] queue); waits for one like [`Queue::get`].
     pub fn get_bytes(&self) -> Result<Vec<u8>> {
-        self.get_bytes_until(Deadline::NEVER)
+        self.get_bytes_until(Wait::Until(Deadline::NEVER))
     }
 
     /// [`Queue::get_bytes`], giving up with `Err(Empty)` after `timeout`.
     pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
-        self.get_bytes_until(Deadline::after(timeout))
+        self.get_bytes_until(Wait::For(timeout))
     }
 
     /// [`Queue::get_bytes`] if an item is ready now, else `Err(Empty)`.
     pub fn get_bytes_nowait(&self) -> Result<Vec<u8>> {
-        self.get_bytes_until(Deadline::now())
+        self.get_bytes_until(Wait::Until(Deadline::now()))
     }
 
     /// Waits for at least one item, then removes up to `max` that are ready, in queue order, with
@@ -458,7 +458,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         let mut items = Vec::new();
         with_scratch(|s| {
-            self.get_with(max, deadline, &mut s.dec, &mut |b| items.push(b.to_vec()))
+            self.get_with(max, Wait::Until(deadline), &mut s.dec, &mut |b| items.push(b.to_vec()))
         })?;
         if items.is_empty() {
             return Err(Error::Empty);
@@ -466,18 +466,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(items)
     }
 
-    fn put_bytes_until(&self, data: &[u8], deadline: Deadline) -> Result<()> {
+    fn put_bytes_until(&self, data: &[u8], wait: Wait) -> Result<()> {
         self.check_open()?;
-        with_scratch(|s| self.put_encoded(data, &mut s.slots, deadline))
+        with_scratch(|s| self.put_encoded(data, &mut s.slots, wait))
     }
 
-    fn get_bytes_until(&self, deadline: Deadline) -> Result<Vec<u8>> {
+    fn get_bytes_until(&self, wait: Wait) -> Result<Vec<u8>> {
         // The payload is copied into `buf` and left there, except when it is so large that the
         // ring frees its copy buffer after the sink (then the sink keeps its own copy).
         let mut buf = Vec::new();
         let mut got = false;
         let mut big = None;
-        self.get_with(1, deadline, &mut buf, &mut |b| {
+        self.get_with(1, wait, &mut buf, &mut |b| {
             got = true;
             if b.len() > 8 << 20 {
                 big = Some(b.to_vec());
@@ -510,7 +510,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn put(&self, item: T) -> Result<()> {
-        self.put_until(&item, Deadline::NEVER)
+        self.put_until(&item, Wait::Until(Deadline::NEVER))
     }
 
     /// Like [`Queue::put`], but gives up with `Err(Full)` after `timeout`.
@@ -523,7 +523,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
-        self.put_until(&item, Deadline::after(timeout))
+        self.put_until(&item, Wait::For(timeout))
     }
 
     /// Puts `item` only if there is room now, else `Err(Full)`.
@@ -535,7 +535,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn put_nowait(&self, item: T) -> Result<()> {
-        self.put_until(&item, Deadline::now())
+        self.put_until(&item, Wait::Until(Deadline::now()))
     }
 
     /// Puts every item of `items`, in order, with one lock round per batch of reservations:
@@ -655,28 +655,28 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    fn put_until(&self, item: &T, deadline: Deadline) -> Result<()> {
+    fn put_until(&self, item: &T, wait: Wait) -> Result<()> {
         self.check_open()?;
         if self.format == Format::Pickle {
             let enc = codec::pickle_encode(item)?;
-            return with_scratch(|s| self.put_encoded(&enc, &mut s.slots, deadline));
+            return with_scratch(|s| self.put_encoded(&enc, &mut s.slots, wait));
         }
         with_scratch(|s| {
             s.enc.clear();
             if !codec::encode_capped(item, &mut s.enc, LARGE)? {
-                return self.put_large(item, &mut s.slots, deadline);
+                return self.put_large(item, &mut s.slots, wait.deadline());
             }
-            self.put_encoded(&s.enc, &mut s.slots, deadline)
+            self.put_encoded(&s.enc, &mut s.slots, wait)
         })
     }
 
-    /// Puts one encoded item, waiting for room until `deadline`.
-    fn put_encoded(&self, data: &[u8], slots: &mut Vec<PutSlot>, deadline: Deadline) -> Result<()> {
+    /// Puts one encoded item, waiting for room as `wait` says.
+    fn put_encoded(&self, data: &[u8], slots: &mut Vec<PutSlot>, wait: Wait) -> Result<()> {
         if data.len() <= SMALL {
-            return self.put_small(data, slots, deadline);
+            return self.put_small(data, slots, wait);
         }
         slots.clear();
-        self.reserve(&[data.len()], slots, deadline)?;
+        self.reserve(&[data.len()], slots, wait.deadline())?;
         Reserved::new(&self.ring, slots).commit(data)
     }
 
@@ -699,10 +699,20 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    /// Puts an encoded small item (copied under the producer lock), waiting for room until
-    /// `deadline`.
-    fn put_small(&self, data: &[u8], slots: &mut Vec<PutSlot>, deadline: Deadline) -> Result<()> {
-        match self.ring.put_small(data, slots, deadline)? {
+    /// Puts an encoded small item (copied under the producer lock), waiting for room as `wait`
+    /// says.
+    fn put_small(&self, data: &[u8], slots: &mut Vec<PutSlot>, wait: Wait) -> Result<()> {
+        // The fast path (the lock is free, there is room) reads no clock.
+        let mut status = self.ring.put_small(data, slots, wait.first_look())?;
+        if status == PutStatus::Reserved {
+            return Ok(());
+        }
+        let deadline = wait.deadline();
+        if status == PutStatus::Busy && deadline != wait.first_look() {
+            // The lock was busy at the first look: wait for it this time.
+            status = self.ring.put_small(data, slots, deadline)?;
+        }
+        match status {
             PutStatus::Reserved => Ok(()),
             PutStatus::Busy => Err(Error::Full),
             PutStatus::Full => {
@@ -760,7 +770,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn get(&self) -> Result<T> {
-        self.get_one(Deadline::NEVER)
+        self.get_one(Wait::Until(Deadline::NEVER))
     }
 
     /// Like [`Queue::get`], but gives up with `Err(Empty)` after `timeout`.
@@ -772,7 +782,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.get_one(Deadline::after(timeout))
+        self.get_one(Wait::For(timeout))
     }
 
     /// An item if one is ready now, else `Err(Empty)`.
@@ -783,7 +793,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), procshare::Error>(())
     /// ```
     pub fn get_nowait(&self) -> Result<T> {
-        self.get_one(Deadline::now())
+        self.get_one(Wait::Until(Deadline::now()))
     }
 
     /// Waits for at least one item, then takes up to `max` that are ready, in queue order, with
@@ -803,7 +813,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut items = Vec::new();
         let mut first_err = None;
         with_scratch(|s| {
-            self.get_with(max, Deadline::NEVER, &mut s.dec, &mut |b| match self.decode(b) {
+            self.get_with(max, Wait::Until(Deadline::NEVER), &mut s.dec, &mut |b| match self
+                .decode(b)
+            {
                 Ok(v) => items.push(v),
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -816,19 +828,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    fn get_one(&self, deadline: Deadline) -> Result<T> {
+    fn get_one(&self, wait: Wait) -> Result<T> {
         let mut item = None;
-        with_scratch(|s| {
-            self.get_with(1, deadline, &mut s.dec, &mut |b| item = Some(self.decode(b)))
-        })?;
+        with_scratch(|s| self.get_with(1, wait, &mut s.dec, &mut |b| item = Some(self.decode(b))))?;
         item.unwrap_or(Err(Error::Empty))
     }
 
-    /// Hands up to `max` items to `sink`, waiting until `deadline` for the first.
+    /// Hands up to `max` items to `sink`, waiting for the first as `wait` says.
     fn get_with(
         &self,
         max: usize,
-        deadline: Deadline,
+        wait: Wait,
         scratch: &mut Vec<u8>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<()> {
@@ -838,11 +848,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             return Err(Error::ShutDown);
         }
         // The fast path (an item is there) reads no clock.
-        if self.ring.try_get(max, false, deadline, scratch, sink)? == GetStatus::Took {
+        if self.ring.try_get(max, false, wait.first_look(), scratch, sink)? == GetStatus::Took {
             // The head moved: a record seen pending before is gone.
             self.pending.clear();
             return Ok(());
         }
+        let deadline = wait.deadline();
         let start = futex::now();
         // Shut down with nothing left (not even an item being written): look again, and stop.
         let head_ready =
