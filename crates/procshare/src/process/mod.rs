@@ -604,19 +604,32 @@ fn read_start_record(value: &std::ffi::OsStr) -> Result<(StartRecord, Vec<OwnedF
     // points from its own functions). A parent that exited before we got here (a spawner that
     // does not join) left us to a reaper; then the record's parent must really be gone — the
     // record was written before the exec, as Python's spawn data is, and the child still runs.
-    let ppid = proc::parent_pid();
-    let from_parent = record.parent.0 == ppid
-        && proc::start_time(ppid) == Some(record.parent.1)
-        && exe_identity_of(&ppid.to_string()).ok() == Some(me);
-    // `Ok(Some(other start))` or `Ok(None)`: that process is dead (a zombie counts as dead);
-    // an unreadable /proc tells nothing and is no proof.
-    let orphaned = record.parent.0 != ppid
-        && matches!(
-            crate::sys::owner::thread_start_time(record.parent.0),
-            Ok(t) if t != Some(record.parent.1)
-        );
-    if !from_parent && !orphaned {
-        return Err(bad("it was not written by our parent running this program"));
+    //
+    // A parent in the middle of exiting is still our parent but no longer has an executable to
+    // show (the kernel drops its memory before it hands us to the reaper): look again for a
+    // while, until it is gone or shows one.
+    let mut looks = 0;
+    loop {
+        let ppid = proc::parent_pid();
+        let from_parent = record.parent.0 == ppid
+            && proc::start_time(ppid) == Some(record.parent.1)
+            && exe_identity_of(&ppid.to_string()).ok() == Some(me);
+        // `Ok(Some(other start))` or `Ok(None)`: that process is dead (a zombie counts as
+        // dead); an unreadable /proc tells nothing and is no proof.
+        let orphaned = record.parent.0 != ppid
+            && matches!(
+                crate::sys::owner::thread_start_time(record.parent.0),
+                Ok(t) if t != Some(record.parent.1)
+            );
+        if from_parent || orphaned {
+            break;
+        }
+        let exiting = record.parent.0 == ppid && exe_identity_of(&ppid.to_string()).is_err();
+        looks += 1;
+        if !exiting || looks > 1000 {
+            return Err(bad("it was not written by our parent running this program"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     let mut seen = std::collections::HashSet::new();
     for &f in &record.fds {
