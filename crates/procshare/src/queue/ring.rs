@@ -298,7 +298,10 @@ struct Header {
     join: JoinSide,
 }
 
-// SAFETY: this and the five impls below: each struct is `#[repr(C)]` and its fields are all
+// The header ends before the link table that follows it in the payload.
+const _: () = assert!(std::mem::size_of::<Header>() <= LINKS_BASE);
+
+// SAFETY: this and the six impls below: each struct is `#[repr(C)]` and its fields are all
 // `Shared` (atomics, `RawLock`, `WaitWord`, or the structs above), so every bit pattern is
 // valid and every non-padding byte is inside an atomic (the `align(64)` padding is never
 // read); all fields are `Sync`, so the structs are.
