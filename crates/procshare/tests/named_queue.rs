@@ -262,7 +262,7 @@ fn what_is_not_a_queue_at_the_name_is_refused() {
     other_kind[..8].copy_from_slice(b"NOTAQUEU");
     let cases: [(&str, Vec<u8>, u64); 5] = [
         ("empty", vec![], 0),
-        ("short", b"PSQUEUE2".to_vec(), 8),
+        ("short", b"PSQUEUE1".to_vec(), 8),
         ("zeros", vec![], 1 << 20),
         ("another kind", other_kind, 1 << 20),
         ("a header that lies about the size", header.clone(), 1 << 20),
@@ -275,6 +275,18 @@ fn what_is_not_a_queue_at_the_name_is_refused() {
         f.write_all_at(&bytes, 0).unwrap();
         refused(&name, what);
     }
+
+    // A queue of another procshare version (another layout): refused, and the error says so.
+    let mut old = header.clone();
+    old[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let name = unique("oldversion");
+    let f = std::fs::File::create(path(&name)).unwrap();
+    planted.0.push(path(&name));
+    f.set_len(1 << 20).unwrap();
+    f.write_all_at(&old, 0).unwrap();
+    refused(&name, "another version");
+    let e = Queue::<u8>::open(&name).unwrap_err().to_string();
+    assert!(e.contains("another procshare version"), "the error says why: {e}");
 
     // A named SharedMemory is not a queue either.
     let shm_name = unique("shm");

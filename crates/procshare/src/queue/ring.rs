@@ -147,7 +147,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The region kind of a process queue.
-pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PSQUEUE2");
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PSQUEUE1");
 /// Bytes per segment.
 pub(crate) const SEG_SIZE: usize = 256 << 10;
 /// Where the first record of a segment starts (segments are pure data: their links live in a

@@ -46,7 +46,9 @@ use std::time::Duration;
 
 /// Bytes before the payload; keeps the payload cache-line aligned.
 pub(crate) const HEADER_LEN: usize = 64;
-const VERSION: u32 = 1;
+/// The layout version of every kind of region (2: the queue header's tail moved to a line of its own).
+/// A named object of another version is refused with an error that says so.
+const VERSION: u32 = 2;
 const READY: u32 = 0x5245_4144; // "READ"
 /// Seals every region carries: its size is fixed for good (contents stay writable).
 const SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
