@@ -178,16 +178,40 @@ fn ring_committed_not_woken() {
     queue_still_works(&q);
 }
 
-#[test]
-fn ring_item_copied() {
+/// A queue of two items whose consumer was killed holding the consumer lock, the first item
+/// copied out.
+fn consumer_killed_holding_the_lock() -> Queue<Bytes> {
     let q: Queue<Bytes> = Queue::new().unwrap();
     q.put(item(30, 1)).unwrap();
     q.put(item(30, 2)).unwrap();
     dies((q.clone(), "ring.item_copied".to_owned(), 1), get_victim);
+    q
+}
+
+#[test]
+fn ring_item_copied() {
+    let q = consumer_killed_holding_the_lock();
     let q2 = q.clone();
     let (a, b) = within("get after the crash", move || (q2.get().unwrap(), q2.get().unwrap()));
     assert_eq!(a, item(30, 1), "the item the dead consumer had copied was lost");
     assert_eq!(b, item(30, 2));
+    queue_still_works(&q);
+}
+
+/// A consumer killed holding the consumer lock, and survivors that only ever poll with
+/// `get_nowait` (as a producer checking a stop queue does): a poll that finds the lock's
+/// holder dead takes it over, so the items come out instead of `Err(Empty)` forever.
+#[test]
+fn nowait_polls_take_over_a_dead_consumers_lock() {
+    let q = consumer_killed_holding_the_lock();
+    let mut got = Vec::new();
+    eventually("get_nowait takes the items", || {
+        if let Ok(it) = q.get_nowait() {
+            got.push(it);
+        }
+        got.len() == 2
+    });
+    assert_eq!(got, [item(30, 1), item(30, 2)]);
     queue_still_works(&q);
 }
 

@@ -32,7 +32,9 @@
 //! **Owner identity.** The thread id is part of the word, so taking the lock and naming the owner
 //! are one CAS. Thread ids are reused, so `owner` also records the holder's start time (from
 //! `/proc/TID/stat`). A waiter that has slept [`FIRST_CHECK`] (then every [`CHECK_EVERY`])
-//! without getting the lock checks the holder: no thread `T`, a zombie, or a thread `T` that
+//! without getting the lock checks the holder — and so does, once, a waiter whose deadline
+//! passes before that (a `_nowait` poll), or it would never get a dead holder's lock: no thread
+//! `T`, a zombie, or a thread `T` that
 //! started at another time than `owner` says means the holder died. If `/proc` cannot answer,
 //! the holder is assumed alive (a wrong "dead" would break mutual exclusion; a wrong "alive"
 //! only delays). "Do I hold it" (`RLock` re-entry, the `Value` guard's check) compares the
@@ -379,7 +381,10 @@ impl<W: World> Words<'_, W> {
             }
             let w = want;
             if deadline.expired_at(now) {
-                return None;
+                // A caller that never waits as long as FIRST_CHECK (a `_nowait` or short-timeout
+                // loop) must still get a dead holder's lock: one look before giving up (only
+                // after the spin above, so a live holder's short hold costs no /proc read).
+                return self.take_over_if_dead(w, tid, start);
             }
             if now >= next_check {
                 // Every waiter counts as having slept from its first check on: a handed-off
