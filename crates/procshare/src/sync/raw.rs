@@ -33,11 +33,10 @@
 //! are one CAS. Thread ids are reused, so `owner` also records the holder's start time (from
 //! `/proc/TID/stat`). A waiter that has slept [`FIRST_CHECK`] (then every [`CHECK_EVERY`])
 //! without getting the lock checks the holder — and so does, once, a waiter whose deadline
-//! passes before that (a `_nowait` poll), or it would never get a dead holder's lock: no thread
-//! `T`, a zombie, or a thread `T` that
-//! started at another time than `owner` says means the holder died. If `/proc` cannot answer,
-//! the holder is assumed alive (a wrong "dead" would break mutual exclusion; a wrong "alive"
-//! only delays). "Do I hold it" (`RLock` re-entry, the `Value` guard's check) compares the
+//! passes before that (a `_nowait` poll), or it would never get a dead holder's lock: no
+//! thread `T`, a zombie, or a thread `T` that started at another time than `owner` says means
+//! the holder died. If `/proc` cannot answer, the holder is assumed alive (a wrong "dead" would
+//! break mutual exclusion; a wrong "alive" only delays). "Do I hold it" (`RLock` re-entry, the `Value` guard's check) compares the
 //! whole `(tid, start)` too: a live thread that reuses a dead holder's tid is not the holder.
 //!
 //! Crash table (a SIGKILL of the holder between steps):
