@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::Bytes;
+use common::{Bytes, HANG};
 
 #[derive(Serialize, Deserialize)]
 enum Msg {
@@ -69,6 +69,18 @@ fn consumer((q, consumer, report): (Queue<Msg>, u32, Connection)) {
                 report.send(&Report::Got { consumer, id, seq }).unwrap();
             }
             Msg::Stop => return,
+        }
+    }
+}
+
+/// `p`'s exit code, or a failed test (instead of a hung suite) if it runs past [`HANG`].
+fn finishes(p: &mut Process, what: &str) -> i32 {
+    match p.join_timeout(HANG).unwrap() {
+        Some(code) => code,
+        None => {
+            let _ = p.kill();
+            let _ = p.join();
+            panic!("{what} did not exit within {HANG:?}");
         }
     }
 }
@@ -167,7 +179,7 @@ fn random_kills_never_tear_lose_or_duplicate() {
     let mut surviving = Vec::new();
     for (is_producer, id, p) in &mut procs {
         if *is_producer {
-            assert_eq!(p.join().unwrap(), 0);
+            assert_eq!(finishes(p, "a producer given its stop token"), 0);
             surviving.push(*id);
         }
     }
@@ -176,7 +188,7 @@ fn random_kills_never_tear_lose_or_duplicate() {
     }
     for (is_producer, _, p) in &mut procs {
         if !*is_producer {
-            assert_eq!(p.join().unwrap(), 0);
+            assert_eq!(finishes(p, "a consumer given Stop"), 0);
         }
     }
     drop(tx);
