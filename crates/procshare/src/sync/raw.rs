@@ -69,9 +69,6 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-#[cfg(all(test, loom))]
-mod model;
-
 const WAITERS: u32 = 1 << 31;
 const HANDOFF: u32 = 1 << 30;
 const STARVING: u32 = 1 << 29;
@@ -163,47 +160,53 @@ pub(crate) trait OwnerWord {
     fn store(&self, v: u64, order: Ordering);
 }
 
-impl StateWord for AtomicU32 {
-    #[inline]
-    fn load(&self, order: Ordering) -> u32 {
-        AtomicU32::load(self, order)
-    }
-    #[inline]
-    fn swap(&self, v: u32, order: Ordering) -> u32 {
-        AtomicU32::swap(self, v, order)
-    }
-    #[inline]
-    fn compare_exchange(
-        &self,
-        cur: u32,
-        new: u32,
-        ok: Ordering,
-        err: Ordering,
-    ) -> Result<u32, u32> {
-        AtomicU32::compare_exchange(self, cur, new, ok, err)
-    }
-    #[inline]
-    fn compare_exchange_weak(
-        &self,
-        cur: u32,
-        new: u32,
-        ok: Ordering,
-        err: Ordering,
-    ) -> Result<u32, u32> {
-        AtomicU32::compare_exchange_weak(self, cur, new, ok, err)
-    }
+/// [`StateWord`] and [`OwnerWord`] for a pair of atomic types with std's methods: std's here,
+/// loom's in the model.
+macro_rules! forward_words {
+    ($u32:ty, $u64:ty) => {
+        forward_words!(@ $u32, $u64, compare_exchange, compare_exchange_weak);
+    };
+    (@ $u32:ty, $u64:ty, $($cas:ident),*) => {
+        impl StateWord for $u32 {
+            #[inline]
+            fn load(&self, order: Ordering) -> u32 {
+                <$u32>::load(self, order)
+            }
+            #[inline]
+            fn swap(&self, v: u32, order: Ordering) -> u32 {
+                <$u32>::swap(self, v, order)
+            }
+            $(
+                #[inline]
+                fn $cas(
+                    &self,
+                    cur: u32,
+                    new: u32,
+                    ok: Ordering,
+                    err: Ordering,
+                ) -> Result<u32, u32> {
+                    <$u32>::$cas(self, cur, new, ok, err)
+                }
+            )*
+        }
+
+        impl OwnerWord for $u64 {
+            #[inline]
+            fn load(&self, order: Ordering) -> u64 {
+                <$u64>::load(self, order)
+            }
+            #[inline]
+            fn store(&self, v: u64, order: Ordering) {
+                <$u64>::store(self, v, order)
+            }
+        }
+    };
 }
 
-impl OwnerWord for AtomicU64 {
-    #[inline]
-    fn load(&self, order: Ordering) -> u64 {
-        AtomicU64::load(self, order)
-    }
-    #[inline]
-    fn store(&self, v: u64, order: Ordering) {
-        AtomicU64::store(self, v, order)
-    }
-}
+forward_words!(AtomicU32, AtomicU64);
+
+#[cfg(all(test, loom))]
+mod model;
 
 /// A waiter's spinning schedule before it sleeps ([`Backoff`] here).
 pub(crate) trait Spin {

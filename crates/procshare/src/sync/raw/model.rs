@@ -36,41 +36,7 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-impl StateWord for AtomicU32 {
-    fn load(&self, order: Ordering) -> u32 {
-        AtomicU32::load(self, order)
-    }
-    fn swap(&self, v: u32, order: Ordering) -> u32 {
-        AtomicU32::swap(self, v, order)
-    }
-    fn compare_exchange(
-        &self,
-        cur: u32,
-        new: u32,
-        ok: Ordering,
-        err: Ordering,
-    ) -> Result<u32, u32> {
-        AtomicU32::compare_exchange(self, cur, new, ok, err)
-    }
-    fn compare_exchange_weak(
-        &self,
-        cur: u32,
-        new: u32,
-        ok: Ordering,
-        err: Ordering,
-    ) -> Result<u32, u32> {
-        AtomicU32::compare_exchange_weak(self, cur, new, ok, err)
-    }
-}
-
-impl OwnerWord for AtomicU64 {
-    fn load(&self, order: Ordering) -> u64 {
-        AtomicU64::load(self, order)
-    }
-    fn store(&self, v: u64, order: Ordering) {
-        AtomicU64::store(self, v, order)
-    }
-}
+forward_words!(AtomicU32, AtomicU64);
 
 /// Model threads are tids 1..=3 (0 means "nobody" in the word).
 const THREADS: usize = 4;
