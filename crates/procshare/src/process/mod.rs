@@ -611,9 +611,10 @@ fn read_start_record(value: &std::ffi::OsStr) -> Result<(StartRecord, Vec<OwnedF
     let mut looks = 0;
     loop {
         let ppid = proc::parent_pid();
+        let parent_exe = exe_identity_of(&ppid.to_string());
         let from_parent = record.parent.0 == ppid
             && proc::start_time(ppid) == Some(record.parent.1)
-            && exe_identity_of(&ppid.to_string()).ok() == Some(me);
+            && parent_exe.as_ref().ok() == Some(&me);
         // `Ok(Some(other start))` or `Ok(None)`: that process is dead (a zombie counts as
         // dead); an unreadable /proc tells nothing and is no proof.
         let orphaned = record.parent.0 != ppid
@@ -624,7 +625,7 @@ fn read_start_record(value: &std::ffi::OsStr) -> Result<(StartRecord, Vec<OwnedF
         if from_parent || orphaned {
             break;
         }
-        let exiting = record.parent.0 == ppid && exe_identity_of(&ppid.to_string()).is_err();
+        let exiting = record.parent.0 == ppid && parent_exe.is_err();
         looks += 1;
         if !exiting || looks > 1000 {
             return Err(bad("it was not written by our parent running this program"));
