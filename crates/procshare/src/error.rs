@@ -63,6 +63,10 @@ pub enum Error {
     /// The peer process died in a way that left an operation half done.
     #[error("the peer process died in the middle of the operation")]
     PeerDied,
+    /// A [`Pool`](crate::Pool) task failed: it panicked, its worker died, it timed out, was
+    /// cancelled, could not be encoded, or the pool was terminated first.
+    #[error("task failed: {0}")]
+    Task(#[from] crate::pool::TaskError),
     /// An operating-system error.
     #[error(transparent)]
     Io(#[from] io::Error),

@@ -78,6 +78,7 @@ pub mod ffi;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod pipe;
+pub mod pool;
 pub mod process;
 pub mod queue;
 mod shared;
@@ -89,6 +90,7 @@ pub mod thread_queue;
 pub use codec::Format;
 pub use error::{Error, Result};
 pub use pipe::{connect, pipe, pipe_simplex, wait, Address, Connection, Listener};
+pub use pool::{Imap, ImapUnordered, Pool, PoolBuilder, TaskError, TaskHandle};
 pub use process::{
     current_process, init, CurrentProcess, ExitCode, Process, ProcessBuilder, StartMethod,
 };

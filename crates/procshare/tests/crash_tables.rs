@@ -191,11 +191,14 @@ fn the_parser_reads_a_table_with_continuations_and_escaped_bars() {
 fn every_crash_table_row_has_a_placed_point_that_a_test_arms() {
     let s = sources();
     // The pipe's rows are armed in their own file, next to the pipe tests.
-    let tests = ["tests/crash_points.rs", "tests/crash_points_pipe.rs"]
-        .iter()
-        .map(|f| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let tests =
+        ["tests/crash_points.rs", "tests/crash_points_pipe.rs", "tests/crash_points_pool.rs"]
+            .iter()
+            .map(|f| {
+                std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).unwrap()
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
     let mut problems = Vec::new();
     let mut named = BTreeSet::new();
     let mut rows = 0;

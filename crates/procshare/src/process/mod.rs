@@ -398,6 +398,30 @@ fn from_offset(offset: isize) -> usize {
     (anchor as *const () as usize as isize).wrapping_add(offset) as usize
 }
 
+/// A function of this program as an offset from a fixed point of its code: the same number in
+/// every process running this executable, whatever the address-space layout (the pool's tasks
+/// name their functions this way).
+pub(crate) fn code_offset(addr: usize) -> isize {
+    offset_of(addr)
+}
+
+/// This program's code, to turn offsets from [`code_offset`] back into addresses that are
+/// known to lie in it.
+pub(crate) struct Code(Vec<(usize, usize)>);
+
+impl Code {
+    /// Reads this process's executable mappings once.
+    pub(crate) fn load() -> Result<Code> {
+        Ok(Code(proc::own_text_ranges(anchor as *const () as usize)?))
+    }
+
+    /// The address `offset` names, if it lies in this program's code.
+    pub(crate) fn resolve(&self, offset: isize) -> Option<usize> {
+        let addr = from_offset(offset);
+        self.0.iter().any(|&(a, b)| (a..b).contains(&addr)).then_some(addr)
+    }
+}
+
 type Trampoline = fn(&[u8], Vec<OwnedFd>, usize) -> Result<()>;
 
 fn trampoline<A: DeserializeOwned>(args: &[u8], fds: Vec<OwnedFd>, target: usize) -> Result<()> {

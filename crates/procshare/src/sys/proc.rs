@@ -8,7 +8,7 @@
 use super::{cvt, retry};
 use std::cell::Cell;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
 
@@ -115,6 +115,28 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     }
     // SAFETY: the kernel returned a fresh descriptor (opened O_CLOEXEC by definition).
     Ok(unsafe { OwnedFd::from_raw_fd(r as libc::c_int) })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signals the process `pidfd` names, which cannot
+/// be another process that reused its pid. A process that has exited already is `ESRCH`.
+///
+/// # References
+/// pidfd_send_signal(2)
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: a live descriptor, an integer and a null siginfo (allowed: "as kill(2)").
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `waitpid(pid, &status, WNOHANG or 0)`: `Some(status)` once the child has exited and been

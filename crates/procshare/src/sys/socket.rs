@@ -89,6 +89,50 @@ pub fn send_record(
     retry(|| cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) }))
 }
 
+/// `recvmsg(fd, {iov: buf, control}, MSG_CMSG_CLOEXEC)`: one record and the descriptors it
+/// carries (`SCM_RIGHTS`, at most [`MAX_FDS`]), each close-on-exec. Blocks until a record
+/// comes; 0 bytes and no descriptors at end-of-file. Descriptors beyond [`MAX_FDS`] (the kernel
+/// truncates, `MSG_CTRUNC`) are closed by the kernel and make the call `InvalidData`, as does a
+/// record longer than `buf`. Retries EINTR.
+///
+/// # References
+/// recvmsg(2), unix(7), cmsg(3)
+pub fn recv_record(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut cmsg = CmsgBuf([0; 64]);
+    // SAFETY: an all-zero msghdr is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.0.as_mut_ptr().cast();
+    msg.msg_controllen = cmsg.0.len() as _;
+    let n = retry(|| {
+        // SAFETY: `msg` points to `iov` (over the live `buf`) and `cmsg`, both alive for the
+        // call, with their lengths.
+        cvt_size(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })
+    })?;
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled `msg_control` (within `msg_controllen`); CMSG_FIRSTHDR and
+    // CMSG_NXTHDR stay inside it, and an SCM_RIGHTS header's data holds whole ints.
+    unsafe {
+        let mut h = libc::CMSG_FIRSTHDR(&msg);
+        while !h.is_null() {
+            if (*h).cmsg_level == libc::SOL_SOCKET && (*h).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(h) as *const RawFd;
+                let bytes = (*h).cmsg_len as usize - (data as usize - h as usize);
+                for i in 0..bytes / mem::size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            h = libc::CMSG_NXTHDR(&msg, h);
+        }
+    }
+    if msg.msg_flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) != 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "record or descriptors truncated"));
+    }
+    Ok((n, fds))
+}
+
 /// `recv(fd, buf, len, 0)`: bytes from a stream socket; 0 at end-of-file.
 ///
 /// # References
