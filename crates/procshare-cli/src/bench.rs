@@ -13,6 +13,7 @@ mod native;
 #[cfg(feature = "peers")]
 mod peers;
 mod plot;
+mod pool;
 
 pub use native::child;
 
@@ -150,6 +151,21 @@ const IPC_BYTES: &str = "ipc-channel IpcBytesSender";
 const IOX_BUSY: &str = "iceoryx2 pub-sub, busy-poll";
 const CROSSBEAM: &str = "crossbeam bounded, 2 threads";
 const PY_QUEUE: &str = "CPython mp.Queue";
+const WPMAP: &str = "pool map, 100,000 tiny tasks, default chunksize";
+const WPIMAP: &str = "pool imap, tiny tasks, chunksize 1";
+const WPAPPLY: &str = "pool apply_async x 20,000, then get each";
+const WPRTT: &str = "pool apply round trip, warm";
+const WPDEATH: &str = "pool worker SIGKILL -> its task's Err";
+const POOL_MAP: &str = "procshare Pool::map";
+const POOL_IMAP: &str = "procshare Pool::imap";
+const POOL_APPLY: &str = "procshare Pool::apply_async";
+const POOL_RTT: &str = "procshare Pool::apply";
+const POOL_DEATH: &str = "procshare Pool: SIGKILL to the task's Err";
+const PY_POOL_MAP: &str = "CPython mp.Pool.map";
+const PY_POOL_IMAP: &str = "CPython mp.Pool.imap(chunksize=1)";
+const PY_POOL_APPLY: &str = "CPython mp.Pool.apply_async";
+const PY_PPE_SUBMIT: &str = "CPython ProcessPoolExecutor.submit";
+const PY_PPE_MAP: &str = "CPython ProcessPoolExecutor.map(chunksize=1)";
 
 /// The throughput contenders of one message size (the same list for 64 B, 4 KiB and 1 MiB).
 fn throughput(size: usize, unit: Unit, python: (&'static str, &'static str)) -> Vec<Contender> {
@@ -265,6 +281,57 @@ fn workloads() -> Vec<Workload> {
                 c("procshare thread_queue::Queue", Procshare, Run::Rate(native::thread_queue_rate)),
                 c("crossbeam bounded(1024)", Threads, Run::Rate(native::crossbeam_rate)),
                 c("CPython queue.Queue", Python, Run::Python("thread_queue")),
+            ],
+        },
+        Workload {
+            title: WPMAP,
+            unit: Unit::OpsPerSec,
+            contenders: vec![
+                c(POOL_MAP, Procshare, Run::Rate(pool::map_rate)),
+                c(
+                    "procshare Pool::map_chunked(.., 100)",
+                    Procshare,
+                    Run::Rate(pool::map_chunk100_rate),
+                ),
+                c(PY_POOL_MAP, Python, Run::Python("pool_map")),
+            ],
+        },
+        Workload {
+            title: WPIMAP,
+            unit: Unit::OpsPerSec,
+            contenders: vec![
+                c(POOL_IMAP, Procshare, Run::Rate(pool::imap_rate)),
+                c(PY_POOL_IMAP, Python, Run::Python("pool_imap1")),
+                c(PY_PPE_MAP, Python, Run::Python("ppe_map1")),
+            ],
+        },
+        Workload {
+            title: WPAPPLY,
+            unit: Unit::OpsPerSec,
+            contenders: vec![
+                c(POOL_APPLY, Procshare, Run::Rate(pool::apply_async_rate)),
+                c(PY_POOL_APPLY, Python, Run::Python("pool_apply_async")),
+                c(PY_PPE_SUBMIT, Python, Run::Python("ppe_submit")),
+            ],
+        },
+        Workload {
+            title: WPRTT,
+            unit: Unit::Micros,
+            contenders: vec![
+                c(POOL_RTT, Procshare, Run::Rtt(pool::apply_rtt)),
+                c("CPython mp.Pool.apply", Python, Run::Python("pool_apply_rtt")),
+            ],
+        },
+        Workload {
+            title: WPDEATH,
+            unit: Unit::Micros,
+            contenders: vec![
+                c(POOL_DEATH, Procshare, Run::Rtt(pool::death_to_err)),
+                c(
+                    "procshare Pool: ... to its replacement's result",
+                    Procshare,
+                    Run::Rtt(pool::death_to_replacement),
+                ),
             ],
         },
         Workload {
@@ -531,7 +598,10 @@ fn find(rows: &[Row], workload: &str, contender: &str) -> Option<f64> {
 fn targets(rows: &[Row]) -> Vec<Target> {
     let rtt_med = format!("{WRTT} median RTT");
     type Spec<'a> = (&'a str, f64, bool, (&'a str, &'a str), (&'a str, &'a str));
-    let specs: [Spec; 10] = [
+    let prtt = format!("{WPRTT} median RTT");
+    let pdeath = format!("{WPDEATH} median RTT");
+    let pdeath99 = format!("{WPDEATH} p99 RTT");
+    let specs: [Spec; 17] = [
         ("pipe 64 B 1->1 >= 3x OS pipe", 3.0, false, (W64, PIPE), (W64, OS_PIPE)),
         ("pipe 64 B 1->1 >= 5x ipc-channel", 5.0, false, (W64, PIPE), (W64, IPC_BYTES)),
         ("pipe ping-pong median <= 1.5x Queue's", 1.5, true, (&rtt_med, PIPE), (&rtt_med, QUEUE)),
@@ -554,11 +624,54 @@ fn targets(rows: &[Row]) -> Vec<Target> {
         ("tuned byte item <= 1.3x Queue<Vec<u8>>", 1.3, true, (WITEM, QUEUE), (WITEM, QUEUE_VEC)),
         ("Queue 64 B >= 1x crossbeam bounded", 1.0, false, (W64, QUEUE), (W64, CROSSBEAM)),
         ("Queue 64 B >= 4x iceoryx2 busy-poll", 4.0, false, (W64, QUEUE), (W64, IOX_BUSY)),
+        // Issue 21, the Pool.
+        (
+            "Pool apply_async >= 20x mp.Pool.apply_async",
+            20.0,
+            false,
+            (WPAPPLY, POOL_APPLY),
+            (WPAPPLY, PY_POOL_APPLY),
+        ),
+        (
+            "Pool apply_async >= 50x ProcessPoolExecutor.submit",
+            50.0,
+            false,
+            (WPAPPLY, POOL_APPLY),
+            (WPAPPLY, PY_PPE_SUBMIT),
+        ),
+        (
+            "Pool imap chunksize 1 >= 20x mp.Pool.imap",
+            20.0,
+            false,
+            (WPIMAP, POOL_IMAP),
+            (WPIMAP, PY_POOL_IMAP),
+        ),
+        ("Pool map >= 1x mp.Pool.map", 1.0, false, (WPMAP, POOL_MAP), (WPMAP, PY_POOL_MAP)),
+        ("Pool apply round trip <= 10 us median", 10.0, true, (&prtt, POOL_RTT), (&prtt, POOL_RTT)),
+        (
+            "Pool death -> Err <= 10 ms median",
+            10_000.0,
+            true,
+            (&pdeath, POOL_DEATH),
+            (&pdeath, POOL_DEATH),
+        ),
+        (
+            "Pool death -> Err <= 50 ms p99",
+            50_000.0,
+            true,
+            (&pdeath99, POOL_DEATH),
+            (&pdeath99, POOL_DEATH),
+        ),
     ];
     specs
         .iter()
         .filter_map(|&(target, goal, at_most, a, b)| {
-            let ratio = find(rows, a.0, a.1)? / find(rows, b.0, b.1)?;
+            // A target naming the same row twice is absolute (µs): the figure itself.
+            let ratio = if a == b {
+                find(rows, a.0, a.1)?
+            } else {
+                find(rows, a.0, a.1)? / find(rows, b.0, b.1)?
+            };
             // "below" is strict; the rest include the goal.
             let met =
                 if at_most { ratio <= goal && (goal != 1.0 || ratio < 1.0) } else { ratio >= goal };

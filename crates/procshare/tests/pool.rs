@@ -78,6 +78,21 @@ fn map_apply_and_imap_give_every_result_in_order() {
 }
 
 #[test]
+fn many_tiny_tasks_through_imap_and_apply_async_all_complete() {
+    // Workers that run dry take batches back from each other: that race must lose nothing.
+    let pool = Pool::new(2).unwrap();
+    for _ in 0..3 {
+        let n = within("imap of tiny tasks", {
+            let it = pool.imap(square, 0..50_000u64);
+            move || it.map(|r| r.unwrap()).sum::<u64>()
+        });
+        assert_eq!(n, (0..50_000u64).map(|x| x * x).sum::<u64>());
+        let hs: Vec<_> = (0..5000u64).map(|x| pool.apply_async(square, x).unwrap()).collect();
+        assert!(hs.into_iter().enumerate().all(|(x, h)| h.get().unwrap() == (x * x) as u64));
+    }
+}
+
+#[test]
 fn a_panicking_task_fails_alone_and_its_worker_lives_on() {
     let pool = Pool::new(1).unwrap();
     let before = pool.apply(pid_of, ()).unwrap();

@@ -197,11 +197,56 @@ def tq_rate():
     return rate
 
 
+def square(x):
+    return x * x
+
+
+def pool_rows():
+    # multiprocessing.Pool(2) and ProcessPoolExecutor(2), warm, on the same tiny task as the
+    # procshare rows. imap/submit are ~10^4 tasks/s: fewer tasks there, a rate all the same.
+    import concurrent.futures as cf
+    out = {}
+    with mp.Pool(2) as pool:
+        pool.map(square, range(1000))
+        def rate(n, job):
+            t = time.perf_counter()
+            k = 0
+            while k == 0 or time.perf_counter() - t < DUR:
+                job(n)
+                k += n
+            return k / (time.perf_counter() - t)
+        out['pool_map'] = rate(100_000, lambda n: pool.map(square, range(n)))
+        out['pool_imap1'] = rate(5_000, lambda n: sum(1 for _ in pool.imap(square, range(n), chunksize=1)))
+        out['pool_apply_async'] = rate(5_000, lambda n: [r.get() for r in [pool.apply_async(square, (x,)) for x in range(n)]])
+        ts = []
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < DUR or len(ts) < 100:
+            t = time.perf_counter()
+            pool.apply(square, (3,))
+            ts.append((time.perf_counter() - t) * 1e6)
+        ts.sort()
+        out['pool_apply_rtt'] = [ts[len(ts) // 2], ts[min(len(ts) - 1, len(ts) * 99 // 100)]]
+    with cf.ProcessPoolExecutor(2) as ex:
+        list(ex.map(square, range(100)))
+        def rate(n, job):
+            t = time.perf_counter()
+            k = 0
+            while k == 0 or time.perf_counter() - t < DUR:
+                job(n)
+                k += n
+            return k / (time.perf_counter() - t)
+        out['ppe_submit'] = rate(2_000, lambda n: [f.result() for f in [ex.submit(square, x) for x in range(n)]])
+        out['ppe_map1'] = rate(2_000, lambda n: sum(1 for _ in ex.map(square, range(n), chunksize=1)))
+    return out
+
+
 if __name__ == '__main__':
     MIB = 1 << 20
-    print(json.dumps({
+    rows = {
         'pipe_64': pipe_rate(64), 'pipe_4k': pipe_rate(4096), 'pipe_1m': pipe_rate(MIB) * MIB,
         'queue_64': queue_rate(mp.Queue(1024), 64), 'queue_4k': queue_rate(mp.Queue(1024), 4096),
         'queue_1m': queue_rate(mp.Queue(16), MIB) * MIB, 'queue_2x2': queue_2x2(),
         'pipe_rtt': pipe_rtt(), 'lock': lock_rate(), 'thread_queue': tq_rate(),
-        'faster_fifo': ff_rate(), 'spawn_us': spawn_cost()}))
+        'faster_fifo': ff_rate(), 'spawn_us': spawn_cost()}
+    rows.update(pool_rows())
+    print(json.dumps(rows))

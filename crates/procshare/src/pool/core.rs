@@ -437,9 +437,15 @@ impl State {
         if ids.is_empty() {
             return false;
         }
+        // Not always the tail of `sent`: the worker may take a later batch while we take an
+        // earlier one. What it runs keeps its order in `sent`.
         let worker = &mut self.workers[w];
-        let keep = worker.sent.len().saturating_sub(ids.len());
-        let back: Vec<Item> = worker.sent.drain(keep..).collect();
+        let mut back = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(pos) = worker.sent.iter().position(|it| it.id == id) {
+                back.extend(worker.sent.remove(pos));
+            }
+        }
         if let Some(b) = &mut worker.budget {
             *b += back.len() as u64;
         }
