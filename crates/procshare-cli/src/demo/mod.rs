@@ -2,6 +2,7 @@
 
 mod pi;
 mod pipe;
+mod pool;
 mod queue;
 pub mod redis;
 mod shm;
@@ -17,6 +18,8 @@ pub enum Which {
     Shm,
     /// "Computing Pi": workers summing a series into shared memory.
     Pi,
+    /// "Computing Pi" on a Pool with retries(1), a worker SIGKILLed midway.
+    Pool,
     /// The Queue program with the queue on Redis (`--url`, or a private redis-server).
     Redis,
     /// Every demo, one after another (but `redis`).
@@ -30,6 +33,7 @@ const DEMOS: &[(Which, Demo)] = &[
     (Which::Queue, queue::run),
     (Which::Shm, shm::run),
     (Which::Pi, pi::run),
+    (Which::Pool, pool::run),
 ];
 
 /// Runs one demo, or all of them.

@@ -39,6 +39,7 @@
 
 mod item;
 mod ledger;
+mod pool;
 mod worker;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -346,8 +347,18 @@ pub fn run(args: Args) -> procshare::Result<()> {
         t.kill_every,
         bound.as_secs_f64()
     );
+    // The pool lane runs beside the rest, on its own workers and its own chaos.
+    let lane = {
+        let every = Duration::from_millis(t.kill_every * 4);
+        std::thread::spawn(move || pool::run(duration, seed, bound, every))
+    };
     let outcome = t.run(duration, &shm, &list);
-    let summary = t.summary();
+    let mut summary = t.summary();
+    match lane.join() {
+        Ok(Ok(st)) => summary += &format!("\n  {}", st.line()),
+        Ok(Err(v)) => t.violations.push(format!("pool lane: {v}")),
+        Err(_) => t.violations.push("pool lane: it panicked".into()),
+    }
     let (mut violations, events) =
         (std::mem::take(&mut t.violations), std::mem::take(&mut t.events));
     if let Err(e) = outcome {
