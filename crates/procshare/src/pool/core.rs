@@ -24,8 +24,12 @@ const WINDOW_WORK_NS: u64 = 2_000_000;
 /// ... and at least this many tasks, at most this many.
 const WINDOW_MIN: usize = 2;
 const WINDOW_MAX: usize = 4096;
-/// Workers that die before their initializer returns, this many times in a row, break the pool.
-const INIT_DEATHS: u32 = 3;
+/// Workers that die before their initializer returns, this many times in a row (with no worker
+/// of the pool getting ready in between), per worker slot and at least 3, break the pool. Per
+/// slot: a few workers killed from outside while they start (a busy machine, an OOM killer)
+/// must not break a healthy pool; an initializer that kills every worker does it quickly.
+const INIT_DEATHS_PER_SLOT: u32 = 2;
+const INIT_DEATHS_MIN: u32 = 3;
 
 /// Which function a task runs: its trampoline `run::<A, R>` and the `fn(A) -> R`, as code
 /// offsets.
@@ -550,7 +554,8 @@ impl State {
         }
         if !ready && kill.is_none() {
             self.init_deaths += 1;
-            if self.init_deaths >= INIT_DEATHS && self.broken.is_none() {
+            let limit = (INIT_DEATHS_PER_SLOT * self.workers.len() as u32).max(INIT_DEATHS_MIN);
+            if self.init_deaths >= limit && self.broken.is_none() {
                 let how = match signal {
                     Some(s) => format!("killed by signal {s}"),
                     None => format!("exit code {code}"),
@@ -558,7 +563,7 @@ impl State {
                 self.broken = Some(format!(
                     "{} workers in a row died before their initializer returned (the last: pid \
                      {pid}, {how}); no more are started",
-                    INIT_DEATHS
+                    limit
                 ));
                 self.stopping = true;
                 let why = TaskError::Broken(self.broken.clone().unwrap_or_default());

@@ -65,7 +65,7 @@
 //! Crash table (SIGKILL at each step; "owner" = the process that made the pool):
 //! | killed between ...                                | leaves                                   | repaired by                                 | point |
 //! |---------------------------------------------------|------------------------------------------|---------------------------------------------|-------|
-//! | worker: start and its initializer's end           | a worker that never got ready            | reaper: replaced; its tasks go back uncharged; 3 in a row break the pool | `pool.worker_started` |
+//! | worker: start and its initializer's end           | a worker that never got ready            | reaper: replaced; its tasks go back uncharged; 2 per worker (at least 3) in a row break the pool | `pool.worker_started` |
 //! | worker: initializer's end and the READY report    | same                                     | same                                        | `pool.initialized` |
 //! | worker: taking a batch and recording its first task | tasks taken, none recorded             | all go back, uncharged (none ran)           | `pool.batch_taken` |
 //! | worker: recording a task and running it           | the task recorded, not run               | charged an attempt (it may not have begun), rerun or `WorkerDied` | `pool.task_recorded` |
@@ -186,7 +186,8 @@ impl PoolBuilder {
 
     /// `init(args)` runs once in each worker (and each replacement) before its first task.
     /// `args` may hold procshare handles (`Queue`, `Value`, `Lock`, ...), cloned for each
-    /// worker. A worker that dies in its initializer is replaced; three such deaths in a row
+    /// worker. A worker that dies in its initializer is replaced; 2 such deaths per worker (at
+    /// least 3) in a row, with no worker getting ready in between,
     /// break the pool (every call then fails with [`TaskError::Broken`]).
     pub fn initializer<A>(mut self, init: fn(A), args: A) -> Self
     where
