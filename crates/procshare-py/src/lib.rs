@@ -21,6 +21,7 @@ use pyo3::types::PyList;
 pub mod conn;
 pub mod queue;
 pub mod reduce;
+pub mod shm;
 pub mod signals;
 mod sync;
 
@@ -34,6 +35,7 @@ fn _procshare(m: &Bound<'_, PyModule>) -> PyResult<()> {
     queue::register(m)?;
     conn::register(m)?;
     sync::register(m)?;
+    shm::register(m)?;
     Ok(())
 }
 
