@@ -31,9 +31,9 @@ from multiprocessing.sharedctypes import (
     SynchronizedBase,
     SynchronizedString,
     rebuild_ctype,
-    synchronized,
     typecode_to_type,
 )
+from multiprocessing.sharedctypes import synchronized as _mp_synchronized
 
 __all__ = ["RawValue", "RawArray", "Value", "Array", "copy", "synchronized"]
 
@@ -96,14 +96,13 @@ def RawArray(typecode_or_type, size_or_initializer):
 
 
 def _locked(obj, lock, ctx):
-    """``obj`` wrapped by CPython's ``synchronized`` with ``lock`` (True or None: a new procshare
-    RLock; False: ``obj`` itself)."""
+    """``obj`` wrapped by ``synchronized`` with ``lock`` (True or None: a new RLock of ``ctx``, by
+    default procshare's; False: ``obj`` itself)."""
     if lock is False:
         return obj
     if lock is True or lock is None:
-        from .context import _default_context
-        lock = (ctx or _default_context.get_context()).RLock()
-    if not hasattr(lock, "acquire"):
+        lock = None  # synchronized makes one: ctx's RLock
+    elif not hasattr(lock, "acquire"):
         raise AttributeError("%r has no method 'acquire'" % lock)
     return synchronized(obj, lock, ctx)
 
@@ -116,6 +115,15 @@ def Value(typecode_or_type, *args, lock=True, ctx=None):
 def Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None):
     """A ctypes array in shared memory, guarded by ``lock`` (default: a procshare RLock)."""
     return _locked(RawArray(typecode_or_type, size_or_initializer), lock, ctx)
+
+
+def synchronized(obj, lock=None, ctx=None):
+    """CPython's ``synchronized``, whose default lock comes from procshare's default context
+    (a procshare RLock)."""
+    if ctx is None:
+        from .context import _default_context
+        ctx = _default_context.get_context()
+    return _mp_synchronized(obj, lock, ctx)
 
 
 def copy(obj):
