@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 pub mod conn;
+pub mod listener;
 pub mod queue;
 pub mod reduce;
 pub mod shm;
@@ -34,6 +35,7 @@ fn _procshare(m: &Bound<'_, PyModule>) -> PyResult<()> {
     name_the_reaper(m.py())?;
     queue::register(m)?;
     conn::register(m)?;
+    listener::register(m)?;
     sync::register(m)?;
     shm::register(m)?;
     Ok(())
