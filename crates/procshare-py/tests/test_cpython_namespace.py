@@ -1,11 +1,14 @@
 """CPython's own multiprocessing tests for processes, shared values, pools and shared memory
-(`_TestProcess`, `_TestValue`, `_TestArray`, `_TestPool`, `_TestSharedMemory` from
-Lib/test/_test_multiprocessing.py), run with every multiprocessing name of the test mixin
-replaced by procshare's (`procshare.Process`, `procshare.Value`, `procshare.Pool`, the
-queues, locks, pipes, ...) under each start method (fork, spawn, forkserver). For
-`_TestSharedMemory`, the test module's `shared_memory` is `procshare.shared_memory` and its
-`multiprocessing.managers` is `procshare.managers` (in the children too), so
-`SharedMemory`, `ShareableList` and `SharedMemoryManager` are procshare's.
+(`_TestProcess`, `_TestValue`, `_TestArray`, `_TestSharedCTypes`, `_TestPool`,
+`_TestSharedMemory` and `TestSimpleQueue` from Lib/test/_test_multiprocessing.py), run with
+every multiprocessing name of the test mixin replaced by procshare's (`procshare.Process`,
+`procshare.Value`, `procshare.Pool`, the queues, locks, pipes, ...) under each start method
+(fork, spawn, forkserver). Where a test reads a name of the CPython test module itself rather
+than the mixin's, that name is substituted while the class runs: for `_TestSharedMemory` the
+module's `shared_memory` is `procshare.shared_memory` and its `multiprocessing.managers` is
+`procshare.managers` (in the children too), so `SharedMemory`, `ShareableList` and
+`SharedMemoryManager` are procshare's; for `_TestSharedCTypes` its `Value` and `copy` are
+procshare's; for `TestSimpleQueue` its `multiprocessing.SimpleQueue`, `Event` and `Process`.
 
 `procshare.Pool` is, for now, CPython's `multiprocessing.pool.Pool` on a procshare context
 (procshare's SimpleQueues and locks; see procshare/pool.py).
@@ -34,6 +37,7 @@ import unittest
 import procshare
 import procshare.managers
 import procshare.shared_memory
+import procshare.sharedctypes
 
 try:
     import test._test_multiprocessing as cpython
@@ -41,7 +45,10 @@ except ImportError:  # a Python built without its test package
     cpython = None
 
 METHODS = [m for m in os.environ.get("PROCSHARE_START_METHODS", "fork,spawn,forkserver").split(",") if m]
-CLASSES = ("_TestProcess", "_TestValue", "_TestArray", "_TestPool", "_TestSharedMemory")
+CLASSES = ("_TestProcess", "_TestValue", "_TestArray", "_TestSharedCTypes", "_TestPool",
+           "_TestSharedMemory")
+# unittest.TestCase classes of their own (no mixin): their module-level names are substituted.
+PLAIN_CLASSES = ("TestSimpleQueue",)
 
 SKIPS = {
     "test_shared_memory_cleaned_after_process_termination":
@@ -60,81 +67,102 @@ NAMES = ("Process", "current_process", "parent_process", "active_children", "set
 
 
 class _Multiprocessing(types.ModuleType):
-    """The test module's `multiprocessing` for _TestSharedMemory: the real package, but with
-    procshare's `managers` (its SharedMemoryManager)."""
+    """A stand-in for the test module's `multiprocessing`: the real package, with some names
+    procshare's."""
 
-    managers = procshare.managers
+    def __init__(self, **names):
+        super().__init__("multiprocessing")
+        self.__dict__.update(names)
 
     def __getattr__(self, name):
         return getattr(multiprocessing, name)
 
 
+def _substitutions(name):
+    """The CPython test module's globals that `name`'s tests read directly (not through the
+    mixin), and procshare's for them."""
+    if name == "_TestSharedMemory":
+        return {"shared_memory": procshare.shared_memory,
+                "multiprocessing": _Multiprocessing(managers=procshare.managers)}
+    if name == "_TestSharedCTypes":
+        return {"Value": procshare.Value, "copy": procshare.sharedctypes.copy}
+    if name == "TestSimpleQueue":
+        return {"multiprocessing": _Multiprocessing(
+            SimpleQueue=procshare.SimpleQueue, Event=procshare.Event, Process=procshare.Process)}
+    return {}
+
+
 _SAVED = {}
 
 
-def _substitute():
-    """Makes the CPython test module use procshare's shared_memory and SharedMemoryManager."""
-    if not _SAVED:
-        _SAVED.update(shared_memory=cpython.shared_memory, multiprocessing=cpython.multiprocessing)
-    cpython.shared_memory = procshare.shared_memory
-    cpython.multiprocessing = _Multiprocessing("multiprocessing")
+def _substitute(names):
+    for key, value in names.items():
+        _SAVED.setdefault(key, getattr(cpython, key))
+        setattr(cpython, key, value)
 
 
 def _restore():
-    for name, value in _SAVED.items():
-        setattr(cpython, name, value)
+    for key, value in _SAVED.items():
+        setattr(cpython, key, value)
+    _SAVED.clear()
 
 
-class SubstitutingProcess(multiprocessing.Process):
+class SharedMemoryProcess(multiprocessing.Process):
     """`Process` for _TestSharedMemory: the child substitutes too before running its target
-    (a spawned child imports the CPython test module afresh)."""
+    (a spawned child imports the CPython test module afresh, and its targets call
+    `shared_memory.SharedMemory` themselves)."""
 
     def run(self):
-        _substitute()
+        _substitute(_substitutions("_TestSharedMemory"))
         super().run()
 
 
-def _mixin(method, shared_memory):
-    attrs = {name: staticmethod(getattr(procshare, name)) for name in NAMES}
-    if shared_memory:
-        attrs["Process"] = SubstitutingProcess
+def _mixin(method, name):
+    attrs = {n: staticmethod(getattr(procshare, n)) for n in NAMES}
+    if name == "_TestSharedMemory":
+        attrs["Process"] = SharedMemoryProcess
+    return type("ProcshareMixin", (cpython.ProcessesMixin,), dict(attrs, TYPE="processes"))
+
+
+def _start_method_and_globals(method, name, base):
+    """setUpClass/tearDownClass: the class's start method is the global one while it runs, and
+    the test module's globals are substituted."""
 
     @classmethod
     def setUpClass(cls):
         cls._old_method = multiprocessing.get_start_method(allow_none=True)
         multiprocessing.set_start_method(method, force=True)
-        if shared_memory:
-            _substitute()
-        cpython.ProcessesMixin.setUpClass.__func__(cls)
+        _substitute(_substitutions(name))
+        super(cls, cls).setUpClass()
 
     @classmethod
     def tearDownClass(cls):
-        cpython.ProcessesMixin.tearDownClass.__func__(cls)
-        if shared_memory:
-            _restore()
+        super(cls, cls).tearDownClass()
+        _restore()
         multiprocessing.set_start_method(cls._old_method, force=True)
 
-    attrs.update(TYPE="processes", setUpClass=setUpClass, tearDownClass=tearDownClass)
-    return type("ProcshareMixin", (cpython.ProcessesMixin,), attrs)
+    return {"setUpClass": setUpClass, "tearDownClass": tearDownClass}
 
 
 if cpython is not None:
     _module = sys.modules[__name__]
     for _method in METHODS:
-        for _name in CLASSES:
+        for _name in CLASSES + PLAIN_CLASSES:
             _base = getattr(cpython, _name)
-            _Mixin = _mixin(_method, _name == "_TestSharedMemory")
-            _new = "WithProcshare" + _method.capitalize() + _name[len("_Test"):]
+            _new = "WithProcshare" + _method.capitalize() + _name.lstrip("_")[len("Test"):]
             _attrs = {"__module__": __name__}
+            _attrs.update(_start_method_and_globals(_method, _name, _base))
             for _test, _why in SKIPS.items():
                 if hasattr(_base, _test):
                     _attrs[_test] = unittest.skip(_why)(getattr(_base, _test))
+            _bases = (_base, unittest.TestCase) if _name in PLAIN_CLASSES else \
+                (_base, _mixin(_method, _name), unittest.TestCase)
             # Module-level names (and qualnames) so spawn children can unpickle the
             # classmethod targets (`cls.f`) by reference.
-            _cls = type(_new, (_base, _Mixin, unittest.TestCase), _attrs)
+            _cls = type(_new, _bases, _attrs)
             _cls.__qualname__ = _new
             setattr(_module, _new, _cls)
-    del _module, _method, _Mixin, _name, _base, _new, _cls, _attrs, _test, _why
+    del _module, _method, _name, _base, _new, _cls, _attrs, _test, _why, _bases
 
 
 def setUpModule():
