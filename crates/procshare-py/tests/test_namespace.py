@@ -268,10 +268,20 @@ class TestSharedCtypes(unittest.TestCase):
 
     def test_pickling_outside_spawning_is_refused(self):
         import pickle
-        with self.assertRaises(RuntimeError):
-            pickle.dumps(procshare.RawValue("i", 1))
-        with self.assertRaises(RuntimeError):
+        with self.assertRaises(RuntimeError):  # CPython's SynchronizedBase.__reduce__
             pickle.dumps(procshare.Value("i", 1))
+        with self.assertRaises(TypeError):  # as CPython's RawValue: only multiprocessing's pickler
+            pickle.dumps(procshare.RawValue("i", 1))
+
+    def test_many_values_share_arenas(self):
+        # CPython's heap carves them from a few arenas: not a mapping (or descriptor) each.
+        values = [procshare.RawValue("i", i) for i in range(2000)]
+        arenas = {id(v._wrapper._state[0][0]) for v in values}
+        self.assertLess(len(arenas), 10)
+        self.assertEqual(sum(v.value for v in values), sum(range(2000)))
+        del values
+        again = procshare.RawArray("q", 64)  # a freed block comes back zeroed
+        self.assertEqual(list(again), [0] * 64)
 
 
 if __name__ == "__main__":

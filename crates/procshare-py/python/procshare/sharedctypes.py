@@ -7,12 +7,13 @@ registers for its type), and ``Value``/``Array`` wrap it with CPython's ``synchr
 (``Synchronized``, ``SynchronizedArray``, ``SynchronizedString``: ``.value``, indexing and
 slicing, ``get_lock()``, ``get_obj()``, ``.raw`` of a ``'c'`` array). What is ours:
 
-* the memory: each object has its own anonymous memfd (``_Buffer``), mapped with ``mmap`` and
-  zero-filled by the kernel. Nothing has a name, so nothing can leak: the kernel frees it when
-  the last process holding it is gone, SIGKILL included. A child gets it by inheritance (fork)
-  or as a ``multiprocessing.reduction.DupFd`` (spawn, forkserver); pickling it at any other
-  time is RuntimeError, as CPython's. (CPython carves objects out of a heap of such files; one
-  file per object costs a descriptor and a page each.)
+* the memory: CPython's heap allocator (``multiprocessing.heap.Heap``: blocks carved from
+  arenas that double up to 4 MiB, freed when their object goes, a fresh heap after fork) over
+  arenas that are anonymous memfds mapped with ``mmap``. Nothing has a name, not even for a
+  moment, so nothing can leak: the kernel frees an arena when the last process holding it is
+  gone, SIGKILL included. A child gets an arena by inheritance (fork) or as a
+  ``multiprocessing.reduction.DupFd`` (spawn, forkserver); an object pickles only while a child
+  is being started (CPython's ``reduce_ctype``), RuntimeError otherwise.
 * the default lock: a procshare ``RLock``, which the next acquirer takes over if its holder
   dies (a ``Value`` whose updater was killed mid-update stays usable; the value is what the
   dead holder left).
@@ -22,7 +23,7 @@ import ctypes
 import mmap
 import os
 
-from multiprocessing import context as _mp_context
+from multiprocessing import heap as _mp_heap
 from multiprocessing import reduction as _reduction
 from multiprocessing import util as _util
 from multiprocessing.sharedctypes import (
@@ -35,42 +36,65 @@ from multiprocessing.sharedctypes import (
 )
 from multiprocessing.sharedctypes import synchronized as _mp_synchronized
 
+from ._reuse import rebound
+
 __all__ = ["RawValue", "RawArray", "Value", "Array", "copy", "synchronized"]
 
 
-class _Buffer:
-    """The shared memory of one object: an anonymous memfd and its mapping. CPython's
-    ``rebuild_ctype`` needs only ``create_memoryview()``."""
+class _Arena:
+    """Shared memory the heap carves objects from: an anonymous memfd and its mapping
+    (CPython's ``multiprocessing.heap.Arena`` makes an unlinked file in ``/dev/shm``)."""
 
-    def __init__(self, size, fd=None):
-        if fd is None:
+    def __init__(self, size, fd=-1):
+        if fd == -1:
             fd = os.memfd_create("procshare-sharedctypes", os.MFD_CLOEXEC)
             try:
                 os.ftruncate(fd, size)
             except BaseException:
                 os.close(fd)
                 raise
-        self._size = size
-        self._fd = fd
-        self._map = mmap.mmap(fd, size)
+        self.size = size
+        self.fd = fd
+        self.buffer = mmap.mmap(fd, size)
         # The descriptor is what a spawned child gets; the mapping stays valid without it.
         _util.Finalize(self, os.close, (fd,))
 
-    def create_memoryview(self):
-        return memoryview(self._map)
 
-    def __reduce__(self):
-        _mp_context.assert_spawning(self)
-        return _rebuild_buffer, (self._size, _reduction.DupFd(self._fd))
+def _reduce_arena(arena):
+    return _rebuild_arena, (arena.size, _reduction.DupFd(arena.fd))
 
 
-def _rebuild_buffer(size, dupfd):
-    return _Buffer(size, dupfd.detach())
+def _rebuild_arena(size, dupfd):
+    return _Arena(size, dupfd.detach())
+
+
+# For multiprocessing's pickler only, as CPython registers its Arena (plain pickle refuses it).
+_reduction.register(_Arena, _reduce_arena)
+
+
+class _Heap(_mp_heap.Heap):
+    """CPython's heap (its allocator, its fork handling) over our arenas."""
+
+    _new_arena = rebound(_mp_heap.Heap._new_arena, Arena=_Arena)
+
+
+class _Buffer(_mp_heap.BufferWrapper):
+    """CPython's ``BufferWrapper`` on our heap: a block of an arena, freed when the object
+    goes; ``rebuild_ctype`` needs only its ``create_memoryview()``."""
+
+    _heap = _Heap()
+
+
+# CPython's __init__ names its own class's heap (``BufferWrapper._heap``): run it with ours.
+_Buffer.__init__ = rebound(_mp_heap.BufferWrapper.__init__, BufferWrapper=_Buffer)
 
 
 def _new_value(type_):
-    # A zero-size type still gets a page: mmap refuses empty files.
-    return rebuild_ctype(type_, _Buffer(max(ctypes.sizeof(type_), 1)), None)
+    size = ctypes.sizeof(type_)
+    obj = rebuild_ctype(type_, _Buffer(size), None)
+    # A block may be a freed one: zero it, as CPython does.
+    ctypes.memset(ctypes.addressof(obj), 0, size)
+    return obj
 
 
 def _ctype(typecode_or_type):
