@@ -48,6 +48,23 @@ def _raw_set(raw_value, raw_array, text):
     text.value = b"child"
 
 
+def _blocked(what, ready):
+    """Blocks in a SimpleQueue get or a Listener accept; exits 42 on KeyboardInterrupt."""
+    import procshare.connection
+    if what == "get":
+        obj = procshare.SimpleQueue()
+        call = obj.get
+    else:
+        obj = procshare.connection.Listener(("localhost", 0))
+        call = obj.accept
+    ready.put("ready")
+    try:
+        call()
+    except KeyboardInterrupt:
+        os._exit(42)
+    os._exit(1)
+
+
 class _Point(ctypes.Structure):
     _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_double)]
 
@@ -205,6 +222,22 @@ class TestSimpleQueueReadiness(unittest.TestCase):
         q.close()
         with self.assertRaises(OSError):
             q.get()
+
+
+class TestCtrlC(unittest.TestCase):
+    def test_interrupts_simple_queue_get_and_accept(self):
+        import signal
+        import time
+        ctx = procshare.get_context("fork")
+        for what in ("get", "accept"):
+            with self.subTest(what=what):
+                ready = procshare.Queue()
+                p = ctx.Process(target=_blocked, args=(what, ready))
+                p.start()
+                self.assertEqual(ready.get(timeout=LONG), "ready")
+                time.sleep(0.2)  # into the wait (a SIGINT before it is a KeyboardInterrupt too)
+                os.kill(p.pid, signal.SIGINT)
+                self.assertEqual(join(p), 42)
 
 
 class TestSharedCtypes(unittest.TestCase):
