@@ -13,7 +13,12 @@ procshare's; for `TestSimpleQueue` its `multiprocessing.SimpleQueue`, `Event` an
 `procshare.Pool` is, for now, CPython's `multiprocessing.pool.Pool` on a procshare context
 (procshare's SimpleQueues and locks; see procshare/pool.py).
 
+`_TestListener`, `_TestListenerClient` and `_TestPoll` run with the mixin's `connection` being
+`procshare.connection` (procshare's Listener, Client, wait and Pipe).
+
 Tests that do not apply, and why (each is skipped by name below with its reason):
+  * _TestListener.test_abstract_socket: it listens on a Linux abstract socket name
+    (one starting with a NUL byte); procshare's Listener binds filesystem paths and TCP addresses only.
   * _TestSharedMemory.test_shared_memory_cleaned_after_process_termination: a script with
     `from multiprocessing import shared_memory` (CPython's class, not ours) checks that
     Python's resource_tracker warns "leaked shared_memory" after a SIGTERM; procshare's tracker
@@ -35,6 +40,7 @@ import types
 import unittest
 
 import procshare
+import procshare.connection
 import procshare.managers
 import procshare.shared_memory
 import procshare.sharedctypes
@@ -46,11 +52,13 @@ except ImportError:  # a Python built without its test package
 
 METHODS = [m for m in os.environ.get("PROCSHARE_START_METHODS", "fork,spawn,forkserver").split(",") if m]
 CLASSES = ("_TestProcess", "_TestValue", "_TestArray", "_TestSharedCTypes", "_TestPool",
-           "_TestSharedMemory")
+           "_TestSharedMemory", "_TestListener", "_TestListenerClient", "_TestPoll")
 # unittest.TestCase classes of their own (no mixin): their module-level names are substituted.
 PLAIN_CLASSES = ("TestSimpleQueue",)
 
 SKIPS = {
+    "test_abstract_socket":
+        "a Linux abstract socket name (a leading NUL byte): procshare's Listener binds paths only",
     "test_shared_memory_cleaned_after_process_termination":
         "checks Python's resource_tracker warning for CPython's own SharedMemory in a script; "
         "procshare's tracker gives none (its SIGKILL case is in test_shared_memory.py)",
@@ -59,7 +67,7 @@ SKIPS = {
         "procshare's uses none",
 }
 
-# The names of ProcessesMixin that procshare provides (everything but `connection`).
+# The names of ProcessesMixin that procshare provides (and `connection`, procshare.connection).
 NAMES = ("Process", "current_process", "parent_process", "active_children", "set_executable",
          "Pool", "Pipe", "Queue", "JoinableQueue", "Lock", "RLock", "Semaphore",
          "BoundedSemaphore", "Condition", "Event", "Barrier", "Value", "Array", "RawValue",
@@ -119,6 +127,7 @@ class SharedMemoryProcess(multiprocessing.Process):
 
 def _mixin(method, name):
     attrs = {n: staticmethod(getattr(procshare, n)) for n in NAMES}
+    attrs["connection"] = procshare.connection
     if name == "_TestSharedMemory":
         attrs["Process"] = SharedMemoryProcess
     return type("ProcshareMixin", (cpython.ProcessesMixin,), dict(attrs, TYPE="processes"))
