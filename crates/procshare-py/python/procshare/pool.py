@@ -2,7 +2,7 @@
 
 **Interim.** ``Pool`` is CPython's ``multiprocessing.pool.Pool`` built with a procshare context
 (the default one unless ``context=`` says otherwise), so its task and result queues are
-procshare ``SimpleQueue``\\ s and its locks procshare's; its workers and their supervision are
+procshare SimpleQueues and its locks procshare's; its workers and their supervision are
 CPython's. The Pool on procshare's Rust core (issue 22, items 6–7: ``retries``,
 ``task_timeout``, ``WorkerDied``) will replace this class under the same name.
 ``ThreadPool`` is CPython's, and stays so.
