@@ -107,6 +107,14 @@ class TestNames(unittest.TestCase):
         self.assertTrue(issubclass(procshare.managers.SharedMemoryManager,
                                    multiprocessing.managers.SharedMemoryManager))
 
+    def test_import_fixes_no_start_method(self):
+        import subprocess
+        out = subprocess.run(
+            [sys.executable, "-c", "import procshare, multiprocessing; "
+             "print(multiprocessing.get_start_method(allow_none=True))"],
+            capture_output=True, text=True, timeout=LONG)
+        self.assertEqual((out.returncode, out.stdout, out.stderr), (0, "None\n", ""))
+
     def test_procshare_objects_and_cpython_passthrough(self):
         self.assertIs(procshare.Process, multiprocessing.Process)
         self.assertIs(procshare.current_process, multiprocessing.current_process)
