@@ -1,6 +1,7 @@
 """Lock acquire/release: procshare.Lock vs multiprocessing.Lock, uncontended (one thread) and
-contended (two processes taking turns at one lock). Prints ns per acquire+release and the
-ratio. Small on purpose: a few seconds in all.
+contended (two processes taking turns at one lock); and Value get/set (locked, the default):
+procshare.Value vs multiprocessing.Value. Prints ns per operation and the ratio (> 1: procshare
+is faster). Small on purpose: a few seconds in all.
 
 Run: python crates/procshare-py/bench/bench_sync.py [--n N]
 """
@@ -50,6 +51,22 @@ def _contended(lock, n, ctx):
     return (time.perf_counter() - t) / (2 * n) * 1e9
 
 
+def _value_get_set(value, n):
+    t = time.perf_counter()
+    for i in range(n):
+        value.value = i
+        value.value
+    return (time.perf_counter() - t) / n * 1e9
+
+
+def _value_increment(value, n):
+    t = time.perf_counter()
+    for _ in range(n):
+        with value.get_lock():
+            value.value += 1
+    return (time.perf_counter() - t) / n * 1e9
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200_000)
@@ -65,6 +82,17 @@ def main():
         ps_ns = min(run(procshare.Lock()) for _ in range(3))
         rows.append((name, mp_ns, ps_ns))
     print(f"{'Lock acquire+release':26} {'multiprocessing':>16} {'procshare':>10} {'ratio':>6}")
+    for name, mp_ns, ps_ns in rows:
+        print(f"{name:26} {mp_ns:13.0f} ns {ps_ns:7.0f} ns {mp_ns / ps_ns:5.2f}x")
+    rows = []
+    for name, run in (
+        ("set + get", lambda v: _value_get_set(v, n)),
+        ("`with get_lock(): += 1`", lambda v: _value_increment(v, n)),
+    ):
+        mp_ns = min(run(ctx.Value("i", 0)) for _ in range(3))
+        ps_ns = min(run(procshare.get_context("fork").Value("i", 0)) for _ in range(3))
+        rows.append((name, mp_ns, ps_ns))
+    print(f"{'Value(i), locked':26} {'multiprocessing':>16} {'procshare':>10} {'ratio':>6}")
     for name, mp_ns, ps_ns in rows:
         print(f"{name:26} {mp_ns:13.0f} ns {ps_ns:7.0f} ns {mp_ns / ps_ns:5.2f}x")
 

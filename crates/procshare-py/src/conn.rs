@@ -32,7 +32,7 @@ pub struct PyConnection {
 }
 
 impl PyConnection {
-    fn wrap(c: procshare::Connection) -> Self {
+    pub(crate) fn wrap(c: procshare::Connection) -> Self {
         PyConnection {
             readable: c.readable(),
             writable: c.writable(),

@@ -19,8 +19,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 pub mod conn;
+pub mod listener;
 pub mod queue;
 pub mod reduce;
+pub mod shm;
 pub mod signals;
 mod sync;
 
@@ -33,7 +35,9 @@ fn _procshare(m: &Bound<'_, PyModule>) -> PyResult<()> {
     name_the_reaper(m.py())?;
     queue::register(m)?;
     conn::register(m)?;
+    listener::register(m)?;
     sync::register(m)?;
+    shm::register(m)?;
     Ok(())
 }
 

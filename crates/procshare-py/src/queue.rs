@@ -368,8 +368,16 @@ fn deadline_of(block: bool, timeout: Option<f64>) -> PyResult<Option<Instant>> {
 #[pymethods]
 impl PyQueue {
     #[new]
-    #[pyo3(signature = (maxsize = 0, name = None))]
-    fn new(py: Python<'_>, maxsize: isize, name: Option<&str>) -> PyResult<Self> {
+    #[pyo3(signature = (maxsize = 0, name = None, *, ctx = None))]
+    fn new(
+        py: Python<'_>,
+        maxsize: isize,
+        name: Option<&str>,
+        ctx: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        // `ctx`: `multiprocessing.queues.Queue`'s keyword, accepted and unused (the queue works
+        // under every start method).
+        let _ = ctx;
         Self::plain_named(maxsize, name, py)
     }
 
@@ -596,12 +604,14 @@ pub struct PyJoinableQueue;
 #[pymethods]
 impl PyJoinableQueue {
     #[new]
-    #[pyo3(signature = (maxsize = 0, name = None))]
+    #[pyo3(signature = (maxsize = 0, name = None, *, ctx = None))]
     fn new(
         py: Python<'_>,
         maxsize: isize,
         name: Option<&str>,
+        ctx: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyClassInitializer<Self>> {
+        let _ = ctx; // as Queue's
         let q = if let Some(name) = name {
             procshare::JoinableQueue::create_named(
                 name,
@@ -699,7 +709,9 @@ impl PySimpleQueue {
 #[pymethods]
 impl PySimpleQueue {
     #[new]
-    fn new(py: Python<'_>) -> PyResult<Self> {
+    #[pyo3(signature = (*, ctx = None))]
+    fn new(py: Python<'_>, ctx: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let _ = ctx; // as Queue's
         Ok(PySimpleQueue { q: PyQueue::plain(0, py)? })
     }
 

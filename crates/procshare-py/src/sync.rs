@@ -181,6 +181,24 @@ fn import_in_child<H: serde::de::DeserializeOwned>(
 }
 
 // ---------------------------------------------------------------------------------------------
+// The `_semlock` internals.
+
+// # `_semlock`: what the stdlib reaches into
+//
+// Code written against `multiprocessing.synchronize` calls private methods of a lock's or
+// semaphore's `_semlock` (the C `SemLock`). With a procshare context those objects are ours,
+// so each class answers `_semlock` with itself and offers the methods used:
+// * `multiprocessing.queues.Queue` (and `concurrent.futures.process._SafeQueue`, the
+//   executor's call queue, built with `ctx=`): `qsize()` is
+//   `maxsize - _sem._semlock._get_value()`, `full()` is `_sem._semlock._is_zero()`;
+// * `multiprocessing.queues.JoinableQueue`: `_unfinished_tasks._semlock._is_zero()` in
+//   `task_done` and `join`;
+// * `multiprocessing.synchronize.Condition` over our lock: `_lock._semlock._is_mine()` and
+//   `_count()`.
+//
+// `_is_mine`/`_count` answer for this object's own acquisitions (as `SemLock` does).
+
+// ---------------------------------------------------------------------------------------------
 // Lock
 
 /// A lock shared by processes (`multiprocessing.Lock`).
@@ -250,8 +268,12 @@ impl Lock {
 
 #[pymethods]
 impl Lock {
+    /// Lock(*, ctx=None): `ctx` is accepted as `multiprocessing.synchronize.Lock`'s and
+    /// unused (a procshare lock works under every start method).
     #[new]
-    fn new() -> PyResult<Self> {
+    #[pyo3(signature = (*, ctx = None))]
+    fn new(ctx: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let _ = ctx;
         Ok(Lock {
             inner: procshare::Lock::new().map_err(err)?,
             owner: AtomicU64::new(0),
@@ -272,6 +294,29 @@ impl Lock {
     /// Release the lock (any thread or process may); `ValueError` if it is not locked.
     fn release(&self) -> PyResult<()> {
         self.release_inner()
+    }
+
+    /// The object itself: stdlib code written for `multiprocessing.synchronize` reaches into
+    /// the lock's `_semlock` (see the `_semlock` note above).
+    #[getter]
+    fn _semlock(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn _is_mine(&self) -> bool {
+        self.is_mine()
+    }
+
+    fn _count(&self) -> u32 {
+        u32::from(self.is_mine())
+    }
+
+    fn _get_value(&self) -> u32 {
+        u32::from(!self.inner.is_locked())
+    }
+
+    fn _is_zero(&self) -> bool {
+        self.inner.is_locked()
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -398,8 +443,11 @@ impl RLock {
 
 #[pymethods]
 impl RLock {
+    /// RLock(*, ctx=None): `ctx` as `Lock`'s.
     #[new]
-    fn new() -> PyResult<Self> {
+    #[pyo3(signature = (*, ctx = None))]
+    fn new(ctx: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let _ = ctx;
         Ok(RLock {
             inner: procshare::RLock::new().map_err(err)?,
             owner: AtomicU64::new(0),
@@ -421,6 +469,32 @@ impl RLock {
     /// Release one level; `AssertionError` unless this thread holds the lock.
     fn release(&self) -> PyResult<()> {
         self.release_inner()
+    }
+
+    /// The object itself (see `Lock._semlock` and the `_semlock` note above).
+    #[getter]
+    fn _semlock(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn _is_mine(&self) -> bool {
+        self.is_mine()
+    }
+
+    fn _count(&self) -> u32 {
+        if self.is_mine() {
+            self.count.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    fn _get_value(&self) -> u32 {
+        u32::from(!self.inner.is_locked())
+    }
+
+    fn _is_zero(&self) -> bool {
+        self.inner.is_locked()
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -495,8 +569,9 @@ macro_rules! semaphore_class {
         #[pymethods]
         impl $ty {
             #[new]
-            #[pyo3(signature = (value = 1))]
-            fn new(value: i64) -> PyResult<Self> {
+            #[pyo3(signature = (value = 1, *, ctx = None))]
+            fn new(value: i64, ctx: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+                let _ = ctx; // multiprocessing's keyword, unused (see Lock)
                 let value = sem_value(value)?;
                 Ok($ty { inner: <$rust>::new(value).map_err(err)?, maxvalue: value, exported: Exported::default() })
             }
@@ -533,6 +608,20 @@ macro_rules! semaphore_class {
             /// The units available now (a snapshot).
             fn get_value(&self) -> usize {
                 self.inner.value()
+            }
+
+            /// The object itself (see `Lock._semlock` and the `_semlock` note above).
+            #[getter]
+            fn _semlock(slf: Py<Self>) -> Py<Self> {
+                slf
+            }
+
+            fn _get_value(&self) -> usize {
+                self.inner.value()
+            }
+
+            fn _is_zero(&self) -> bool {
+                self.inner.value() == 0
             }
 
             fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -600,7 +689,9 @@ pub struct Event {
 #[pymethods]
 impl Event {
     #[new]
-    fn new() -> PyResult<Self> {
+    #[pyo3(signature = (*, ctx = None))]
+    fn new(ctx: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let _ = ctx; // multiprocessing's keyword, unused (see Lock)
         Ok(Event { inner: procshare::Event::new().map_err(err)?, exported: Exported::default() })
     }
 
@@ -899,10 +990,15 @@ impl Condition {
 #[pymethods]
 impl Condition {
     #[new]
-    #[pyo3(signature = (lock = None))]
-    fn new(py: Python<'_>, lock: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    #[pyo3(signature = (lock = None, *, ctx = None))]
+    fn new(
+        py: Python<'_>,
+        lock: Option<&Bound<'_, PyAny>>,
+        ctx: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let _ = ctx; // multiprocessing's keyword, unused (see Lock)
         let lock = match lock {
-            None => UserLock::RLock(Py::new(py, RLock::new()?)?),
+            None => UserLock::RLock(Py::new(py, RLock::new(None)?)?),
             Some(l) => {
                 if let Ok(l) = l.downcast::<Lock>() {
                     UserLock::Lock(l.clone().unbind())
@@ -1191,13 +1287,15 @@ impl Barrier {
 #[pymethods]
 impl Barrier {
     #[new]
-    #[pyo3(signature = (parties, action = None, timeout = None))]
+    #[pyo3(signature = (parties, action = None, timeout = None, *, ctx = None))]
     fn new(
         py: Python<'_>,
         parties: i64,
         action: Option<Py<PyAny>>,
         timeout: Option<f64>,
+        ctx: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Self>> {
+        let _ = ctx; // multiprocessing's keyword, unused (see Lock)
         if parties < 1 {
             return Err(PyValueError::new_err("parties must be >= 1"));
         }

@@ -236,11 +236,22 @@ class TestPollAndWait(unittest.TestCase):
         pipes[0][1].close()
         self.assertEqual(procshare.connection.wait(readers, LONG), [readers[0]])
 
-    def test_wait_rejects_foreign_objects(self):
+    def test_wait_mixes_procshare_and_foreign_objects(self):
+        # procshare Connections next to what multiprocessing.connection.wait takes (its
+        # Connections, sockets, sentinels): each kind is ready when it is.
         a, b = procshare.Pipe()
         mp_a, mp_b = multiprocessing.Pipe()
-        with self.assertRaises(TypeError):
-            procshare.connection.wait([a, mp_a], 0)
+        self.assertEqual(procshare.connection.wait([a, mp_a], 0), [])
+        mp_b.send(1)
+        self.assertEqual(procshare.connection.wait([a, mp_a], LONG), [mp_a])
+        b.send(2)
+        self.assertEqual(procshare.connection.wait([a, mp_a], LONG), [a, mp_a])
+        self.assertEqual((a.recv(), mp_a.recv()), (2, 1))
+        start = time.monotonic()
+        self.assertEqual(procshare.connection.wait([a, mp_a], 0.1), [])
+        self.assertGreaterEqual(time.monotonic() - start, 0.09)
+        with self.assertRaises(ValueError):  # what multiprocessing's wait raises
+            procshare.connection.wait([a, object()], 0)
 
     def test_wait_gathers_from_children(self):
         ctx = multiprocessing.get_context("fork")

@@ -190,3 +190,27 @@ fn stream_connection_passes_to_a_child_process() {
     assert_eq!(server.recv::<u32>().unwrap(), 42);
     assert_eq!(p.join().unwrap(), 0);
 }
+
+#[test]
+fn accept_timeout_gives_up_then_takes_the_next_peer() {
+    use std::time::{Duration, Instant};
+    let listener = Listener::bind(localhost(), Some(b"k")).unwrap();
+    let start = Instant::now();
+    assert!(matches!(listener.accept_timeout(Duration::from_millis(50)), Err(Error::Timeout)));
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    let addr = listener.address();
+    let client = std::thread::spawn(move || {
+        let c = connect(&addr, Some(b"k")).unwrap();
+        c.send_bytes(b"late").unwrap();
+        c
+    });
+    // Slices, as a binding waits: a handshake spanning several calls still completes.
+    let conn = loop {
+        match listener.accept_timeout(Duration::from_millis(1)) {
+            Err(Error::Timeout) => continue,
+            r => break r.unwrap(),
+        }
+    };
+    assert_eq!(conn.recv_bytes().unwrap(), b"late");
+    drop(client.join().unwrap());
+}

@@ -1,44 +1,51 @@
 """procshare: a crash-safe, much faster multiprocessing.
 
-Switch by changing an import: ``import procshare as mp`` gives Queue, JoinableQueue,
-SimpleQueue, Pipe, Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition and Barrier with
-``multiprocessing``'s signatures, return values and exceptions (``queue.Empty``,
-``queue.Full``, ``EOFError``, ``ValueError`` on a closed queue,
-``multiprocessing.BufferTooShort``, ``threading.BrokenBarrierError``).
+``import procshare as multiprocessing`` is the whole ``multiprocessing`` namespace, built as
+CPython builds it: every public name of the default context (``procshare.context``), whose
+factories make procshare's objects — Queue, JoinableQueue, SimpleQueue, Pipe, Lock, RLock,
+Semaphore, BoundedSemaphore, Event, Condition, Barrier, Value, Array, RawValue, RawArray and
+Pool — while everything else (Process, current_process, Manager, get_context,
+set_start_method, the exceptions, ...) is CPython's, with CPython's one start-method setting.
+Submodules: ``context``, ``connection``, ``queues``, ``synchronize``, ``sharedctypes``,
+``shared_memory``, ``managers`` and ``pool`` are procshare's; any other ``multiprocessing``
+submodule (``util``, ``process``, ``reduction``, ...) is reached as an attribute here.
 
 Queues live in shared memory and have no feeder thread: an item is in the queue when ``put``
 returns. Items are pickled by the caller (protocol 5), so ``put`` raises pickling errors.
 A process killed at any instant never leaves a torn item or a stranded lock. Every object
-passes to ``multiprocessing.Process`` children under fork, spawn and forkserver; blocking calls
-release the GIL, and Ctrl-C interrupts them within about 100 ms.
+passes to ``Process`` children under fork, spawn and forkserver; blocking calls release the
+GIL, and Ctrl-C interrupts them within about 100 ms.
 """
 
+import importlib as _importlib
+import multiprocessing as _multiprocessing
+
 from . import _procshare
-from ._procshare import (
-    Connection,
-    JoinableQueue,
-    Pipe,
-    Queue,
-    ShutDown,
-    SimpleQueue,
-    __version__,
-)
+from . import context
+from ._procshare import Connection, ShutDown, __version__
+from ._sync import LockNotOwnedError
 
-__all__ = [
-    "Connection",
-    "JoinableQueue",
-    "Pipe",
-    "Queue",
-    "ShutDown",
-    "SimpleQueue",
-    "__version__",
-]
+# The default context's public names, as multiprocessing/__init__.py copies them.
+__all__ = [_n for _n in dir(context._default_context) if not _n.startswith("_")]
+globals().update((_n, getattr(context._default_context, _n)) for _n in __all__)
 
-# The locks and sync primitives (built by the sync module of the extension) under their
-# multiprocessing names, when this build has them.
-for _name in ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Condition", "Barrier",
-              "LockNotOwnedError"):
-    if hasattr(_procshare, _name):
-        globals()[_name] = getattr(_procshare, _name)
-        __all__.append(_name)
-del _name
+# multiprocessing's logging levels.
+SUBDEBUG = _multiprocessing.SUBDEBUG
+SUBWARNING = _multiprocessing.SUBWARNING
+
+# procshare's own.
+__all__ += ["Connection", "LockNotOwnedError", "ShutDown"]
+
+# The submodules that are ours; any other multiprocessing submodule is CPython's (below).
+_OURS = {"connection", "context", "managers", "pool", "queues", "shared_memory",
+         "sharedctypes", "synchronize"}
+
+
+def __getattr__(name):
+    """``procshare.util``, ``procshare.process``, ...: CPython's submodule of that name."""
+    if name.startswith("_") or name in _OURS:
+        raise AttributeError(f"module 'procshare' has no attribute {name!r}")
+    try:
+        return _importlib.import_module("multiprocessing." + name)
+    except ModuleNotFoundError:
+        raise AttributeError(f"module 'procshare' has no attribute {name!r}") from None

@@ -1,13 +1,69 @@
-"""Type stubs for procshare (queues and pipes; the locks are in _sync.pyi)."""
+"""Type stubs for procshare: the namespace (procshare.context's default context, whose names
+__init__.py copies at run time), the queues and pipes (the locks are in _sync.pyi; the other
+submodules carry their own annotations)."""
 
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+
+# CPython's, passed through.
+from multiprocessing import (
+    Manager as Manager,
+    Process as Process,
+    active_children as active_children,
+    allow_connection_pickling as allow_connection_pickling,
+    cpu_count as cpu_count,
+    current_process as current_process,
+    freeze_support as freeze_support,
+    get_all_start_methods as get_all_start_methods,
+    get_logger as get_logger,
+    get_start_method as get_start_method,
+    log_to_stderr as log_to_stderr,
+    parent_process as parent_process,
+    set_executable as set_executable,
+    set_forkserver_preload as set_forkserver_preload,
+    set_start_method as set_start_method,
+    reducer as reducer,
+    SUBDEBUG as SUBDEBUG,
+    SUBWARNING as SUBWARNING,
+)
+from multiprocessing.context import (
+    AuthenticationError as AuthenticationError,
+    BufferTooShort as BufferTooShort,
+    ProcessError as ProcessError,
+    TimeoutError as TimeoutError,
+)
+
+from . import context as context
+from ._sync import (
+    Barrier as Barrier,
+    BoundedSemaphore as BoundedSemaphore,
+    Condition as Condition,
+    Event as Event,
+    Lock as Lock,
+    LockNotOwnedError as LockNotOwnedError,
+    RLock as RLock,
+    Semaphore as Semaphore,
+)
+from .pool import Pool as _Pool
+from .queues import SimpleQueue as SimpleQueue
+
+def get_context(method: Optional[str] = None) -> context.BaseContext: ...
+def Value(typecode_or_type: Any, *args: Any, lock: Any = True) -> Any: ...
+def Array(typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any: ...
+def RawValue(typecode_or_type: Any, *args: Any) -> Any: ...
+def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any: ...
+def Pool(
+    processes: Optional[int] = None,
+    initializer: Optional[Callable[..., object]] = None,
+    initargs: Sequence[Any] = (),
+    maxtasksperchild: Optional[int] = None,
+) -> _Pool: ...
 
 __version__: str
 
 class ShutDown(Exception): ...
 
 class Queue:
-    def __init__(self, maxsize: int = 0, name: Optional[str] = None) -> None: ...
+    def __init__(self, maxsize: int = 0, name: Optional[str] = None, *, ctx: Any = None) -> None: ...
     @staticmethod
     def open(name: str) -> "Queue": ...
     @property
@@ -29,19 +85,11 @@ class Queue:
     def shutdown(self, immediate: bool = False) -> None: ...
 
 class JoinableQueue(Queue):
-    def __init__(self, maxsize: int = 0, name: Optional[str] = None) -> None: ...
+    def __init__(self, maxsize: int = 0, name: Optional[str] = None, *, ctx: Any = None) -> None: ...
     @staticmethod
     def open(name: str) -> "JoinableQueue": ...
     def task_done(self) -> None: ...
     def join(self, timeout: Optional[float] = None) -> Optional[bool]: ...
-
-class SimpleQueue:
-    def __init__(self) -> None: ...
-    def put(self, obj: Any) -> None: ...
-    def get(self) -> Any: ...
-    def empty(self) -> bool: ...
-    def close(self) -> None: ...
-    def shutdown(self, immediate: bool = False) -> None: ...
 
 class Connection:
     def send(self, obj: Any) -> None: ...

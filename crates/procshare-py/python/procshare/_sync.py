@@ -2,7 +2,8 @@
 signatures: Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition and Barrier.
 
 The classes live in the Rust extension (``procshare._procshare``); this module names them for
-``procshare/__init__.py`` (``from ._sync import *``).
+``procshare.synchronize`` (whose classes the contexts' factories are) and the stubs
+(``_sync.pyi``).
 """
 
 from ._procshare import (

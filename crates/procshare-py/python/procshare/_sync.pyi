@@ -30,7 +30,7 @@ class Lock:
     (killed, or its thread ended holding it) does not strand it: the next acquire takes it
     over."""
 
-    def __init__(self) -> None: ...
+    def __init__(self, *, ctx: Any = None) -> None: ...
     def acquire(self, block: object = True, timeout: Optional[float] = None) -> bool:
         """True once held; False if block is false and the lock is held, or timeout passed
         (a negative timeout is 0)."""
@@ -47,7 +47,7 @@ class Lock:
 class RLock:
     """A recursive lock shared by processes (multiprocessing.RLock)."""
 
-    def __init__(self) -> None: ...
+    def __init__(self, *, ctx: Any = None) -> None: ...
     def acquire(self, block: object = True, timeout: Optional[float] = None) -> bool:
         """True once held (at once if this thread holds it)."""
     def release(self) -> None:
@@ -64,7 +64,7 @@ class Semaphore:
     """A counting semaphore shared by processes (multiprocessing.Semaphore). Units taken by a
     process that dies are not given back (as in multiprocessing)."""
 
-    def __init__(self, value: int = 1) -> None:
+    def __init__(self, value: int = 1, *, ctx: Any = None) -> None:
         """ValueError if value < 0 or > 2**31 - 1."""
     def acquire(self, block: object = True, timeout: Optional[float] = None) -> bool: ...
     def release(self) -> None:
@@ -85,7 +85,7 @@ class BoundedSemaphore(Semaphore):
 class Event:
     """A flag processes wait for (multiprocessing.Event)."""
 
-    def __init__(self) -> None: ...
+    def __init__(self, *, ctx: Any = None) -> None: ...
     def is_set(self) -> bool: ...
     def set(self) -> None: ...
     def clear(self) -> None: ...
@@ -96,7 +96,7 @@ class Condition:
     """A condition variable shared by processes (multiprocessing.Condition). A waiter killed
     in wait() never makes notify() hang; the notify goes to a live waiter."""
 
-    def __init__(self, lock: Optional[Union[Lock, RLock]] = None) -> None:
+    def __init__(self, lock: Optional[Union[Lock, RLock]] = None, *, ctx: Any = None) -> None:
         """lock: a procshare Lock or RLock (a new RLock by default); TypeError otherwise."""
     def acquire(self, block: object = True, timeout: Optional[float] = None) -> bool: ...
     def release(self) -> None: ...
@@ -125,6 +125,8 @@ class Barrier:
         parties: int,
         action: Optional[Callable[[], Any]] = None,
         timeout: Optional[float] = None,
+        *,
+        ctx: Any = None,
     ) -> None:
         """action runs in the last arriving party before any party goes on."""
     def wait(self, timeout: Optional[float] = None) -> int:

@@ -158,6 +158,17 @@ impl Listener {
     /// one bad peer must not be able to interrupt a server). Calls from several threads take
     /// turns.
     pub fn accept(&self) -> Result<Connection> {
+        self.accept_until(Deadline::NEVER)
+    }
+
+    /// [`accept`](Listener::accept) that gives up with `Err(Timeout)` once `timeout` passed
+    /// without a peer finishing its handshake (pending handshakes carry on in the next call).
+    /// What a binding that must let signals in between waits calls, in slices.
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Connection> {
+        self.accept_until(Deadline::after(timeout))
+    }
+
+    fn accept_until(&self, limit: Deadline) -> Result<Connection> {
         let mut p = self.pending.lock();
         if let Some(left) = p.left_at.take() {
             let away = futex::now().saturating_sub(left);
@@ -165,12 +176,12 @@ impl Listener {
                 h.deadline = h.deadline.delayed(away);
             }
         }
-        let r = self.accept_locked(&mut p);
+        let r = self.accept_locked(&mut p, limit);
         p.left_at = Some(futex::now());
         r
     }
 
-    fn accept_locked(&self, p: &mut Pending) -> Result<Connection> {
+    fn accept_locked(&self, p: &mut Pending, limit: Deadline) -> Result<Connection> {
         loop {
             let now = futex::now();
             let mut i = 0;
@@ -191,13 +202,18 @@ impl Listener {
                     _ => drop(p.shakes.swap_remove(i)),
                 }
             }
+            // After the handshakes had their look: a zero timeout still finishes a ready one.
+            if limit.expired_at(now) {
+                return Err(Error::Timeout);
+            }
             let listening = p.shakes.len() < MAX_PENDING;
             let mut fds: Vec<(BorrowedFd<'_>, libc::c_short)> = Vec::new();
             if listening {
                 fds.push((self.listening_fd(), poll::POLLIN));
             }
             fds.extend(p.shakes.iter().map(|h| (h.fd(), h.events())));
-            let deadline = p.shakes.iter().map(|h| h.deadline).min().unwrap_or(Deadline::NEVER);
+            let deadline =
+                p.shakes.iter().map(|h| h.deadline).min().unwrap_or(Deadline::NEVER).min(limit);
             let revents = poll::poll(&fds, deadline)?;
             if !listening || revents[0] == 0 {
                 continue;
