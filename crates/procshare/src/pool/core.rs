@@ -133,6 +133,9 @@ pub(crate) struct State {
     broken: Option<String>,
     init_deaths: u32,
     batch: Vec<u8>,
+    /// While the collector handles a run of reports: the outcomes to deliver once it has let
+    /// go of the state lock (one job lock per job and run, not per task).
+    deferred: Option<Vec<(Arc<Job>, usize, Outcome)>>,
 }
 
 pub(crate) enum Cmd {
@@ -193,6 +196,7 @@ impl Core {
                 broken: None,
                 init_deaths: 0,
                 batch: Vec::new(),
+                deferred: None,
             }),
             idle: Condvar::new(),
             results: Queue::new()?,
@@ -335,8 +339,11 @@ impl State {
     /// Delivers an unfinished task's outcome.
     fn finish(&mut self, it: Item, outcome: Outcome) {
         if !it.finished {
-            it.job.deliver(it.index, outcome);
             self.pending = self.pending.saturating_sub(1);
+            match &mut self.deferred {
+                Some(d) => d.push((it.job, it.index, outcome)),
+                None => it.job.deliver(it.index, outcome),
+            }
         }
     }
 
@@ -590,27 +597,55 @@ impl State {
 
 /// The collector thread: reports in, outcomes out.
 pub(crate) fn collect(core: Arc<Core>) {
+    // The reports of one wake-up, copied back to back into one buffer (no allocation each).
+    let mut arena: Vec<u8> = Vec::new();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut deliveries = Vec::new();
     loop {
-        let msgs = match core.results.get_bytes_many_timeout(256, Duration::from_secs(1)) {
-            Ok(m) => m,
+        arena.clear();
+        spans.clear();
+        let got = core.results.get_bytes_each(256, Duration::from_secs(1), &mut |b| {
+            let start = arena.len();
+            arena.extend_from_slice(b);
+            spans.push((start, arena.len()));
+        });
+        match got {
+            Ok(_) => {}
             Err(Error::Empty) => continue,
             Err(_) => return,
-        };
+        }
         let mut s = core.state.lock();
+        s.deferred = Some(std::mem::take(&mut deliveries));
         let mut stop = false;
-        for m in &msgs {
-            let Some((r, payload)) = Report::decode(m) else { continue };
+        for &(a, b) in &spans {
+            let Some((r, payload)) = Report::decode(&arena[a..b]) else { continue };
             if r.kind == wire::STOP {
                 stop = true;
                 continue;
             }
             s.on_report(&core, r, payload);
         }
+        deliveries = s.deferred.take().unwrap_or_default();
         core.notify_idle(&s);
         drop(s);
+        deliver_grouped(&mut deliveries);
         if stop {
             return;
         }
+    }
+}
+
+/// Delivers outcomes, one job lock per run of the same job.
+fn deliver_grouped(d: &mut Vec<(Arc<Job>, usize, Outcome)>) {
+    let mut it = d.drain(..).peekable();
+    while let Some((job, i, o)) = it.next() {
+        let mut run = vec![(i, o)];
+        while let Some((_, _, _)) = it.peek().filter(|(j, _, _)| Arc::ptr_eq(j, &job)) {
+            if let Some((_, i, o)) = it.next() {
+                run.push((i, o));
+            }
+        }
+        job.deliver_many(run.into_iter());
     }
 }
 

@@ -86,9 +86,16 @@ impl Job {
 
     /// Delivers one task's outcome.
     pub(crate) fn deliver(&self, index: usize, outcome: Outcome) {
+        self.deliver_many(std::iter::once((index, outcome)));
+    }
+
+    /// Delivers several outcomes under one lock, waking waiters at most once.
+    pub(crate) fn deliver_many(&self, outcomes: impl Iterator<Item = (usize, Outcome)>) {
         let mut s = self.state.lock();
-        s.remaining = s.remaining.saturating_sub(1);
-        s.done.push_back((index, outcome));
+        for o in outcomes {
+            s.remaining = s.remaining.saturating_sub(1);
+            s.done.push_back(o);
+        }
         if s.done.len() >= s.want {
             s.want = usize::MAX;
             self.cond.notify_all();

@@ -452,6 +452,28 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.get_bytes_many_until(max, Deadline::after(timeout))
     }
 
+    /// Up to `max` items' bytes, each lent to `sink` (no copy of its own), waiting at most
+    /// `timeout` for the first: `Err(Empty)` if none came. The pool's collector reads reports
+    /// so.
+    pub(crate) fn get_bytes_each(
+        &self,
+        max: usize,
+        timeout: Duration,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize> {
+        let mut n = 0;
+        with_scratch(|s| {
+            self.get_with(max, Wait::For(timeout), &mut s.dec, &mut |b| {
+                n += 1;
+                sink(b)
+            })
+        })?;
+        if n == 0 {
+            return Err(Error::Empty);
+        }
+        Ok(n)
+    }
+
     fn get_bytes_many_until(&self, max: usize, deadline: Deadline) -> Result<Vec<Vec<u8>>> {
         if max == 0 {
             return Ok(Vec::new());
