@@ -490,8 +490,11 @@ impl State {
                     return;
                 }
                 let Some(it) = worker.sent.pop_front() else { return };
-                worker.avg_ns =
-                    if worker.avg_ns == 0 { r.ns.max(1) } else { (worker.avg_ns * 7 + r.ns) / 8 };
+                if r.ns != 0 {
+                    // 0: that report carries no timing (see `worker::TIME_EVERY`).
+                    worker.avg_ns =
+                        if worker.avg_ns == 0 { r.ns } else { (worker.avg_ns * 7 + r.ns) / 8 };
+                }
                 let outcome = match r.kind {
                     wire::OK => Ok(payload.to_vec()),
                     wire::PANICKED => {
