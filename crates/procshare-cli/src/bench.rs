@@ -310,6 +310,8 @@ fn workloads() -> Vec<Workload> {
             unit: Unit::OpsPerSec,
             contenders: vec![
                 c(POOL_APPLY, Procshare, Run::Rate(pool::apply_async_rate)),
+                #[cfg(feature = "peers")]
+                c("procspawn Pool::spawn + join", Peer, Run::Rate(peers::procspawn_pool_rate)),
                 c(PY_POOL_APPLY, Python, Run::Python("pool_apply_async")),
                 c(PY_PPE_SUBMIT, Python, Run::Python("ppe_submit")),
             ],

@@ -42,6 +42,9 @@ enum Command {
 
 fn main() -> ExitCode {
     procshare::init();
+    // procspawn's pool (a `bench` peer) re-runs this binary too; in its child this runs the task.
+    #[cfg(feature = "peers")]
+    procspawn::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { which: demo::Which::Redis, url } => demo::redis::run(url.as_deref()),

@@ -48,6 +48,11 @@ const ROWS: &[(&str, &str)] = &[
     ("thread queue, 1 thread -> 1", "crossbeam bounded(1024)"),
     ("process start + join", "procshare spawn"),
     ("process start + join", "procshare fork"),
+    ("pool map, 100,000 tiny tasks, default chunksize", "procshare Pool::map"),
+    ("pool imap, tiny tasks, chunksize 1", "procshare Pool::imap"),
+    ("pool apply_async x 20,000, then get each", "procshare Pool::apply_async"),
+    ("pool apply round trip, warm median RTT", "procshare Pool::apply"),
+    ("pool worker SIGKILL -> its task's Err median RTT", "procshare Pool: SIGKILL to the task's Err"),
 ];
 
 /// The peers' rows (the `peers` feature, on by default).
@@ -136,6 +141,10 @@ fn smoke_run_reports_every_row_and_leaves_nothing_in_dev_shm() {
             .iter()
             .map(|c| (w.to_string(), c.to_string())),
         );
+    }
+    if peers {
+        let w = "pool apply_async x 20,000, then get each";
+        expected.push((w.to_string(), "procspawn Pool::spawn + join".to_string()));
     }
     if python {
         expected.extend(PYTHON_ROWS.iter().map(|(w, c)| (w.to_string(), c.to_string())));

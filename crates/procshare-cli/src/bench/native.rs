@@ -189,6 +189,8 @@ pub fn child(mode: &str, size: usize) {
                 }
             }
         }
+        #[cfg(feature = "peers")]
+        "procspawn" => super::peers::procspawn_child(size),
         _ => {}
     }
 }

@@ -312,3 +312,36 @@ pub fn cleanup() {
     }
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// procspawn's `Pool` (2 workers): `spawn` x 2,000 tiny tasks, then `join` each; tasks/s.
+/// Measured in a fresh process (`__bench-child procspawn MS`): procspawn's pool leaves monitor
+/// threads behind, and a multithreaded bench could not measure `Fork` afterwards.
+pub fn procspawn_pool_rate(dur: Duration) -> f64 {
+    let out = std::process::Command::new("/proc/self/exe")
+        .args(["__bench-child", "procspawn", &dur.as_millis().max(1).to_string()])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(f64::NAN)
+        }
+        _ => f64::NAN,
+    }
+}
+
+/// The child side of [`procspawn_pool_rate`]: prints the rate.
+pub fn procspawn_child(millis: usize) {
+    let dur = Duration::from_millis(millis as u64);
+    let pool = procspawn::Pool::new(2).expect("a procspawn pool");
+    let per = 2_000u64;
+    let start = std::time::Instant::now();
+    let mut n = 0;
+    while n == 0 || start.elapsed() < dur {
+        let hs: Vec<_> = (0..per).map(|x| pool.spawn(x, |x: u64| x * x)).collect();
+        for h in hs {
+            h.join().expect("a procspawn task");
+        }
+        n += per;
+    }
+    println!("{}", n as f64 / start.elapsed().as_secs_f64());
+    pool.kill();
+}

@@ -1,11 +1,10 @@
 //! The pool rows: tiny tasks through `map`, `imap` (chunksize 1) and `apply_async`, the warm
 //! apply round trip, and what a worker's SIGKILL costs (until its task's `Err`, and until its
-//! replacement runs a task). One warm 2-worker pool serves every throughput row, as CPython's
-//! `Pool(2)` does in the script's rows.
+//! replacement runs a task). A warm 2-worker pool per measurement, as CPython's `Pool(2)` in the
+//! script's rows.
 
 use super::native::sample_rtts;
 use procshare::{Error, Pool, TaskError, Value};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Tasks per `map`/`imap` call (the 100,000) and `apply_async` burst (20,000).
@@ -16,14 +15,13 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-fn pool() -> &'static Pool {
-    static POOL: OnceLock<Pool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let pool = Pool::new(2).expect("a pool of 2 workers");
-        // Warm: both workers started and through their first tasks.
-        let _ = pool.map(square, 0..1000u64);
-        pool
-    })
+/// A warm pool of 2 for one measurement, dropped after it: its threads end with it, so later
+/// rows (a `Fork` start) find the bench single-threaded again.
+fn pool() -> Pool {
+    let pool = Pool::new(2).expect("a pool of 2 workers");
+    // Warm: both workers started and through their first tasks.
+    let _ = pool.map(square, 0..1000u64);
+    pool
 }
 
 /// Repeats `job` (which runs `per` tasks) for about `dur`; tasks/s.
