@@ -311,7 +311,7 @@ fn ring_over(ring: &Ring, data: &[u8]) {
 
 /// A simplex pipe's reader and the ring it receives from, mapped a second time as a hostile
 /// peer maps it: through the descriptors the reader hands a child (`handles::export`), the
-/// one that opens as a queue ring. The writer is returned too; [`PIPE_RING`] drops it.
+/// one that opens as the pipe's region (its ring 0). The writer is returned too; [`PIPE_RING`] drops it.
 fn hostile_pipe() -> crate::Result<(Connection, Ring, Connection)> {
     let (reader, writer) = crate::pipe_simplex()?;
     let (encoded, fds) = crate::shared::handles::export(|| codec::encode(&reader));
@@ -319,8 +319,8 @@ fn hostile_pipe() -> crate::Result<(Connection, Ring, Connection)> {
     let ring = fds
         .into_iter()
         .find_map(|fd| {
-            let region = crate::shared::region::Region::open(fd, crate::queue::ring::MAGIC).ok()?;
-            Ring::from_region(region).ok()
+            let region = crate::shared::region::Region::open(fd, crate::pipe::ring::MAGIC).ok()?;
+            crate::pipe::ring::ring_of(&region, 0).ok()
         })
         .ok_or_else(|| Error::invalid("the pipe's reader carries no queue ring"))?;
     Ok((reader, ring, writer))
