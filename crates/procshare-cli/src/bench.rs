@@ -150,6 +150,11 @@ const IPC_BYTES: &str = "ipc-channel IpcBytesSender";
 const IOX_BUSY: &str = "iceoryx2 pub-sub, busy-poll";
 const CROSSBEAM: &str = "crossbeam bounded, 2 threads";
 const PY_QUEUE: &str = "CPython mp.Queue";
+const WMAKE: &str = "handle creation (make + drop)";
+const MAKE_PIPE: &str = "procshare pipe() creation";
+const MAKE_QUEUE: &str = "procshare Queue::new creation";
+const PY_MAKE_PIPE: &str = "CPython mp.Pipe() creation";
+const PY_MAKE_QUEUE: &str = "CPython mp.Queue() creation";
 
 /// The throughput contenders of one message size (the same list for 64 B, 4 KiB and 1 MiB).
 fn throughput(size: usize, unit: Unit, python: (&'static str, &'static str)) -> Vec<Contender> {
@@ -265,6 +270,16 @@ fn workloads() -> Vec<Workload> {
                 c("procshare thread_queue::Queue", Procshare, Run::Rate(native::thread_queue_rate)),
                 c("crossbeam bounded(1024)", Threads, Run::Rate(native::crossbeam_rate)),
                 c("CPython queue.Queue", Python, Run::Python("thread_queue")),
+            ],
+        },
+        Workload {
+            title: WMAKE,
+            unit: Unit::Micros,
+            contenders: vec![
+                c(MAKE_PIPE, Procshare, Run::Rate(native::pipe_create_cost)),
+                c(MAKE_QUEUE, Procshare, Run::Rate(native::queue_create_cost)),
+                c(PY_MAKE_PIPE, Python, Run::Python("pipe_create_us")),
+                c(PY_MAKE_QUEUE, Python, Run::Python("queue_create_us")),
             ],
         },
         Workload {
@@ -531,7 +546,7 @@ fn find(rows: &[Row], workload: &str, contender: &str) -> Option<f64> {
 fn targets(rows: &[Row]) -> Vec<Target> {
     let rtt_med = format!("{WRTT} median RTT");
     type Spec<'a> = (&'a str, f64, bool, (&'a str, &'a str), (&'a str, &'a str));
-    let specs: [Spec; 10] = [
+    let specs: [Spec; 12] = [
         ("pipe 64 B 1->1 >= 3x OS pipe", 3.0, false, (W64, PIPE), (W64, OS_PIPE)),
         ("pipe 64 B 1->1 >= 5x ipc-channel", 5.0, false, (W64, PIPE), (W64, IPC_BYTES)),
         ("pipe ping-pong median <= 1.5x Queue's", 1.5, true, (&rtt_med, PIPE), (&rtt_med, QUEUE)),
@@ -554,6 +569,15 @@ fn targets(rows: &[Row]) -> Vec<Target> {
         ("tuned byte item <= 1.3x Queue<Vec<u8>>", 1.3, true, (WITEM, QUEUE), (WITEM, QUEUE_VEC)),
         ("Queue 64 B >= 1x crossbeam bounded", 1.0, false, (W64, QUEUE), (W64, CROSSBEAM)),
         ("Queue 64 B >= 4x iceoryx2 busy-poll", 4.0, false, (W64, QUEUE), (W64, IOX_BUSY)),
+        // Issue 23's creation targets.
+        ("pipe() creation <= 1x mp.Pipe()", 1.0, true, (WMAKE, MAKE_PIPE), (WMAKE, PY_MAKE_PIPE)),
+        (
+            "Queue::new creation <= 0.5x mp.Queue()",
+            0.5,
+            true,
+            (WMAKE, MAKE_QUEUE),
+            (WMAKE, PY_MAKE_QUEUE),
+        ),
     ];
     specs
         .iter()
@@ -601,7 +625,7 @@ fn print_report(rows: &[Row], targets: &[Target], runs: u32, rounds: usize, dur:
         let mark = if r.kind == Kind::Procshare { "*" } else { " " };
         println!("  {mark} {:<40} {:>14} {:<32} {vs}", r.contender, r.unit.human(r.median), spread);
     }
-    println!("\nissue 12 targets (ratio of medians):");
+    println!("\nissue 12 and 23 targets (ratio of medians):");
     for t in targets {
         let cmp = if t.at_most { "<=" } else { ">=" };
         println!(

@@ -159,7 +159,7 @@ fn smoke_run_reports_every_row_and_leaves_nothing_in_dev_shm() {
         let r = t["ratio"].as_f64().unwrap_or(f64::NAN);
         assert!(r.is_finite() && r > 0.0, "{t}");
     }
-    assert!(text.contains("issue 12 targets"), "{text}");
+    assert!(text.contains("issue 12 and 23 targets"), "{text}");
     // The plot: an SVG with a bar per row, and the PNG beside it.
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(
