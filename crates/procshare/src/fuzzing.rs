@@ -13,7 +13,7 @@
 use crate::codec;
 use crate::error::Error;
 use crate::pipe::auth::{Handshake, Role};
-use crate::queue::ring::{Ring, LINKS_BASE, SEG_SIZE};
+use crate::queue::ring::{Ring, HEADER_SPAN, LINKS_LEN, SEG_SIZE};
 use crate::sys::deadline::Deadline;
 use crate::Connection;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
@@ -209,6 +209,7 @@ pub fn shareable_list(data: &[u8]) {
 
 /// Header bytes of the ring the input controls (the whole queue header and more).
 const RING_HDR: usize = 512;
+const _: () = assert!(RING_HDR <= HEADER_SPAN);
 /// Link words the input controls (segments 0..16).
 const RING_LINKS: usize = 16 * 4;
 /// Segment bytes the input controls (segments 0 and 1).
@@ -228,19 +229,21 @@ fn fill_ring(ring: &Ring, bytes: &[u8]) {
     let (hdr, rest) = bytes.split_at(bytes.len().min(RING_HDR));
     let (links, segs) = rest.split_at(rest.len().min(RING_LINKS));
     let segs = &segs[..segs.len().min(RING_SEGS)];
-    let (front, seg0) = ring.raw_parts().expect("the first extent of the fuzzed ring maps");
-    // SAFETY: every range written lies inside a mapping of the ring: the front (header and the
-    // whole link table, `LINKS_BASE + 4 * MAX_SEGS` bytes) and the first extent (segments 0..4,
-    // of which the two written here). The queue was created by this thread (the `RING` or
+    let (header, links_at, seg0) =
+        ring.raw_parts().expect("the first extent of the fuzzed ring maps");
+    // SAFETY: every range written lies inside a mapping of the ring: its header (HEADER_SPAN
+    // bytes, of which RING_HDR), its whole link table (LINKS_LEN bytes) and the first extent
+    // (segments 0..4, of which the two written here). The queue was created by this thread (the `RING` or
     // `PIPE_RING` thread-local) and no other process maps it; the only other handle on it is
     // that pipe's reader, which runs on this thread and not during this write, so nothing else
     // accesses those bytes meanwhile. The previous run's writes (a get can write the header, any
     // link word, and punch segments) are all inside the zeroed ranges.
     unsafe {
-        std::ptr::write_bytes(front, 0, LINKS_BASE + 4 * crate::queue::ring::MAX_SEGS as usize);
+        std::ptr::write_bytes(header, 0, RING_HDR);
+        std::ptr::write_bytes(links_at, 0, LINKS_LEN);
         std::ptr::write_bytes(seg0, 0, RING_SEGS);
-        std::ptr::copy_nonoverlapping(hdr.as_ptr(), front, hdr.len());
-        std::ptr::copy_nonoverlapping(links.as_ptr(), front.add(LINKS_BASE), links.len());
+        std::ptr::copy_nonoverlapping(hdr.as_ptr(), header, hdr.len());
+        std::ptr::copy_nonoverlapping(links.as_ptr(), links_at, links.len());
         std::ptr::copy_nonoverlapping(segs.as_ptr(), seg0, segs.len());
     }
     // The lock words are freed: input naming a live thread as holder (without an owner
@@ -253,12 +256,11 @@ fn fill_ring(ring: &Ring, bytes: &[u8]) {
 /// input reads as zeros there).
 fn ring_bytes(ring: &Ring) -> Vec<u8> {
     let mut out = vec![0u8; RING_HDR + RING_LINKS + RING_SEGS];
-    let (front, seg0) = ring.raw_parts().expect("the first extent of the fuzzed ring maps");
-    // SAFETY: as in `fill_ring`: inside the front and the first extent, and nobody else
-    // accesses the ring meanwhile.
+    let (header, links, seg0) = ring.raw_parts().expect("the first extent of the fuzzed ring maps");
+    // SAFETY: as in `fill_ring`: inside the header, the links and the first extent, and nobody
+    // else accesses the ring meanwhile.
     unsafe {
-        std::ptr::copy_nonoverlapping(front, out.as_mut_ptr(), RING_HDR);
-        let links = front.add(LINKS_BASE);
+        std::ptr::copy_nonoverlapping(header, out.as_mut_ptr(), RING_HDR);
         std::ptr::copy_nonoverlapping(links, out.as_mut_ptr().add(RING_HDR), RING_LINKS);
         let segs = out.as_mut_ptr().add(RING_HDR + RING_LINKS);
         std::ptr::copy_nonoverlapping(seg0, segs, RING_SEGS);

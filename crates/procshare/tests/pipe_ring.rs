@@ -203,8 +203,8 @@ fn scribbler((c, seed): (Connection, u64)) {
         // The region header (64 bytes) is left alone: a peer cannot resize or remap, and
         // `Region` only reads it when a handle arrives. Everything after is fair game: ring
         // headers, links, the first segment's records, the control words. (In a pipe's
-        // region: the control words and ring 0's header from 64, its links from 4096, ring 1's
-        // header and links and ring 0's first segments in 1 .. 3 MiB.)
+        // region: the control words and both ring headers in 64 .. 4096, ring 0's links from
+        // 4096, ring 1's links and ring 0's first segments in 1 .. 3 MiB.)
         let mut buf = vec![0u8; 2 << 20];
         for b in buf.chunks_mut(8) {
             x ^= x << 13;

@@ -15,11 +15,13 @@
 //!        |          own socket, read from the peer's        |
 //!
 //!   one region (memfd), mapped by every handle of both ends:
-//!   +---------+----------------+----------------+-----------------+-----------------+
-//!   | control | ring 0 front   | ring 1 front   | ring 0 segments | ring 1 segments |
-//!   | 64 B    | header + links | header + links | 64 GiB, sparse, | 64 GiB, sparse, |
-//!   |         | (mapped eagerly: 2 MiB + 8 KiB) |  mapped in extents as used        |
-//!   +---------+----------------+----------------+-----------------+-----------------+
+//!   +---------+---------+---------+---------+---------+-----------------+-----------------+
+//!   | control | ring 0  | ring 1  | ring 0  | ring 1  | ring 0 segments | ring 1 segments |
+//!   | 64 B    | header  | header  | links   | links   | 64 GiB, sparse, | 64 GiB, sparse, |
+//!   |         | 1 KiB   | 1 KiB   | 1 MiB   | 1 MiB   | mapped in extents as they are   |
+//!   |<- first page of the file ->|         |         | used                            |
+//!   |<------ mapped eagerly: 2 MiB + 4 KiB ------->|                                   |
+//!   +---------+---------+---------+---------+---------+-----------------+-----------------+
 //! ```
 //!
 //! A pipe end holds **two descriptors**: its liveness socket and the region's memfd (both
@@ -84,7 +86,8 @@
 use crate::crash::crash_point;
 use crate::error::{Error, Result};
 use crate::queue::ring::{
-    Place, PutSlot, PutStatus, Reserved, Ring, Take, FORMAT_NATIVE, FRONT_LEN, SEGS_LEN,
+    Place, PutSlot, PutStatus, Reserved, Ring, Take, FORMAT_NATIVE, HEADER_SPAN, LINKS_LEN,
+    SEGS_LEN,
 };
 use crate::shared::handles::{RecvFd, SendFd};
 use crate::shared::region::{shared_struct, Region, HEADER_LEN};
@@ -102,17 +105,22 @@ use std::time::Duration;
 /// The region kind of a pipe (control words and both rings; `PSPIPE01` was the control words
 /// alone, with a region per ring).
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PSPIPE02");
-/// Where the two rings lie in a pipe's region (see the module doc's picture); segments start
-/// on a page boundary of the file.
+/// Where the two rings lie in a pipe's region (see the module doc's picture): the control words
+/// and both headers on the file's first page (a new pipe touches one page), the link tables
+/// from the next, the segments on a page boundary after them.
 const PLACES: [Place; 2] = {
-    let front0 = 64;
-    let front1 = front0 + FRONT_LEN;
-    let segs0 = (HEADER_LEN + front1 + FRONT_LEN).next_multiple_of(4096) - HEADER_LEN;
-    [Place { front: front0, segs: segs0 }, Place { front: front1, segs: segs0 + SEGS_LEN }]
+    let links0 = 4096 - HEADER_LEN;
+    let segs0 = links0 + 2 * LINKS_LEN;
+    [
+        Place { header: 64, links: links0, segs: segs0 },
+        Place { header: 64 + HEADER_SPAN, links: links0 + LINKS_LEN, segs: segs0 + SEGS_LEN },
+    ]
 };
+const _: () = assert!(64 + 2 * HEADER_SPAN <= PLACES[0].links);
+const _: () = assert!((HEADER_LEN + PLACES[0].segs) % 4096 == 0);
 /// Payload bytes of a pipe's region, and how many every process maps up front.
 const PIPE_LEN: usize = PLACES[1].segs + SEGS_LEN;
-const PIPE_EAGER: usize = PLACES[1].front + FRONT_LEN;
+const PIPE_EAGER: usize = PLACES[0].segs;
 /// How long a reader spins (looking cheaply) before it sleeps on the futex.
 const SPIN: Duration = Duration::from_micros(50);
 /// Sleepers wake this often to look for a dead peer or a dead writer's record.

@@ -243,20 +243,28 @@ const fn extent_span(k: usize) -> (u32, u32) {
 const _: () = assert!(EXTENT0_SEGS.is_power_of_two() && extent_of(EXTENT0_SEGS) == 1);
 const _: () = assert!(extent_span(EXTENTS - 1).0 + extent_span(EXTENTS - 1).1 == MAX_SEGS);
 
-/// Where a ring lies in its region: its front (header, then links at `+ LINKS_BASE`) at payload
-/// offset `front`, which the region maps eagerly, and its segments from payload offset `segs`
-/// (`HEADER_LEN + segs` a page boundary), which are mapped in extents. A queue's region holds
-/// one ring ([`Place::QUEUE`]); a pipe's holds one per direction.
+/// Where a ring lies in its region (payload offsets): its header (64-aligned, [`HEADER_SPAN`]
+/// bytes at most) and its link table (4-aligned, `4 * MAX_SEGS` bytes), which the region maps
+/// eagerly, and its segments (`HEADER_LEN + segs` a page boundary), which are mapped in
+/// extents. A queue's region holds one ring ([`Place::QUEUE`]); a pipe's holds one per
+/// direction, both headers on the region's first page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Place {
-    pub(crate) front: usize,
+    pub(crate) header: usize,
+    pub(crate) links: usize,
     pub(crate) segs: usize,
 }
 
 impl Place {
-    /// A queue's ring: the front at the start of the payload, the segments right after it.
-    pub(crate) const QUEUE: Place = Place { front: 0, segs: SEGS_BASE };
+    /// A queue's ring: the header at the start of the payload, the links from the next page
+    /// of the file, the segments right after them.
+    pub(crate) const QUEUE: Place = Place { header: 0, links: LINKS_BASE, segs: SEGS_BASE };
 }
+
+/// Bytes a ring's header may take (its size rounded up, with room to grow).
+pub(crate) const HEADER_SPAN: usize = 1024;
+/// Bytes of a ring's link table.
+pub(crate) const LINKS_LEN: usize = MAX_SEGS as usize * 4;
 
 /// This process's mappings of a ring's segments: one per extent, made the first time the
 /// process touches a segment of it, and kept (never moved, never unmapped) until the last
@@ -383,8 +391,8 @@ struct Header {
     join: JoinSide,
 }
 
-// The header ends before the link table that follows it in the payload.
-const _: () = assert!(std::mem::size_of::<Header>() <= LINKS_BASE);
+// The header fits its span, which ends before the queue's link table.
+const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SPAN && HEADER_SPAN <= LINKS_BASE);
 
 // SAFETY: this and the six impls below: each struct is `#[repr(C)]` and its fields are all
 // `Shared` (atomics, `RawLock`, `WaitWord`, or the structs above), so every bit pattern is
@@ -506,13 +514,16 @@ impl Ring {
     }
 
     /// The ring at `place` in `region` (initialised by [`Ring::init`]); checks that the region
-    /// maps its front and holds all its segments.
+    /// maps its header and links and holds all its segments.
     pub(crate) fn at(region: Region, place: Place) -> Result<Ring> {
-        let front_end = place.front.checked_add(FRONT_LEN);
+        let header_end = place.header.checked_add(HEADER_SPAN);
+        let links_end = place.links.checked_add(LINKS_LEN);
         let segs_end = place.segs.checked_add(SEGS_LEN);
-        if place.front % 64 != 0
+        if place.header % 64 != 0
+            || place.links % 4 != 0
             || (HEADER_LEN + place.segs) % 4096 != 0
-            || front_end.map_or(true, |e| e > region.mapped_len())
+            || header_end.map_or(true, |e| e > region.mapped_len())
+            || links_end.map_or(true, |e| e > region.mapped_len())
             || segs_end.map_or(true, |e| e > region.payload_len())
         {
             return Err(corrupt("region too small"));
@@ -532,7 +543,7 @@ impl Ring {
     /// Writes the header of a fresh (zeroed) ring at `place`; published by the region's READY
     /// store.
     pub(crate) fn init(region: &Region, place: Place, maxsize: usize, format: u64) {
-        let h = region.at::<Header>(place.front);
+        let h = region.at::<Header>(place.header);
         h.constants.maxsize.store(maxsize as u64, Ordering::Relaxed);
         h.constants.max_message.store(DEFAULT_MAX_MESSAGE as u64, Ordering::Relaxed);
         h.constants.format.store(format, Ordering::Relaxed);
@@ -577,8 +588,8 @@ impl Ring {
     }
 
     fn header(&self) -> &Header {
-        // The front is mapped and larger than a Header (checked by `Ring::at`).
-        self.region.at::<Header>(self.place.front)
+        // The header is mapped (checked by `Ring::at`).
+        self.region.at::<Header>(self.place.header)
     }
 
     /// The first byte of extent `k` in this process's mapping of it (mapped now if this is the
@@ -617,9 +628,8 @@ impl Ring {
         if seg >= MAX_SEGS {
             return Err(corrupt("segment index out of range"));
         }
-        // The link table lies inside the mapped front (checked by `Ring::at`), 4-aligned (the
-        // front is 64-aligned and LINKS_BASE is a multiple of 64).
-        Ok(self.region.at::<AtomicU32>(self.place.front + LINKS_BASE + seg as usize * 4))
+        // The link table lies inside the mapped payload, 4-aligned (checked by `Ring::at`).
+        Ok(self.region.at::<AtomicU32>(self.place.links + seg as usize * 4))
     }
 
     /// Pointer to `n` bytes from byte `off` of segment `seg`, running on through the following
@@ -1465,27 +1475,32 @@ impl Ring {
     #[cfg(test)]
     pub(crate) fn scribble(&self, seed: u64) {
         let mut x = seed | 1;
-        let (front, seg0) = self.raw_parts().unwrap();
-        let ranges = [(front, 0..LINKS_BASE + 4096), (seg0, 0..4096)];
+        let (header, links, seg0) = self.raw_parts().unwrap();
+        let ranges = [(header, 0..HEADER_SPAN), (links, 0..4096), (seg0, 0..4096)];
         for (base, range) in ranges {
             for off in range.step_by(8) {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                // SAFETY: test only; inside the front or segment 0's mapping, 8-aligned.
+                // SAFETY: test only; inside the header, the links or segment 0's mapping,
+                // 8-aligned.
                 unsafe { (base.add(off) as *mut u64).write_volatile(x) };
             }
         }
     }
 
-    /// The first byte of the ring's front (header, then the links at `LINKS_BASE`) and of
-    /// segment 0 (segments 0..EXTENT0_SEGS follow it), for tests and fuzz targets that write a
-    /// ring's bytes as a hostile peer would.
+    /// The first byte of the ring's header ([`HEADER_SPAN`] bytes), of its links
+    /// ([`LINKS_LEN`] bytes) and of segment 0 (segments 0..EXTENT0_SEGS follow it), for tests
+    /// and fuzz targets that write a ring's bytes as a hostile peer would.
     #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn raw_parts(&self) -> Result<(*mut u8, *mut u8)> {
-        // SAFETY: the front lies inside the mapped payload (checked by `Ring::at`).
-        let front = unsafe { self.region.payload().add(self.place.front) };
-        Ok((front, self.seg_ptr(0, 0, SEG_SIZE)?))
+    pub(crate) fn raw_parts(&self) -> Result<(*mut u8, *mut u8, *mut u8)> {
+        // SAFETY: the header and the links lie inside the mapped payload (checked by
+        // `Ring::at`).
+        let (header, links) = unsafe {
+            let p = self.region.payload();
+            (p.add(self.place.header), p.add(self.place.links))
+        };
+        Ok((header, links, self.seg_ptr(0, 0, SEG_SIZE)?))
     }
 
     // ---- for pipes (pipe/ring.rs): one record at a time, its length looked at first ---------
