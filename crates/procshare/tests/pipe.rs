@@ -361,3 +361,35 @@ fn threads_share_one_end() {
     all.sort_unstable();
     assert_eq!(all, (0..10_000).collect::<Vec<_>>());
 }
+
+/// A pipe whose ends are all in this process has no sockets until an end needs one (poll, or
+/// crossing into a child: `tests/scale.rs` counts the descriptors); end-of-file and broken pipe
+/// read the same before and after.
+#[test]
+fn eof_and_broken_pipe_before_and_after_the_sockets_are_made() {
+    // (A bound, not ZERO: a child that another test is starting holds our sockets until it
+    // runs its exec, and the peer's HUP waits for that.)
+    let soon = Some(common::HANG);
+    for polled_first in [false, true] {
+        let (a, b) = pipe().unwrap();
+        let a2 = a.try_clone().unwrap();
+        a.send(&1u8).unwrap();
+        if polled_first {
+            assert!(b.poll(Some(Duration::ZERO)).unwrap());
+        }
+        assert_eq!(b.recv::<u8>().unwrap(), 1);
+        drop(a);
+        a2.send(&2u8).unwrap();
+        assert_eq!(b.recv::<u8>().unwrap(), 2);
+        drop(a2);
+        assert!(b.poll(soon).unwrap(), "the peer's end is closed: EOF is ready");
+        assert!(matches!(b.recv::<u8>(), Err(Error::Eof)));
+        let e = b.send(&3u8).unwrap_err();
+        assert!(matches!(e, Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe));
+    }
+    // The peer end dropped before any socket was made, then a poll makes them.
+    let (a, b) = pipe().unwrap();
+    drop(b);
+    assert!(a.poll(soon).unwrap());
+    assert!(matches!(a.recv::<u8>(), Err(Error::Eof)));
+}
