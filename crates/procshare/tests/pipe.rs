@@ -362,11 +362,10 @@ fn threads_share_one_end() {
     assert_eq!(all, (0..10_000).collect::<Vec<_>>());
 }
 
-/// A pipe whose ends are all in this process has no sockets until an end needs one (poll, or
-/// crossing into a child: `tests/scale.rs` counts the descriptors); end-of-file and broken pipe
-/// read the same before and after.
+/// End-of-file and broken pipe between handles in this process, with and without a poll
+/// before (a poll reads the liveness socket's doorbell bytes too), and with clones.
 #[test]
-fn eof_and_broken_pipe_before_and_after_the_sockets_are_made() {
+fn eof_and_broken_pipe_with_clones_and_polls() {
     // (A bound, not ZERO: a child that another test is starting holds our sockets until it
     // runs its exec, and the peer's HUP waits for that.)
     let soon = Some(common::HANG);
@@ -387,7 +386,7 @@ fn eof_and_broken_pipe_before_and_after_the_sockets_are_made() {
         let e = b.send(&3u8).unwrap_err();
         assert!(matches!(e, Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe));
     }
-    // The peer end dropped before any socket was made, then a poll makes them.
+    // The peer end dropped before anything was sent or polled.
     let (a, b) = pipe().unwrap();
     drop(b);
     assert!(a.poll(soon).unwrap());

@@ -98,19 +98,19 @@ fn a_process_holds_9000_pipes() {
     });
 }
 
-/// 9,000 pipes with both ends in this process under `RLIMIT_NOFILE` 20,000: a pipe whose ends
-/// are all here holds one descriptor (its region; its sockets are made when an end first needs
-/// one), every one carrying a message each way.
+/// As many pipes as `RLIMIT_NOFILE` 20,000 allows with both ends in this process (a pipe end
+/// holds 2 descriptors, its socket and its region, and the two ends share the region: 3 a
+/// pipe), every one carrying a message each way.
 #[test]
-fn a_process_holds_9000_pipes_with_both_ends() {
-    run("9,000 local pipes", |()| {
+fn a_process_holds_6000_pipes_with_both_ends() {
+    run("6,000 local pipes", |()| {
         if !set_limit(libc::RLIMIT_NOFILE, "RLIMIT_NOFILE", NOFILE) {
             return;
         }
         let before = open_fds();
         let pipes: Vec<_> =
-            (0..9_000).map(|i| pipe().unwrap_or_else(|e| panic!("pipe {i}: {e}"))).collect();
-        assert_eq!(open_fds() - before, 9_000, "a local pipe holds one descriptor");
+            (0..6_000).map(|i| pipe().unwrap_or_else(|e| panic!("pipe {i}: {e}"))).collect();
+        assert_eq!(open_fds() - before, 3 * 6_000, "a pipe holds 3 descriptors");
         for (i, (a, b)) in pipes.iter().enumerate() {
             a.send(&(i as u32)).unwrap();
             b.send(&(i as u32 + 1)).unwrap();
@@ -119,11 +119,9 @@ fn a_process_holds_9000_pipes_with_both_ends() {
             assert_eq!(b.recv::<u32>().unwrap(), i as u32);
             assert_eq!(a.recv::<u32>().unwrap(), i as u32 + 1);
         }
-        // Polled, the first 3,000 make their socket pairs: 3 descriptors each, as many as fit.
-        for (a, _) in &pipes[..3_000] {
+        for (a, _) in &pipes[..100] {
             assert!(!a.poll(Some(Duration::ZERO)).unwrap());
         }
-        assert_eq!(open_fds() - before, 9_000 + 2 * 3_000, "a polled pipe holds 3");
     });
 }
 

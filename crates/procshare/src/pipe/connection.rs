@@ -328,7 +328,7 @@ enum WireIn {
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let wire = match &self.transport {
-            Transport::Ring(r) => WireOut::Ring(r.to_wire().map_err(serde::ser::Error::custom)?),
+            Transport::Ring(r) => WireOut::Ring(r.to_wire()),
             Transport::Stream(st) => WireOut::Stream(SendFd(st.fd())),
         };
         (wire, self.readable, self.writable, self.max_message_size() as u64).serialize(s)

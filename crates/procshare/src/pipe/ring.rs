@@ -24,12 +24,8 @@
 //!   +---------+---------+---------+---------+---------+-----------------+-----------------+
 //! ```
 //!
-//! A pipe end holds **two descriptors**, its liveness socket and the region's memfd, and a pipe
-//! whose handles are all in one process holds **one**, the memfd: its socket pair is made the
-//! first time a handle needs a socket (to cross into another process, or to sleep in poll(2);
-//! `Link`), and until then "the peer is gone" is "no handle of the peer end is left here",
-//! counted in the process. (A pipe held nine descriptors before: a socket pair for liveness,
-//! one for each direction's doorbell, a memfd for the control words and one per ring.)
+//! A pipe end holds **two descriptors**: its liveness socket and the region's memfd (both
+//! ends in one process share the memfd: three for a whole pipe, where it was nine).
 //!
 //! * **Messages** are ring records: whole, to exactly one reader however many threads and
 //!   processes share an end, and a killed writer leaves a record the readers skip (never half a
@@ -103,7 +99,7 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The region kind of a pipe (control words and both rings; `PSPIPE01` was the control words
@@ -166,53 +162,13 @@ struct Dir {
     idx: usize,
 }
 
-/// The liveness sockets of a pipe as this process holds them, shared by its handles here (of
-/// both ends, for a pipe made here). The socket pair is made the first time a handle needs a
-/// socket: to cross into another process, or to sleep in poll(2). Until then every handle of
-/// the pipe is in this process, so "the peer is gone" is "no handle of the peer end is left",
-/// counted here, and a pipe costs one descriptor, its region's.
-#[derive(Debug, Default)]
-struct Link(Mutex<LinkState>);
-
-#[derive(Debug, Default)]
-struct LinkState {
-    /// Whether the socket pair exists (for a handle that came from another process: always).
-    made: bool,
-    /// Per end: this process's socket of it, while it has handles of that end.
-    socks: [Option<Arc<OwnedFd>>; 2],
-    /// Per end: handles of it in this process.
-    handles: [usize; 2],
-}
-
-impl Link {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LinkState> {
-        // No code that can panic runs under the lock: a poisoned one is still consistent.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// This process's socket of `end` (one of whose handles asks), making the pair if need be.
-    fn socket(&self, end: usize) -> Result<Arc<OwnedFd>> {
-        let mut st = self.lock();
-        if !st.made {
-            let (a, b) = socket::seqpacket_pair()?;
-            st.made = true;
-            // An end with no handle left closes its socket at once: the peer sees HUP.
-            for (i, fd) in [a, b].into_iter().enumerate() {
-                st.socks[i] = (st.handles[i] > 0).then(|| Arc::new(fd));
-            }
-        }
-        st.socks[end].clone().ok_or_else(|| Error::invalid("pipe end has no socket"))
-    }
-}
-
 /// One handle on one end of a ring pipe.
 #[derive(Debug)]
 pub(crate) struct RingEnd {
     /// Which end (index into `Control::closes`); the peer is `1 - end`.
     end: usize,
-    /// This handle's liveness socket, also the doorbell (see the module doc), once it needed one.
-    sock: OnceLock<Arc<OwnedFd>>,
-    link: Arc<Link>,
+    /// The liveness socket, also the doorbell (see the module doc); `None` only while dropping.
+    sock: Option<Arc<OwnedFd>>,
     /// The pipe's region: control words and both rings.
     ctl: Region,
     rx: Option<Dir>,
@@ -253,23 +209,23 @@ fn dir(region: &Region, idx: usize) -> Result<Dir> {
 
 /// A duplex ring pipe: end 0 sends on direction 0 and receives on 1, end 1 the other way.
 pub(crate) fn duplex() -> Result<(RingEnd, RingEnd)> {
+    let (a, b) = socket::seqpacket_pair()?;
     let ctl = region()?;
     let (d0, d1) = (dir(&ctl, 0)?, dir(&ctl, 1)?);
-    let link = Arc::new(Link::default());
     Ok((
-        RingEnd::new(0, link.clone(), None, ctl.clone(), Some(d1.clone()), Some(d0.clone())),
-        RingEnd::new(1, link, None, ctl, Some(d0), Some(d1)),
+        RingEnd::new(0, a, ctl.clone(), Some(d1.clone()), Some(d0.clone())),
+        RingEnd::new(1, b, ctl, Some(d0), Some(d1)),
     ))
 }
 
 /// A simplex ring pipe: `(reader, writer)`, one direction (ring 0; ring 1 is never touched).
 pub(crate) fn simplex() -> Result<(RingEnd, RingEnd)> {
+    let (r, w) = socket::seqpacket_pair()?;
     let ctl = region()?;
     let d = dir(&ctl, 0)?;
-    let link = Arc::new(Link::default());
     Ok((
-        RingEnd::new(0, link.clone(), None, ctl.clone(), Some(d.clone()), None),
-        RingEnd::new(1, link, None, ctl, None, Some(d)),
+        RingEnd::new(0, r, ctl.clone(), Some(d.clone()), None),
+        RingEnd::new(1, w, ctl, None, Some(d)),
     ))
 }
 
@@ -282,24 +238,10 @@ fn spin_until(start: Duration, ready: impl Fn() -> bool) {
 }
 
 impl RingEnd {
-    /// A handle of `end` on `link` (counted there), with its socket if it has one already.
-    fn new(
-        end: usize,
-        link: Arc<Link>,
-        sock: Option<Arc<OwnedFd>>,
-        ctl: Region,
-        rx: Option<Dir>,
-        tx: Option<Dir>,
-    ) -> RingEnd {
-        link.lock().handles[end] += 1;
-        let cell = OnceLock::new();
-        if let Some(s) = sock {
-            let _ = cell.set(s);
-        }
+    fn new(end: usize, sock: OwnedFd, ctl: Region, rx: Option<Dir>, tx: Option<Dir>) -> RingEnd {
         let h = RingEnd {
             end,
-            sock: cell,
-            link,
+            sock: Some(Arc::new(sock)),
             ctl,
             rx,
             tx,
@@ -315,39 +257,27 @@ impl RingEnd {
         self.ctl.at::<Control>(0)
     }
 
-    /// The liveness socket, made now if the pipe has none yet (see [`Link`]).
-    pub(crate) fn sock(&self) -> Result<BorrowedFd<'_>> {
-        if let Some(s) = self.sock.get() {
-            return Ok(s.as_fd());
-        }
-        let s = self.link.socket(self.end)?;
-        Ok(self.sock.get_or_init(|| s).as_fd())
+    /// The liveness socket (also what the fuzz target writes junk to).
+    pub(crate) fn sock(&self) -> BorrowedFd<'_> {
+        self.sock.as_ref().expect("socket is only taken while dropping").as_fd()
     }
 
     /// Another handle on this end (shares the descriptors and mappings).
     pub(crate) fn try_clone(&self) -> RingEnd {
-        let h = RingEnd::new(
-            self.end,
-            self.link.clone(),
-            self.sock.get().cloned(),
-            self.ctl.clone(),
-            self.rx.clone(),
-            self.tx.clone(),
-        );
-        h.seen_closes.store(self.seen_closes.load(Ordering::Relaxed), Ordering::Relaxed);
-        h
+        RingEnd {
+            end: self.end,
+            sock: self.sock.clone(),
+            ctl: self.ctl.clone(),
+            rx: self.rx.clone(),
+            tx: self.tx.clone(),
+            seen_closes: AtomicU32::new(self.seen_closes.load(Ordering::Relaxed)),
+            next_look_ns: AtomicU64::new(0),
+        }
     }
 
-    /// Whether every handle of the other end is closed: the socket's `POLLHUP`, or, while the
-    /// pipe has no sockets (all its handles are in this process), no handle of it left here.
+    /// Whether every handle of the other end is closed (the socket's `POLLHUP`).
     fn peer_gone(&self) -> Result<bool> {
-        if self.sock.get().is_none() {
-            let st = self.link.lock();
-            if !st.made {
-                return Ok(st.handles[1 - self.end] == 0);
-            }
-        }
-        let r = poll::poll(&[(self.sock()?, poll::POLLRDHUP)], Deadline::now())?;
+        let r = poll::poll(&[(self.sock(), poll::POLLRDHUP)], Deadline::now())?;
         Ok(r[0] & GONE != 0)
     }
 
@@ -578,13 +508,9 @@ impl RingEnd {
 
     /// The descriptor a poller sleeps on: the liveness socket (HUP, and the doorbell's bytes
     /// when this end receives).
-    pub(crate) fn poll_fds<'a>(
-        &'a self,
-        out: &mut Vec<(BorrowedFd<'a>, libc::c_short)>,
-    ) -> Result<()> {
+    pub(crate) fn poll_fds<'a>(&'a self, out: &mut Vec<(BorrowedFd<'a>, libc::c_short)>) {
         let bell = if self.rx.is_some() { poll::POLLIN } else { 0 };
-        out.push((self.sock()?, poll::POLLRDHUP | bell));
-        Ok(())
+        out.push((self.sock(), poll::POLLRDHUP | bell));
     }
 
     /// After poll(2) reported `revents` for [`Self::poll_fds`]: says whether this end is ready
@@ -623,20 +549,16 @@ impl RingEnd {
 impl RingEnd {
     /// Rings the peer's doorbell: one byte on our socket, read from the peer's.
     fn ring_bell(&self) {
-        // Non-blocking: a full socket has been rung already. Errors (the peer end is closed; no
-        // descriptor for a socket pair, which a counted poller has made already) only cost the
-        // pollers their slice.
-        if let Ok(sock) = self.sock() {
-            let _ = socket::send_record(sock, &[&[1u8]], &[], true);
-        }
+        // Non-blocking: a full socket has been rung already. Errors (the peer end is closed)
+        // only mean nobody is left to wake.
+        let _ = socket::send_record(self.sock(), &[&[1u8]], &[], true);
     }
 
     fn drain_bell(&self) {
         let mut byte = [0u8; 16];
         // Bounded: a hostile peer ringing in a loop cannot keep us here.
-        let Ok(sock) = self.sock() else { return };
         for _ in 0..1024 {
-            if socket::recv_nonblocking(sock, &mut byte).is_err() {
+            if socket::recv_nonblocking(self.sock(), &mut byte).is_err() {
                 break;
             }
         }
@@ -648,13 +570,6 @@ impl Drop for RingEnd {
         // The descriptor first (the peer's HUP once it was the last), then the count that tells
         // writers to look, then a wake-up for readers asleep on our sending direction's futex.
         drop(self.sock.take());
-        {
-            let mut st = self.link.lock();
-            st.handles[self.end] = st.handles[self.end].saturating_sub(1);
-            if st.handles[self.end] == 0 {
-                st.socks[self.end] = None;
-            }
-        }
         crash_point!("pipe.drop_closed");
         self.control().closes[self.end].fetch_add(1, Ordering::Release);
         if let Some(tx) = &self.tx {
@@ -686,15 +601,14 @@ pub(crate) struct RingIn {
 }
 
 impl RingEnd {
-    /// The end as a `Process` argument (its socket pair is made now if the pipe has none).
-    pub(crate) fn to_wire(&self) -> Result<RingOut<'_>> {
-        Ok(RingOut {
+    pub(crate) fn to_wire(&self) -> RingOut<'_> {
+        RingOut {
             end: self.end as u8,
-            sock: SendFd(self.sock()?),
+            sock: SendFd(self.sock()),
             region: &self.ctl,
             rx: self.rx.as_ref().map(|d| d.idx as u8),
             tx: self.tx.as_ref().map(|d| d.idx as u8),
-        })
+        }
     }
 
     pub(crate) fn from_wire(w: RingIn) -> Result<RingEnd> {
@@ -707,9 +621,6 @@ impl RingEnd {
         }
         let rx = w.rx.map(|i| dir(&ctl, i as usize)).transpose()?;
         let tx = w.tx.map(|i| dir(&ctl, i as usize)).transpose()?;
-        let link = Arc::new(Link(Mutex::new(LinkState { made: true, ..LinkState::default() })));
-        let sock = Arc::new(w.sock.0);
-        link.lock().socks[w.end as usize] = Some(sock.clone());
-        Ok(RingEnd::new(w.end as usize, link, Some(sock), ctl, rx, tx))
+        Ok(RingEnd::new(w.end as usize, w.sock.0, ctl, rx, tx))
     }
 }

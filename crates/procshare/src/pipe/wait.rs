@@ -78,7 +78,7 @@ pub(crate) fn wait_until(conns: &[&Connection], deadline: Deadline) -> Result<Ve
         for c in conns {
             let start = fds.len();
             match c.transport() {
-                Transport::Ring(r) => r.poll_fds(&mut fds)?,
+                Transport::Ring(r) => r.poll_fds(&mut fds),
                 Transport::Stream(s) => fds.push((s.fd(), poll::POLLIN)),
             }
             spans.push(start..fds.len());
