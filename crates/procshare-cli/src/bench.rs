@@ -166,6 +166,11 @@ const PY_POOL_IMAP: &str = "CPython mp.Pool.imap(chunksize=1)";
 const PY_POOL_APPLY: &str = "CPython mp.Pool.apply_async";
 const PY_PPE_SUBMIT: &str = "CPython ProcessPoolExecutor.submit";
 const PY_PPE_MAP: &str = "CPython ProcessPoolExecutor.map(chunksize=1)";
+const WMAKE: &str = "handle creation (make + drop)";
+const MAKE_PIPE: &str = "procshare pipe() creation";
+const MAKE_QUEUE: &str = "procshare Queue::new creation";
+const PY_MAKE_PIPE: &str = "CPython mp.Pipe() creation";
+const PY_MAKE_QUEUE: &str = "CPython mp.Queue() creation";
 
 /// The throughput contenders of one message size (the same list for 64 B, 4 KiB and 1 MiB).
 fn throughput(size: usize, unit: Unit, python: (&'static str, &'static str)) -> Vec<Contender> {
@@ -337,6 +342,16 @@ fn workloads() -> Vec<Workload> {
             ],
         },
         Workload {
+            title: WMAKE,
+            unit: Unit::Micros,
+            contenders: vec![
+                c(MAKE_PIPE, Procshare, Run::Rate(native::pipe_create_cost)),
+                c(MAKE_QUEUE, Procshare, Run::Rate(native::queue_create_cost)),
+                c(PY_MAKE_PIPE, Python, Run::Python("pipe_create_us")),
+                c(PY_MAKE_QUEUE, Python, Run::Python("queue_create_us")),
+            ],
+        },
+        Workload {
             title: "process start + join",
             unit: Unit::Micros,
             contenders: vec![
@@ -383,6 +398,8 @@ struct Target {
     goal: f64,
     at_most: bool,
     met: bool,
+    /// The figure itself (µs), not a ratio.
+    absolute: bool,
 }
 
 #[derive(Serialize)]
@@ -603,7 +620,7 @@ fn targets(rows: &[Row]) -> Vec<Target> {
     let prtt = format!("{WPRTT} median RTT");
     let pdeath = format!("{WPDEATH} median RTT");
     let pdeath99 = format!("{WPDEATH} p99 RTT");
-    let specs: [Spec; 17] = [
+    let specs: [Spec; 19] = [
         ("pipe 64 B 1->1 >= 3x OS pipe", 3.0, false, (W64, PIPE), (W64, OS_PIPE)),
         ("pipe 64 B 1->1 >= 5x ipc-channel", 5.0, false, (W64, PIPE), (W64, IPC_BYTES)),
         ("pipe ping-pong median <= 1.5x Queue's", 1.5, true, (&rtt_med, PIPE), (&rtt_med, QUEUE)),
@@ -664,6 +681,15 @@ fn targets(rows: &[Row]) -> Vec<Target> {
             (&pdeath99, POOL_DEATH),
             (&pdeath99, POOL_DEATH),
         ),
+        // Issue 23's creation targets.
+        ("pipe() creation <= 1x mp.Pipe()", 1.0, true, (WMAKE, MAKE_PIPE), (WMAKE, PY_MAKE_PIPE)),
+        (
+            "Queue::new creation <= 0.5x mp.Queue()",
+            0.5,
+            true,
+            (WMAKE, MAKE_QUEUE),
+            (WMAKE, PY_MAKE_QUEUE),
+        ),
     ];
     specs
         .iter()
@@ -677,7 +703,7 @@ fn targets(rows: &[Row]) -> Vec<Target> {
             // "below" is strict; the rest include the goal.
             let met =
                 if at_most { ratio <= goal && (goal != 1.0 || ratio < 1.0) } else { ratio >= goal };
-            Some(Target { target: target.to_string(), ratio, goal, at_most, met })
+            Some(Target { target: target.to_string(), ratio, goal, at_most, met, absolute: a == b })
         })
         .collect()
 }
@@ -716,14 +742,16 @@ fn print_report(rows: &[Row], targets: &[Target], runs: u32, rounds: usize, dur:
         let mark = if r.kind == Kind::Procshare { "*" } else { " " };
         println!("  {mark} {:<40} {:>14} {:<32} {vs}", r.contender, r.unit.human(r.median), spread);
     }
-    println!("\nissue 12 targets (ratio of medians):");
+    println!("\nissue 12, 21 and 23 targets (ratio of medians):");
     for t in targets {
         let cmp = if t.at_most { "<=" } else { ">=" };
+        let unit = if t.absolute { " µs" } else { "x" };
         println!(
-            "  {:<50} {:>8.2}x  (goal {cmp} {})  {}",
+            "  {:<50} {:>8.2}{unit}  (goal {cmp} {}{})  {}",
             t.target,
             t.ratio,
             t.goal,
+            if t.absolute { " µs" } else { "" },
             if t.met { "met" } else { "MISSED" }
         );
     }

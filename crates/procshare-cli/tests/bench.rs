@@ -1,5 +1,5 @@
 //! `procshare bench --smoke`: every row is measured once (tiny durations), the JSON has each of
-//! them with finite positive figures and the issue 12 targets, and the run leaves nothing in
+//! them with finite positive figures and the issue 12, 21 and 23 targets, and the run leaves nothing in
 //! /dev/shm (iceoryx2 keeps its state in files there).
 
 use std::collections::BTreeSet;
@@ -52,7 +52,10 @@ const ROWS: &[(&str, &str)] = &[
     ("pool imap, tiny tasks, chunksize 1", "procshare Pool::imap"),
     ("pool apply_async x 20,000, then get each", "procshare Pool::apply_async"),
     ("pool apply round trip, warm median RTT", "procshare Pool::apply"),
-    ("pool worker SIGKILL -> its task's Err median RTT", "procshare Pool: SIGKILL to the task's Err"),
+    (
+        "pool worker SIGKILL -> its task's Err median RTT",
+        "procshare Pool: SIGKILL to the task's Err",
+    ),
 ];
 
 /// The peers' rows (the `peers` feature, on by default).
@@ -159,16 +162,16 @@ fn smoke_run_reports_every_row_and_leaves_nothing_in_dev_shm() {
             assert!(v.is_finite() && v > 0.0, "{w} / {c}: {key} = {v}");
         }
     }
-    // Every target of issue 12 is evaluated (the CPython one only with python3, the three
-    // against ipc-channel and iceoryx2 only with `peers`).
+    // Every target is evaluated. Seven compare with CPython (mp.Queue throughput, mp.Pipe() and
+    // mp.Queue() creation, the Pool's map, imap and two apply_async ones), three with the peers.
     let targets = report["targets"].as_array().expect("targets");
-    let want = 10 - usize::from(!python) - if peers { 0 } else { 3 };
+    let want = 19 - 7 * usize::from(!python) - if peers { 0 } else { 3 };
     assert_eq!(targets.len(), want, "{targets:?}");
     for t in targets {
         let r = t["ratio"].as_f64().unwrap_or(f64::NAN);
         assert!(r.is_finite() && r > 0.0, "{t}");
     }
-    assert!(text.contains("issue 12 targets"), "{text}");
+    assert!(text.contains("issue 12, 21 and 23 targets"), "{text}");
     // The plot: an SVG with a bar per row, and the PNG beside it.
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(

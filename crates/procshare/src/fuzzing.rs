@@ -13,7 +13,7 @@
 use crate::codec;
 use crate::error::Error;
 use crate::pipe::auth::{Handshake, Role};
-use crate::queue::ring::{Ring, LINKS_BASE, SEGS_BASE, SEG_SIZE};
+use crate::queue::ring::{Ring, HEADER_SPAN, LINKS_LEN, SEG_SIZE};
 use crate::sys::deadline::Deadline;
 use crate::Connection;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
@@ -209,14 +209,16 @@ pub fn shareable_list(data: &[u8]) {
 
 /// Header bytes of the ring the input controls (the whole queue header and more).
 const RING_HDR: usize = 512;
+const _: () = assert!(RING_HDR <= HEADER_SPAN);
 /// Link words the input controls (segments 0..16).
 const RING_LINKS: usize = 16 * 4;
 /// Segment bytes the input controls (segments 0 and 1).
 const RING_SEGS: usize = 2 * SEG_SIZE;
 
 thread_local! {
-    /// One queue reused by every run of [`ring`], wiped before each: creating and unmapping its
-    /// 64 GiB of address space per run made the target ~50 times slower.
+    /// One queue reused by every run of [`ring`], wiped before each: creating and unmapping a
+    /// queue per run (its 64 GiB of address space, when it was mapped whole) made the target
+    /// ~50 times slower.
     static RING: Ring = Ring::create(0).expect("a queue for the ring fuzz target");
 }
 
@@ -227,21 +229,22 @@ fn fill_ring(ring: &Ring, bytes: &[u8]) {
     let (hdr, rest) = bytes.split_at(bytes.len().min(RING_HDR));
     let (links, segs) = rest.split_at(rest.len().min(RING_LINKS));
     let segs = &segs[..segs.len().min(RING_SEGS)];
-    let region = ring.region();
-    assert!(SEGS_BASE + RING_SEGS <= region.payload_len());
-    // SAFETY: every range written lies inside the payload (the header and the whole link table
-    // end at SEGS_BASE, the two segments after it fit: asserted above). The queue was created by
-    // this thread (the `RING` or `PIPE_RING` thread-local) and no other process maps it; the
-    // only other handle on it is that pipe's reader, which runs on this thread and not during
-    // this write, so nothing else accesses those bytes meanwhile. The previous run's writes (a
-    // get can write the header, any link word, and punch segments) are all inside the zeroed
-    // ranges.
+    let (header, links_at, seg0) =
+        ring.raw_parts().expect("the first extent of the fuzzed ring maps");
+    // SAFETY: every range written lies inside a mapping of the ring: its header (HEADER_SPAN
+    // bytes, of which RING_HDR), its whole link table (LINKS_LEN bytes) and the first extent
+    // (segments 0..4, of which the two written here). The queue was created by this thread (the `RING` or
+    // `PIPE_RING` thread-local) and no other process maps it; the only other handle on it is
+    // that pipe's reader, which runs on this thread and not during this write, so nothing else
+    // accesses those bytes meanwhile. The previous run's writes (a get can write the header, any
+    // link word, and punch segments) are all inside the zeroed ranges.
     unsafe {
-        let p = region.payload();
-        std::ptr::write_bytes(p, 0, SEGS_BASE + RING_SEGS);
-        std::ptr::copy_nonoverlapping(hdr.as_ptr(), p, hdr.len());
-        std::ptr::copy_nonoverlapping(links.as_ptr(), p.add(LINKS_BASE), links.len());
-        std::ptr::copy_nonoverlapping(segs.as_ptr(), p.add(SEGS_BASE), segs.len());
+        std::ptr::write_bytes(header, 0, RING_HDR);
+        std::ptr::write_bytes(links_at, 0, LINKS_LEN);
+        std::ptr::write_bytes(seg0, 0, RING_SEGS);
+        std::ptr::copy_nonoverlapping(hdr.as_ptr(), header, hdr.len());
+        std::ptr::copy_nonoverlapping(links.as_ptr(), links_at, links.len());
+        std::ptr::copy_nonoverlapping(segs.as_ptr(), seg0, segs.len());
     }
     // The lock words are freed: input naming a live thread as holder (without an owner
     // record) is a peer holding the lock, and a locker waiting for a live holder is the lock's
@@ -252,11 +255,16 @@ fn fill_ring(ring: &Ring, bytes: &[u8]) {
 /// What a writer left in `ring`, in [`fill_ring`]'s layout (trailing zero bytes cut: a shorter
 /// input reads as zeros there).
 fn ring_bytes(ring: &Ring) -> Vec<u8> {
-    let region = ring.region();
     let mut out = vec![0u8; RING_HDR + RING_LINKS + RING_SEGS];
-    region.load_bytes(0, &mut out[..RING_HDR]);
-    region.load_bytes(LINKS_BASE, &mut out[RING_HDR..RING_HDR + RING_LINKS]);
-    region.load_bytes(SEGS_BASE, &mut out[RING_HDR + RING_LINKS..]);
+    let (header, links, seg0) = ring.raw_parts().expect("the first extent of the fuzzed ring maps");
+    // SAFETY: as in `fill_ring`: inside the header, the links and the first extent, and nobody
+    // else accesses the ring meanwhile.
+    unsafe {
+        std::ptr::copy_nonoverlapping(header, out.as_mut_ptr(), RING_HDR);
+        std::ptr::copy_nonoverlapping(links, out.as_mut_ptr().add(RING_HDR), RING_LINKS);
+        let segs = out.as_mut_ptr().add(RING_HDR + RING_LINKS);
+        std::ptr::copy_nonoverlapping(seg0, segs, RING_SEGS);
+    }
     let used = out.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     out.truncate(used);
     out
@@ -305,7 +313,7 @@ fn ring_over(ring: &Ring, data: &[u8]) {
 
 /// A simplex pipe's reader and the ring it receives from, mapped a second time as a hostile
 /// peer maps it: through the descriptors the reader hands a child (`handles::export`), the
-/// one that opens as a queue ring. The writer is returned too; [`PIPE_RING`] drops it.
+/// one that opens as the pipe's region (its ring 0). The writer is returned too; [`PIPE_RING`] drops it.
 fn hostile_pipe() -> crate::Result<(Connection, Ring, Connection)> {
     let (reader, writer) = crate::pipe_simplex()?;
     let (encoded, fds) = crate::shared::handles::export(|| codec::encode(&reader));
@@ -313,8 +321,8 @@ fn hostile_pipe() -> crate::Result<(Connection, Ring, Connection)> {
     let ring = fds
         .into_iter()
         .find_map(|fd| {
-            let region = crate::shared::region::Region::open(fd, crate::queue::ring::MAGIC).ok()?;
-            Ring::from_region(region).ok()
+            let region = crate::shared::region::Region::open(fd, crate::pipe::ring::MAGIC).ok()?;
+            crate::pipe::ring::ring_of(&region, 0).ok()
         })
         .ok_or_else(|| Error::invalid("the pipe's reader carries no queue ring"))?;
     Ok((reader, ring, writer))

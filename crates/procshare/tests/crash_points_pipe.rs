@@ -126,3 +126,26 @@ fn a_writer_killed_while_closing_still_gives_eof() {
     assert_eq!(recv_bounded(&r).unwrap(), "last");
     assert!(matches!(recv_bounded(&r), Err(Error::Eof)));
 }
+
+#[test]
+fn a_poller_killed_after_draining_the_doorbell_costs_nothing() {
+    let (r, w) = pipe_simplex().unwrap();
+    // A message sent while a poller is counted leaves a doorbell byte; taking the message
+    // leaves the byte behind for the next poller to drain.
+    let r2 = r.try_clone().unwrap();
+    let poller = std::thread::spawn(move || r2.poll(Some(HANG)).unwrap());
+    std::thread::sleep(Duration::from_millis(30));
+    w.send(&"a").unwrap();
+    assert!(poller.join().unwrap());
+    assert_eq!(recv_bounded(&r).unwrap(), "a");
+    let mut child = Process::spawn(r.try_clone().unwrap(), |r: Connection| {
+        arm("pipe.bell_drained", 1);
+        let _ = r.poll(None);
+    })
+    .unwrap();
+    killed(&mut child);
+    assert!(!r.poll(Some(Duration::ZERO)).unwrap());
+    w.send(&"b").unwrap();
+    assert!(r.poll(Some(HANG)).unwrap());
+    assert_eq!(recv_bounded(&r).unwrap(), "b");
+}

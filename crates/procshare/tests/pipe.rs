@@ -361,3 +361,34 @@ fn threads_share_one_end() {
     all.sort_unstable();
     assert_eq!(all, (0..10_000).collect::<Vec<_>>());
 }
+
+/// End-of-file and broken pipe between handles in this process, with and without a poll
+/// before (a poll reads the liveness socket's doorbell bytes too), and with clones.
+#[test]
+fn eof_and_broken_pipe_with_clones_and_polls() {
+    // (A bound, not ZERO: a child that another test is starting holds our sockets until it
+    // runs its exec, and the peer's HUP waits for that.)
+    let soon = Some(common::HANG);
+    for polled_first in [false, true] {
+        let (a, b) = pipe().unwrap();
+        let a2 = a.try_clone().unwrap();
+        a.send(&1u8).unwrap();
+        if polled_first {
+            assert!(b.poll(Some(Duration::ZERO)).unwrap());
+        }
+        assert_eq!(b.recv::<u8>().unwrap(), 1);
+        drop(a);
+        a2.send(&2u8).unwrap();
+        assert_eq!(b.recv::<u8>().unwrap(), 2);
+        drop(a2);
+        assert!(b.poll(soon).unwrap(), "the peer's end is closed: EOF is ready");
+        assert!(matches!(b.recv::<u8>(), Err(Error::Eof)));
+        let e = b.send(&3u8).unwrap_err();
+        assert!(matches!(e, Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe));
+    }
+    // The peer end dropped before anything was sent or polled.
+    let (a, b) = pipe().unwrap();
+    drop(b);
+    assert!(a.poll(soon).unwrap());
+    assert!(matches!(a.recv::<u8>(), Err(Error::Eof)));
+}

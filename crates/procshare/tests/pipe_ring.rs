@@ -179,7 +179,7 @@ fn a_writer_without_a_reader_stops_at_the_budget_instead_of_filling_memory() {
     within("the writer", move || writer.join().unwrap());
 }
 
-/// This process's memfds named "procshare" (the rings and the control region of a pipe).
+/// This process's memfds named "procshare" (a pipe's region: control words and both rings).
 fn region_memfds() -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
@@ -196,13 +196,15 @@ fn scribbler((c, seed): (Connection, u64)) {
     use std::os::unix::fs::FileExt;
     c.send(&"before").unwrap();
     let fds = region_memfds();
-    assert!(fds.len() >= 3, "found {} memfds", fds.len());
+    assert!(!fds.is_empty(), "found no memfd");
     let mut x = seed | 1;
     for path in fds {
         let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
         // The region header (64 bytes) is left alone: a peer cannot resize or remap, and
         // `Region` only reads it when a handle arrives. Everything after is fair game: ring
-        // headers, links, the first segment's records, the control words.
+        // headers, links, the first segment's records, the control words. (In a pipe's
+        // region: the control words and both ring headers in 64 .. 4096, ring 0's links from
+        // 4096, ring 1's links and ring 0's first segments in 1 .. 3 MiB.)
         let mut buf = vec![0u8; 2 << 20];
         for b in buf.chunks_mut(8) {
             x ^= x << 13;

@@ -62,9 +62,9 @@ fn two_hundred_processes_no_zombies_no_fd_leaks() {
             let (got, child_fds): (u32, usize) = parent.recv().unwrap();
             assert_eq!(got, i);
             if method == StartMethod::Spawn {
-                // A duplex pipe end is its liveness socket, two doorbell socketpairs, two ring
-                // memfds and the control memfd (`pipe/ring.rs`): 8, and nothing else of ours.
-                assert_eq!(child_fds, 8, "spawned child holds other sockets or memfds");
+                // A pipe end is its liveness socket and the pipe's region, a memfd
+                // (`pipe/ring.rs`): 2, and nothing else of ours.
+                assert_eq!(child_fds, 2, "spawned child holds other sockets or memfds");
             }
             assert_eq!(p.join().unwrap(), 0);
         }

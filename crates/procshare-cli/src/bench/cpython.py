@@ -177,6 +177,19 @@ def spawn_cost():
     return ts[len(ts) // 2] * 1e6
 
 
+def create_cost(make):
+    # Make and drop, as the Rust rows do (the previous handle is freed by the assignment).
+    ts = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < min(DUR, 0.5) or len(ts) < 100:
+        t = time.perf_counter()
+        h = make()
+        del h
+        ts.append(time.perf_counter() - t)
+    ts.sort()
+    return ts[len(ts) // 2] * 1e6
+
+
 def tq_rate():
     q = queue.Queue(1024)
     stop = []
@@ -247,6 +260,7 @@ if __name__ == '__main__':
         'queue_64': queue_rate(mp.Queue(1024), 64), 'queue_4k': queue_rate(mp.Queue(1024), 4096),
         'queue_1m': queue_rate(mp.Queue(16), MIB) * MIB, 'queue_2x2': queue_2x2(),
         'pipe_rtt': pipe_rtt(), 'lock': lock_rate(), 'thread_queue': tq_rate(),
-        'faster_fifo': ff_rate(), 'spawn_us': spawn_cost()}
+        'faster_fifo': ff_rate(), 'spawn_us': spawn_cost(),
+        'pipe_create_us': create_cost(mp.Pipe), 'queue_create_us': create_cost(mp.Queue)}
     rows.update(pool_rows())
     print(json.dumps(rows))

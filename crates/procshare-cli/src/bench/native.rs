@@ -480,6 +480,29 @@ pub fn spawn_cost(method: StartMethod, dur: Duration) -> f64 {
     median(samples)
 }
 
+/// Median time to make a handle with `make` and drop it again, in µs (a handle's whole cost
+/// to a program that makes many: its system calls, mappings and page faults).
+fn create_cost<T>(dur: Duration, mut make: impl FnMut() -> T) -> f64 {
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    while start.elapsed() < dur.min(Duration::from_millis(500)) || samples.len() < 100 {
+        let t = Instant::now();
+        drop(make());
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    median(samples)
+}
+
+/// `pipe()` made and dropped, median µs.
+pub fn pipe_create_cost(dur: Duration) -> f64 {
+    create_cost(dur, || procshare::pipe().expect("pipe"))
+}
+
+/// `Queue::new()` made and dropped, median µs.
+pub fn queue_create_cost(dur: Duration) -> f64 {
+    create_cost(dur, || Queue::<u64>::new().expect("queue"))
+}
+
 // ---- locks -----------------------------------------------------------------------------
 
 type LockArgs = (Lock, RawArray<u64>, u64, u64);

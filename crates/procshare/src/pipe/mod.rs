@@ -4,7 +4,7 @@
 pub(crate) mod auth;
 mod connection;
 mod listener;
-mod ring;
+pub(crate) mod ring;
 mod stream;
 mod wait;
 

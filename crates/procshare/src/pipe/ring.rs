@@ -4,17 +4,28 @@
 //!
 //! ```text
 //!   end A handles (any threads, any processes)          end B handles
-//!   +-----------------+      ring A->B (memfd)     +-----------------+
+//!   +-----------------+      ring 0: A->B          +-----------------+
 //!   | send ---------->|==== [rec][rec][rec] ======>|-----> recv      |
-//!   |                 |      ring B->A (memfd)     |                 |
+//!   |                 |      ring 1: B->A          |                 |
 //!   | recv <----------|<=== [rec][rec] ============|<----- send      |
 //!   +-----------------+                            +-----------------+
 //!        | sock A  <---- SEQPACKET socketpair ---->  sock B |   liveness: HUP once every
 //!        |                                                  |   handle of the other end is
-//!        |                                                  |   closed (SIGKILL included)
-//!   control region (memfd): pollers[dir], closes[end]       doorbell per direction: a
-//!                                                           socketpair both ends hold
+//!        |          doorbell: a writer's byte on its        |   closed (SIGKILL included)
+//!        |          own socket, read from the peer's        |
+//!
+//!   one region (memfd), mapped by every handle of both ends:
+//!   +---------+---------+---------+---------+---------+-----------------+-----------------+
+//!   | control | ring 0  | ring 1  | ring 0  | ring 1  | ring 0 segments | ring 1 segments |
+//!   | 64 B    | header  | header  | links   | links   | 64 GiB, sparse, | 64 GiB, sparse, |
+//!   |         | 1 KiB   | 1 KiB   | 1 MiB   | 1 MiB   | mapped in extents as they are   |
+//!   |<- first page of the file ->|         |         | used                            |
+//!   |<------ mapped eagerly: 2 MiB + 4 KiB ------->|                                   |
+//!   +---------+---------+---------+---------+---------+-----------------+-----------------+
 //! ```
+//!
+//! A pipe end holds **two descriptors**: its liveness socket and the region's memfd (both
+//! ends in one process share the memfd: three for a whole pipe, where it was nine).
 //!
 //! * **Messages** are ring records: whole, to exactly one reader however many threads and
 //!   processes share an end, and a killed writer leaves a record the readers skip (never half a
@@ -26,12 +37,18 @@
 //!   A handle that is dropped wakes the futex sleepers, so a peer's close is seen at once; a
 //!   SIGKILL is seen within a slice.
 //! * **`poll`/`wait`** must sleep in poll(2) next to other descriptors. A poller counts itself
-//!   in `pollers[dir]` (SeqCst), looks at the ring, and sleeps on the direction's doorbell and
-//!   the liveness socket. A writer, after committing, fences and, if `pollers[dir] != 0`, sends
-//!   one byte to the doorbell (non-blocking; a full doorbell is rung already). A woken poller
-//!   drains the doorbell and, if the ring still holds a message and others are counted, rings it
-//!   again, so no poller sleeps past a message another one drained the bell of. With no poller,
-//!   a send is ring work only: no system call.
+//!   in `pollers[dir]` (SeqCst), looks at the ring, and sleeps on its end's liveness socket
+//!   (`POLLIN`: the doorbell; `POLLHUP`: the peer is gone). A writer, after committing, fences
+//!   and, if `pollers[dir] != 0`, sends one byte on *its own* socket, which arrives in the
+//!   peer's, the readers' (non-blocking; a full socket is rung already). A woken poller that
+//!   finds a message at the ring's head reports ready and leaves the bytes where they are, so
+//!   every other poller of the end wakes too (poll(2) is level-triggered); one that finds the
+//!   ring empty drains the bytes and looks at the ring once more (a byte it drained was sent
+//!   after its message was committed), so it never sleeps past a message. (Nor can it ring
+//!   again for the others, as the separate doorbell socketpair that every handle held could:
+//!   a poller of the same end still asleep when another drained the byte that announced a
+//!   message, which that other one reports, looks again at the end of its 20 ms slice.) With no
+//!   poller, a send is ring work only: no system call.
 //! * **Writers** learn the peer is gone from the same socket, looked at when a handle of the
 //!   peer end was dropped (`closes[end]` changed) and otherwise at most once per
 //!   [`LIVENESS_EVERY`]: a peer killed by SIGKILL can still be sent to for up to that long (its
@@ -46,8 +63,8 @@
 //! * **`recv_bytes_max`** looks at the head record's length under the consumer lock and leaves
 //!   a longer message in the ring, readable by every handle in every process.
 //! * **Descriptors**: no message carries any today (handles cross processes as `Process`
-//!   arguments); the liveness socket is where SCM_RIGHTS would go. A peer writing on it is
-//!   ignored (nothing reads it).
+//!   arguments). What a peer writes on the liveness socket is read as doorbell bytes: it costs
+//!   pollers a wake-up and a drain, nothing else.
 //!
 //! Crash table (SIGKILL of the process doing the step; the ring's own steps, with their points
 //! `ring.*`, are in `queue/ring.rs`):
@@ -55,21 +72,25 @@
 //! |------------------------------------|---------------------------------|-----------------------------|---------------------|
 //! | send: liveness look and the put    | nothing                         | —                           | `pipe.send_checked` |
 //! | commit and ringing the doorbell    | a message pollers were not told | their 20 ms slice           | `pipe.send_committed` |
+//! | poll: draining the doorbell and the look that follows | bytes drained, nothing else (a poller dies with its own wait) | — | `pipe.bell_drained` |
 //! | recv: taking the record and return | message gone with the reader    | nobody (documented)         | `pipe.recv_taken`   |
 //! | poll: `pollers += 1` and `-= 1`    | counter one too high            | nobody: writers ring a needless, non-blocking doorbell | `pipe.poll_armed` |
 //! | drop: closing the socket and `closes += 1` | writers not told to look | their [`LIVENESS_EVERY`] look | `pipe.drop_closed` |
 //! | anywhere, holding the last handle of an end | the socket closed by the kernel: peer's `recv` drains then `Err(Eof)`, its `send` gets `Err(Io(BrokenPipe))` | the kernel | — |
 //!
-//! Hostile peers: the rings and the control region are shared memory any holder can write.
+//! Hostile peers: the region (rings and control words) is shared memory any holder can write.
 //! The ring treats its header and records as hostile (checked indices, private-copy decode,
 //! wrapping arithmetic); garbage gives `Err(Codec)`, never a panic or an out-of-bounds access.
 //! The control words only decide whether to make a system call (a doorbell, a liveness look):
 //! garbage there costs needless calls or a poller's 20 ms slice, nothing else.
 use crate::crash::crash_point;
 use crate::error::{Error, Result};
-use crate::queue::ring::{PutSlot, PutStatus, Reserved, Ring, Take};
+use crate::queue::ring::{
+    Place, PutSlot, PutStatus, Reserved, Ring, Take, FORMAT_NATIVE, HEADER_SPAN, LINKS_LEN,
+    SEGS_LEN,
+};
 use crate::shared::handles::{RecvFd, SendFd};
-use crate::shared::region::{shared_struct, Region};
+use crate::shared::region::{shared_struct, Region, HEADER_LEN};
 use crate::sync::backoff::Backoff;
 use crate::sys::deadline::{self, Deadline};
 use crate::sys::{poll, socket};
@@ -81,8 +102,25 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The region kind of a pipe's control words.
-const CTL_MAGIC: u64 = u64::from_le_bytes(*b"PSPIPE01");
+/// The region kind of a pipe (control words and both rings; `PSPIPE01` was the control words
+/// alone, with a region per ring).
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PSPIPE02");
+/// Where the two rings lie in a pipe's region (see the module doc's picture): the control words
+/// and both headers on the file's first page (a new pipe touches one page), the link tables
+/// from the next, the segments on a page boundary after them.
+const PLACES: [Place; 2] = {
+    let links0 = 4096 - HEADER_LEN;
+    let segs0 = links0 + 2 * LINKS_LEN;
+    [
+        Place { header: 64, links: links0, segs: segs0 },
+        Place { header: 64 + HEADER_SPAN, links: links0 + LINKS_LEN, segs: segs0 + SEGS_LEN },
+    ]
+};
+const _: () = assert!(64 + 2 * HEADER_SPAN <= PLACES[0].links);
+const _: () = assert!((HEADER_LEN + PLACES[0].segs) % 4096 == 0);
+/// Payload bytes of a pipe's region, and how many every process maps up front.
+const PIPE_LEN: usize = PLACES[1].segs + SEGS_LEN;
+const PIPE_EAGER: usize = PLACES[0].segs;
 /// How long a reader spins (looking cheaply) before it sleeps on the futex.
 const SPIN: Duration = Duration::from_micros(50);
 /// Sleepers wake this often to look for a dead peer or a dead writer's record.
@@ -107,7 +145,7 @@ const GONE: libc::c_short = poll::POLLHUP | poll::POLLRDHUP | poll::POLLERR;
 const SMALL: usize = 2048;
 
 shared_struct! {
-    /// A pipe's control words (one region per pipe, mapped by every handle of both ends).
+    /// A pipe's control words (at the start of the pipe's region).
     struct Control {
         /// Per direction: threads in `poll`/`wait` on its reading side (counted before their
         /// last look at the ring; writers ring the doorbell while this is not 0).
@@ -117,22 +155,11 @@ shared_struct! {
     }
 }
 
-/// One direction's doorbell: a socketpair whose both ends every handle holds (a poller that
-/// drained it can ring it again, which a reader could not do on its own receive queue).
-#[derive(Debug)]
-struct Bell {
-    /// Writers send here.
-    ring: OwnedFd,
-    /// Pollers sleep on and drain this one.
-    hear: OwnedFd,
-}
-
 #[derive(Debug, Clone)]
 struct Dir {
     ring: Ring,
-    /// Index into `Control::pollers`.
+    /// Index into `Control::pollers` and [`PLACES`].
     idx: usize,
-    bell: Arc<Bell>,
 }
 
 /// One handle on one end of a ring pipe.
@@ -140,8 +167,9 @@ struct Dir {
 pub(crate) struct RingEnd {
     /// Which end (index into `Control::closes`); the peer is `1 - end`.
     end: usize,
-    /// The liveness socket; `None` only while dropping.
+    /// The liveness socket, also the doorbell (see the module doc); `None` only while dropping.
     sock: Option<Arc<OwnedFd>>,
+    /// The pipe's region: control words and both rings.
     ctl: Region,
     rx: Option<Dir>,
     tx: Option<Dir>,
@@ -160,35 +188,41 @@ fn broken_pipe() -> Error {
     Error::Io(io::Error::new(io::ErrorKind::BrokenPipe, "the other end of the pipe is closed"))
 }
 
-fn bell() -> Result<Bell> {
-    let (ring, hear) = socket::seqpacket_pair()?;
-    Ok(Bell { ring, hear })
+/// A new pipe region: control words zero, both rings empty and unbounded.
+fn region() -> Result<Region> {
+    Region::create_lazy(MAGIC, PIPE_LEN, PIPE_EAGER, |r| {
+        for place in PLACES {
+            Ring::init(r, place, 0, FORMAT_NATIVE);
+        }
+    })
 }
 
-fn new_dir(idx: usize) -> Result<Dir> {
-    Ok(Dir { ring: Ring::create(0)?, idx, bell: Arc::new(bell()?) })
+/// The ring of direction `idx` in a pipe's region (checked to be one).
+pub(crate) fn ring_of(region: &Region, idx: usize) -> Result<Ring> {
+    let place = *PLACES.get(idx).ok_or_else(|| Error::invalid("pipe direction out of range"))?;
+    Ring::at(region.clone().expect(MAGIC)?, place)
 }
 
-fn control() -> Result<Region> {
-    Region::create(CTL_MAGIC, std::mem::size_of::<Control>(), |_| {})
+fn dir(region: &Region, idx: usize) -> Result<Dir> {
+    Ok(Dir { ring: ring_of(region, idx)?, idx })
 }
 
 /// A duplex ring pipe: end 0 sends on direction 0 and receives on 1, end 1 the other way.
 pub(crate) fn duplex() -> Result<(RingEnd, RingEnd)> {
     let (a, b) = socket::seqpacket_pair()?;
-    let ctl = control()?;
-    let (d0, d1) = (new_dir(0)?, new_dir(1)?);
+    let ctl = region()?;
+    let (d0, d1) = (dir(&ctl, 0)?, dir(&ctl, 1)?);
     Ok((
         RingEnd::new(0, a, ctl.clone(), Some(d1.clone()), Some(d0.clone())),
         RingEnd::new(1, b, ctl, Some(d0), Some(d1)),
     ))
 }
 
-/// A simplex ring pipe: `(reader, writer)`, one direction.
+/// A simplex ring pipe: `(reader, writer)`, one direction (ring 0; ring 1 is never touched).
 pub(crate) fn simplex() -> Result<(RingEnd, RingEnd)> {
     let (r, w) = socket::seqpacket_pair()?;
-    let ctl = control()?;
-    let d = new_dir(0)?;
+    let ctl = region()?;
+    let d = dir(&ctl, 0)?;
     Ok((
         RingEnd::new(0, r, ctl.clone(), Some(d.clone()), None),
         RingEnd::new(1, w, ctl, None, Some(d)),
@@ -315,7 +349,7 @@ impl RingEnd {
         // SeqCst fence: the Dekker pair of the poller's count-then-look (see the module doc).
         fence(Ordering::SeqCst);
         if self.control().pollers[tx.idx].load(Ordering::Relaxed) != 0 {
-            ring_bell(&tx.bell);
+            self.ring_bell();
         }
         Ok(())
     }
@@ -472,29 +506,33 @@ impl RingEnd {
         }
     }
 
-    /// The descriptors a poller sleeps on: the liveness socket (HUP only) and the doorbell.
+    /// The descriptor a poller sleeps on: the liveness socket (HUP, and the doorbell's bytes
+    /// when this end receives).
     pub(crate) fn poll_fds<'a>(&'a self, out: &mut Vec<(BorrowedFd<'a>, libc::c_short)>) {
-        out.push((self.sock(), poll::POLLRDHUP));
-        if let Some(d) = &self.rx {
-            out.push((d.bell.hear.as_fd(), poll::POLLIN));
-        }
+        let bell = if self.rx.is_some() { poll::POLLIN } else { 0 };
+        out.push((self.sock(), poll::POLLRDHUP | bell));
     }
 
-    /// After poll(2) reported `revents` for [`Self::poll_fds`]: drains the doorbell (ringing it
-    /// again for the other pollers if a message is still there) and says whether this end is
-    /// ready: a message at the head, or the peer gone (end-of-file).
+    /// After poll(2) reported `revents` for [`Self::poll_fds`]: says whether this end is ready
+    /// (a message at the head, or the peer gone: end-of-file). A ring with a message keeps the
+    /// doorbell's bytes for the other pollers; an empty one drains them and looks once more.
     pub(crate) fn after_poll(&self, revents: &[libc::c_short]) -> Result<bool> {
         let Some(d) = &self.rx else { return Ok(false) };
-        if revents.get(1).is_some_and(|r| r & poll::POLLIN != 0) {
-            drain_bell(&d.bell);
-            // SeqCst: our drain is ordered before the look at the ring and the count.
+        if d.ring.head_ready() {
+            return Ok(true);
+        }
+        let rev = revents.first().copied().unwrap_or(0);
+        if rev & poll::POLLIN != 0 {
+            self.drain_bell();
+            crash_point!("pipe.bell_drained");
+            // SeqCst: the drain is ordered before the look; a byte drained was sent after its
+            // message was committed, so that message is seen now.
             fence(Ordering::SeqCst);
-            if d.ring.head_ready() && self.control().pollers[d.idx].load(Ordering::Relaxed) != 0 {
-                ring_bell(&d.bell);
+            if d.ring.head_ready() {
+                return Ok(true);
             }
         }
-        let gone = revents.first().is_some_and(|r| r & GONE != 0);
-        Ok(gone || d.ring.head_ready())
+        Ok(rev & GONE != 0)
     }
 
     /// A poll slice ran out: skip a dead writer's record that would hold the head for good.
@@ -508,18 +546,21 @@ impl RingEnd {
     }
 }
 
-fn ring_bell(b: &Bell) {
-    // Non-blocking: a full doorbell has been rung already. Errors (a peer that closed its
-    // doorbell copy cannot: every handle holds both) only cost the pollers their slice.
-    let _ = socket::send_record(b.ring.as_fd(), &[&[1u8]], &[], true);
-}
+impl RingEnd {
+    /// Rings the peer's doorbell: one byte on our socket, read from the peer's.
+    fn ring_bell(&self) {
+        // Non-blocking: a full socket has been rung already. Errors (the peer end is closed)
+        // only mean nobody is left to wake.
+        let _ = socket::send_record(self.sock(), &[&[1u8]], &[], true);
+    }
 
-fn drain_bell(b: &Bell) {
-    let mut byte = [0u8; 16];
-    // Bounded: a hostile peer ringing in a loop cannot keep us here.
-    for _ in 0..1024 {
-        if socket::recv_nonblocking(b.hear.as_fd(), &mut byte).is_err() {
-            break;
+    fn drain_bell(&self) {
+        let mut byte = [0u8; 16];
+        // Bounded: a hostile peer ringing in a loop cannot keep us here.
+        for _ in 0..1024 {
+            if socket::recv_nonblocking(self.sock(), &mut byte).is_err() {
+                break;
+            }
         }
     }
 }
@@ -539,59 +580,24 @@ impl Drop for RingEnd {
 
 // ---- crossing processes ---------------------------------------------------------------------
 
-#[derive(Serialize)]
-struct DirOut<'a> {
-    ring: &'a Region,
-    idx: u8,
-    bell_ring: SendFd<'a>,
-    bell_hear: SendFd<'a>,
-}
-
-#[derive(Deserialize)]
-struct DirIn {
-    ring: Region,
-    idx: u8,
-    bell_ring: RecvFd,
-    bell_hear: RecvFd,
-}
-
-/// What a [`RingEnd`] serializes to (a `Process` argument).
+/// What a [`RingEnd`] serializes to (a `Process` argument): its two descriptors and which
+/// rings of the region it receives from and sends on.
 #[derive(Serialize)]
 pub(crate) struct RingOut<'a> {
     end: u8,
     sock: SendFd<'a>,
-    ctl: &'a Region,
-    rx: Option<DirOut<'a>>,
-    tx: Option<DirOut<'a>>,
+    region: &'a Region,
+    rx: Option<u8>,
+    tx: Option<u8>,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct RingIn {
     end: u8,
     sock: RecvFd,
-    ctl: Region,
-    rx: Option<DirIn>,
-    tx: Option<DirIn>,
-}
-
-fn dir_out(d: &Dir) -> DirOut<'_> {
-    DirOut {
-        ring: d.ring.region(),
-        idx: d.idx as u8,
-        bell_ring: SendFd(d.bell.ring.as_fd()),
-        bell_hear: SendFd(d.bell.hear.as_fd()),
-    }
-}
-
-fn dir_in(d: DirIn) -> Result<Dir> {
-    if d.idx > 1 {
-        return Err(Error::invalid("pipe direction out of range"));
-    }
-    Ok(Dir {
-        ring: Ring::from_region(d.ring)?,
-        idx: d.idx as usize,
-        bell: Arc::new(Bell { ring: d.bell_ring.0, hear: d.bell_hear.0 }),
-    })
+    region: Region,
+    rx: Option<u8>,
+    tx: Option<u8>,
 }
 
 impl RingEnd {
@@ -599,9 +605,9 @@ impl RingEnd {
         RingOut {
             end: self.end as u8,
             sock: SendFd(self.sock()),
-            ctl: &self.ctl,
-            rx: self.rx.as_ref().map(dir_out),
-            tx: self.tx.as_ref().map(dir_out),
+            region: &self.ctl,
+            rx: self.rx.as_ref().map(|d| d.idx as u8),
+            tx: self.tx.as_ref().map(|d| d.idx as u8),
         }
     }
 
@@ -609,12 +615,12 @@ impl RingEnd {
         if w.end > 1 {
             return Err(Error::invalid("pipe end out of range"));
         }
-        let ctl = w.ctl.expect(CTL_MAGIC)?;
-        if ctl.payload_len() < std::mem::size_of::<Control>() {
-            return Err(Error::invalid("pipe control region too small"));
+        let ctl = w.region.expect(MAGIC)?;
+        if ctl.mapped_len() < PIPE_EAGER || ctl.payload_len() != PIPE_LEN {
+            return Err(Error::invalid("pipe region has the wrong size"));
         }
-        let rx = w.rx.map(dir_in).transpose()?;
-        let tx = w.tx.map(dir_in).transpose()?;
+        let rx = w.rx.map(|i| dir(&ctl, i as usize)).transpose()?;
+        let tx = w.tx.map(|i| dir(&ctl, i as usize)).transpose()?;
         Ok(RingEnd::new(w.end as usize, w.sock.0, ctl, rx, tx))
     }
 }

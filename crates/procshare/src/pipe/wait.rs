@@ -2,7 +2,7 @@
 //! (`multiprocessing.connection.wait`), over both transports at once.
 //!
 //! One poll(2) covers them all: a stream connection's socket, and for a pipe its liveness
-//! socket (HUP: end-of-file) and its direction's doorbell. Pipe ends are armed (counted as
+//! socket (HUP: end-of-file; readable: the doorbell). Pipe ends are armed (counted as
 //! pollers, so writers ring the doorbell) before the last look at their rings, and disarmed
 //! after the poll (see `pipe/ring.rs`). Pipes sleep in slices, after each of which a dead
 //! writer's record at a ring's head is skipped.

@@ -15,7 +15,7 @@
 //! unrelated process can reach another's memfd only through `/proc/<pid>/fd` or `pidfd_getfd`,
 //! which need ptrace rights over a live owner (no, for a queue that must outlive its creator);
 //! a tmpfs file is sparse as a memfd is (the 64 GiB ring costs only the pages written) and
-//! `MADV_REMOVE` gives memory back from it the same way. What a file lacks is seals (tmpfs
+//! hole punching (`fallocate`) gives memory back from it the same way. What a file lacks is seals (tmpfs
 //! files refuse `F_ADD_SEALS`), so:
 //! * `open` takes only a regular file owned by this user, never through a symlink (the
 //!   tracker's `open_segment`), and maps it only after its size matches the header the creator

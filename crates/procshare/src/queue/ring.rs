@@ -2,11 +2,17 @@
 //! fixed-size segments inside one sparse memfd (a [`Region`]).
 //!
 //! ```text
-//! memfd (mapped whole in every process; sparse: only touched pages cost memory)
+//! memfd (sparse: only touched pages cost memory)
 //! +--------------+------------+-----------+-----------+----- ... ----------------------+
-//! | queue header | links      | segment 0 | segment 1 |  (up to MAX_SEGS, 64 GiB of     |
-//! | (< 4 KiB)    | u32 × 2^18 | 256 KiB   | 256 KiB   |   address space, never touched) |
+//! | queue header | links      | segment 0 | segment 1 |  (up to MAX_SEGS: 64 GiB of     |
+//! | (< 4 KiB)    | u32 × 2^18 | 256 KiB   | 256 KiB   |   file, mapped only as used)    |
 //! +--------------+------------+-----------+-----------+----- ... ----------------------+
+//! |<- front: mapped by every ->|<- extent 0: ------->|<- extent 1: 4..8 ->|<- 8..16 ->| ...
+//! |   process when it opens   ||   segments 0..4     |  (mapped by a process the first
+//! |   the queue (1 MiB + 4 KiB)||   (1 MiB)           |   time it touches one of them)
+//!
+//! this process's table of extent mappings (in `Ring`, shared by its clones; never moved):
+//!   extents[k]: OnceLock<Mapping>    k = 0: segments 0..4;  k >= 1: 2^(k+1) .. 2^(k+2)
 //!
 //! queue header (one cache line per group)
 //!   maxsize, max_message, format           written once at creation (format: 0 native,
@@ -37,6 +43,17 @@
 //!           0            4             8           16        24    32
 //! ```
 //!
+//! **Address space on demand.** A process maps a ring's front (header and links) when it
+//! opens the queue, and its segments extent by extent: the first time it touches a segment of
+//! extent `k` (`Ring::extent`: one Acquire load when mapped already, else a mapping made under
+//! a per-process mutex and published in a `OnceLock`), it maps that whole extent. Extents double
+//! in size, so a process maps at most twice what the circle ever spanned (at least 1 MiB), in at
+//! most 17 mappings, and a queue costs 2 MiB of address space until it grows: one process
+//! holds as many queues as it has descriptors, and a queue works under a `ulimit -v` of
+//! 1 GiB. A mapping never moves once made (other threads hold pointers into it), and stays
+//! until the last handle on the queue in the process is dropped. Running out of address space
+//! or of mappings (`RLIMIT_AS`, `vm.max_map_count`) is an `Err` that names them.
+//!
 //! Segments form a circle through their links. Going round from the head: the segments
 //! holding records (head .. tail), then free ones, then back to the head's segment. A producer
 //! that needs room moves its tail into the segment after its own unless that is the head's;
@@ -47,15 +64,17 @@
 //! whose circle has grown past `KEEP_SEGS`, that consumer takes the producer lock (`try_lock`)
 //! and trims: the free segments beyond `KEEP_SEGS - 1` leave the circle, their pages are
 //! punched out of the memfd (`MADV_REMOVE`, in every process at once) and they wait on the free
-//! stack. So a drained queue holds at most 4 MiB, whatever it held before.
+//! stack. So a drained queue holds at most 4 MiB of memory, whatever it held before (its
+//! address space stays mapped in the processes that touched it, and is reused when it grows
+//! again: trimmed segments are the first taken again).
 //!
 //! Each side keeps a copy of the other side's position on its own cache line (`cached_head`,
 //! `cached_tail`, written under its own lock) and re-reads the real one only when the copy says
 //! "no room" / "nothing there": a stale copy is always behind, hence conservative. Because links
-//! live apart from the data, a record whose segments have consecutive indices (the usual case:
-//! the circle grows by consecutive fresh segments) is one contiguous slice, copied out with one
-//! `memcpy` whatever its size; records that cross the circle's seam are gathered segment by
-//! segment. Either way a consumer decodes a private copy, never the shared bytes: see
+//! live apart from the data, a record whose segments have consecutive indices in one extent
+//! (the usual case: the circle grows by consecutive fresh segments) is one contiguous slice,
+//! copied out with one `memcpy` whatever its size; records that cross the circle's seam or an
+//! extent's end are gathered segment by segment. Either way a consumer decodes a private copy, never the shared bytes: see
 //! `finish_get` for why.
 //!
 //! **Put** (`start_put` / `commit_put`): under the producer lock, reserve the bytes at the tail
@@ -78,8 +97,8 @@
 //! | killed between ...                          | leaves                         | repaired by       | point                 |
 //! |---------------------------------------------|--------------------------------|-------------------|-----------------------|
 //! | prod lock and segment insert                | nothing                        | lock takeover     | `ring.prod_locked`    |
-//! | `bump` store and linking the new segment    | one segment index never used   | nobody (64 GiB of | `ring.bump_stored`    |
-//! |                                             | (address space only)           | address space)    |                       |
+//! | `bump` store and linking the new segment    | one segment index never used   | nobody (2^18      | `ring.bump_stored`    |
+//! |                                             | (file space only)              | indices)          |                       |
 //! | linking and publishing the tail             | a free segment in the circle   | nothing to repair | `ring.segment_linked` |
 //! | record header writes and tail store         | bytes past the tail: invisible | overwritten       | `ring.header_written` |
 //! | tail store and unlock                       | WRITING record, lock held      | takeover; then as | `ring.tail_stored`    |
@@ -99,9 +118,13 @@
 //! | a signal's `sleepers += 1` and `-= 1`       | counter one too high           | nobody: a needless| `wait.asleep`         |
 //! |                                             |                                | wake syscall      |                       |
 //! | trim: punching and the unlink store         | free segments read as zeros    | nothing to repair | `ring.trim_punched`   |
-//! | trim: unlink and the free-stack push        | unlinked segments lost         | nobody (address   | `ring.trim_unlinked`  |
-//! |                                             |                                | space only)       |                       |
+//! | trim: unlink and the free-stack push        | unlinked segments lost         | nobody (indices   | `ring.trim_unlinked`  |
+//! |                                             |                                | only: no memory)  |                       |
 //! | free-stack pop and linking the segment      | one segment lost               | same              | `ring.free_popped`    |
+//!
+//! Mapping an extent is private to the process (no shared word changes), so a process killed
+//! while it maps one leaves nothing behind; one that cannot map it (out of address space) gets
+//! `Err` from the put or get that needed it, with nothing reserved or taken.
 //!
 //! (`point`: the `crash_point!` at that step boundary; `tests/crash_points.rs` kills a process
 //! there and checks the row, `tests/crash_tables.rs` checks that every row has one. A process
@@ -127,8 +150,9 @@
 //! (`Walk`, a cycle finder over the head's places) and reported as corruption.
 //!
 //! # Safety
-//! All shared memory is reached through one `Region` that stays mapped while this `Ring` lives.
-//! Atomics are placed at 8-aligned offsets checked to lie inside the mapping. Payload bytes are
+//! All shared memory is reached through one `Region` (the front) and this process's extent
+//! mappings of its file, which all stay mapped while this `Ring` (or a clone) lives and never
+//! move. Atomics are placed at 8-aligned offsets checked to lie inside a mapping. Payload bytes are
 //! copied with `copy_nonoverlapping` between a private buffer and a range of the mapping that the
 //! protocol gives to this process alone (reserved and not yet committed, or committed and not yet
 //! released); a misbehaving peer writing there concurrently can garble the bytes we copy (they
@@ -142,8 +166,10 @@ use crate::shared::region::{Region, Shared, HEADER_LEN};
 use crate::sync::raw::RawLock;
 use crate::sync::wait::WaitWord;
 use crate::sys::deadline::Deadline;
+use crate::sys::mmap::Mapping;
 use crate::sys::{owner, proc};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// The region kind of a process queue.
@@ -153,7 +179,7 @@ pub(crate) const SEG_SIZE: usize = 256 << 10;
 /// Where the first record of a segment starts (segments are pure data: their links live in a
 /// table of their own, so a record over consecutive segments is contiguous memory).
 const SEG_HDR: usize = 0;
-/// Segments the address space holds: 64 GiB.
+/// Segments a ring's file holds: 64 GiB (sparse; mapped in extents as used).
 pub(crate) const MAX_SEGS: u32 = 1 << 18;
 /// Payload offset of the link table (`next` of each segment, u32).
 pub(crate) const LINKS_BASE: usize = 4096 - HEADER_LEN;
@@ -181,8 +207,75 @@ pub(crate) const FORMAT_PICKLE: u64 = 1;
 /// `Constants::shutdown` bits.
 const SHUT_DOWN: u64 = 1;
 const IMMEDIATE: u64 = 2;
-/// Payload bytes of every ring's region (the header, the links and `MAX_SEGS` segments).
+/// Payload bytes of a queue's region (the header, the links and `MAX_SEGS` segments).
 pub(crate) const RING_LEN: usize = SEGS_BASE + MAX_SEGS as usize * SEG_SIZE;
+/// Bytes of a ring's front: its header and its link table (mapped whole, in every process).
+pub(crate) const FRONT_LEN: usize = SEGS_BASE;
+/// Bytes of a ring's segments (mapped extent by extent, as they are used).
+pub(crate) const SEGS_LEN: usize = MAX_SEGS as usize * SEG_SIZE;
+/// Segments in extent 0 (1 MiB); extent `k >= 1` holds segments `2^(k+1) .. 2^(k+2)`, so a
+/// process maps at most twice what the circle ever spanned, in at most [`EXTENTS`] mappings.
+const EXTENT0_SEGS: u32 = 4;
+/// Extents of a ring: enough for `MAX_SEGS` segments.
+const EXTENTS: usize = extent_of(MAX_SEGS - 1) + 1;
+
+/// The extent holding segment `seg`.
+#[inline]
+const fn extent_of(seg: u32) -> usize {
+    if seg < EXTENT0_SEGS {
+        0
+    } else {
+        // seg in 2^(k+1) .. 2^(k+2): its top bit is k + 1.
+        (31 - seg.leading_zeros()) as usize - 1
+    }
+}
+
+/// The first segment of extent `k` and its number of segments.
+#[inline]
+const fn extent_span(k: usize) -> (u32, u32) {
+    if k == 0 {
+        (0, EXTENT0_SEGS)
+    } else {
+        (1 << (k + 1), 1 << (k + 1))
+    }
+}
+
+const _: () = assert!(EXTENT0_SEGS.is_power_of_two() && extent_of(EXTENT0_SEGS) == 1);
+const _: () = assert!(extent_span(EXTENTS - 1).0 + extent_span(EXTENTS - 1).1 == MAX_SEGS);
+
+/// Where a ring lies in its region (payload offsets): its header (64-aligned, [`HEADER_SPAN`]
+/// bytes at most) and its link table (4-aligned, `4 * MAX_SEGS` bytes), which the region maps
+/// eagerly, and its segments (`HEADER_LEN + segs` a page boundary), which are mapped in
+/// extents. A queue's region holds one ring ([`Place::QUEUE`]); a pipe's holds one per
+/// direction, both headers on the region's first page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub(crate) header: usize,
+    pub(crate) links: usize,
+    pub(crate) segs: usize,
+}
+
+impl Place {
+    /// A queue's ring: the header at the start of the payload, the links from the next page
+    /// of the file, the segments right after them.
+    pub(crate) const QUEUE: Place = Place { header: 0, links: LINKS_BASE, segs: SEGS_BASE };
+}
+
+/// Bytes a ring's header may take (its size rounded up, with room to grow).
+pub(crate) const HEADER_SPAN: usize = 1024;
+/// Bytes of a ring's link table.
+pub(crate) const LINKS_LEN: usize = MAX_SEGS as usize * 4;
+
+/// This process's mappings of a ring's segments: one per extent, made the first time the
+/// process touches a segment of it, and kept (never moved, never unmapped) until the last
+/// handle on the ring in this process is dropped, so a pointer found through the table stays
+/// valid while `&Ring` lives, and readers need no lock (`OnceLock::get` is one Acquire load).
+#[derive(Debug, Default)]
+struct Extents {
+    maps: [OnceLock<Mapping>; EXTENTS],
+    /// Serializes the (rare) mapping of a new extent between threads of this process.
+    grow: Mutex<()>,
+}
 
 /// The record owner value of this process: `{ pid:32 | start time mod 2^32 :32 }` (never 0),
 /// cached per process (a forked child has another pid, so it computes its own).
@@ -298,8 +391,8 @@ struct Header {
     join: JoinSide,
 }
 
-// The header ends before the link table that follows it in the payload.
-const _: () = assert!(std::mem::size_of::<Header>() <= LINKS_BASE);
+// The header fits its span, which ends before the queue's link table.
+const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SPAN && HEADER_SPAN <= LINKS_BASE);
 
 // SAFETY: this and the six impls below: each struct is `#[repr(C)]` and its fields are all
 // `Shared` (atomics, `RawLock`, `WaitWord`, or the structs above), so every bit pattern is
@@ -374,7 +467,7 @@ pub(crate) struct PutSlot {
 pub(crate) enum PutStatus {
     /// Everything asked for was reserved.
     Reserved,
-    /// `maxsize` items are queued (or the address space is used up): nothing more fits.
+    /// `maxsize` items are queued (or all `MAX_SEGS` segments are in use): nothing more fits.
     Full,
     /// The producer lock could not be had before the deadline.
     Busy,
@@ -393,25 +486,49 @@ pub(crate) enum GetStatus {
     Busy,
 }
 
-/// A handle on a queue's shared memory; clones share it.
+/// A handle on a queue's shared memory; clones share it (and this process's mappings).
 #[derive(Clone, Debug)]
 pub(crate) struct Ring {
     region: Region,
+    place: Place,
+    extents: Arc<Extents>,
 }
 
 impl Ring {
     /// A new queue holding at most `maxsize` items (0 = [`MAX_ITEMS`]).
     pub(crate) fn create(maxsize: usize) -> Result<Ring> {
         Self::check_maxsize(maxsize)?;
-        let region = Region::create(MAGIC, RING_LEN, |r| Self::init(r, maxsize, FORMAT_NATIVE))?;
-        Ok(Ring { region })
+        let region = Region::create_lazy(MAGIC, RING_LEN, FRONT_LEN, |r| {
+            Self::init(r, Place::QUEUE, maxsize, FORMAT_NATIVE)
+        })?;
+        Ring::at(region, Place::QUEUE)
     }
 
     /// A new queue in `fd`, a fresh named file of `HEADER_LEN + RING_LEN` zero bytes.
     pub(crate) fn create_in(fd: std::os::fd::OwnedFd, maxsize: usize, format: u64) -> Result<Ring> {
         Self::check_maxsize(maxsize)?;
-        let region = Region::create_in(fd, MAGIC, RING_LEN, |r| Self::init(r, maxsize, format))?;
-        Ok(Ring { region })
+        let region = Region::create_in(fd, MAGIC, RING_LEN, FRONT_LEN, |r| {
+            Self::init(r, Place::QUEUE, maxsize, format)
+        })?;
+        Ring::at(region, Place::QUEUE)
+    }
+
+    /// The ring at `place` in `region` (initialised by [`Ring::init`]); checks that the region
+    /// maps its header and links and holds all its segments.
+    pub(crate) fn at(region: Region, place: Place) -> Result<Ring> {
+        let header_end = place.header.checked_add(HEADER_SPAN);
+        let links_end = place.links.checked_add(LINKS_LEN);
+        let segs_end = place.segs.checked_add(SEGS_LEN);
+        if place.header % 64 != 0
+            || place.links % 4 != 0
+            || (HEADER_LEN + place.segs) % 4096 != 0
+            || header_end.map_or(true, |e| e > region.mapped_len())
+            || links_end.map_or(true, |e| e > region.mapped_len())
+            || segs_end.map_or(true, |e| e > region.payload_len())
+        {
+            return Err(corrupt("region too small"));
+        }
+        Ok(Ring { region, place, extents: Arc::default() })
     }
 
     fn check_maxsize(maxsize: usize) -> Result<()> {
@@ -423,9 +540,10 @@ impl Ring {
         Ok(())
     }
 
-    /// Writes the header of a fresh (zeroed) ring; published by the region's READY store.
-    fn init(region: &Region, maxsize: usize, format: u64) {
-        let h = region.at::<Header>(0);
+    /// Writes the header of a fresh (zeroed) ring at `place`; published by the region's READY
+    /// store.
+    pub(crate) fn init(region: &Region, place: Place, maxsize: usize, format: u64) {
+        let h = region.at::<Header>(place.header);
         h.constants.maxsize.store(maxsize as u64, Ordering::Relaxed);
         h.constants.max_message.store(DEFAULT_MAX_MESSAGE as u64, Ordering::Relaxed);
         h.constants.format.store(format, Ordering::Relaxed);
@@ -441,11 +559,7 @@ impl Ring {
 
     /// Wraps a region received from another process, or opened by name.
     pub(crate) fn from_region(region: Region) -> Result<Ring> {
-        let region = region.expect(MAGIC)?;
-        if region.payload_len() < SEGS_BASE + SEG_SIZE {
-            return Err(corrupt("region too small"));
-        }
-        let ring = Ring { region };
+        let ring = Ring::at(region.expect(MAGIC)?, Place::QUEUE)?;
         ring.format()?;
         Ok(ring)
     }
@@ -474,47 +588,70 @@ impl Ring {
     }
 
     fn header(&self) -> &Header {
-        // The payload is larger than a Header (checked at creation/open).
-        self.region.at::<Header>(0)
+        // The header is mapped (checked by `Ring::at`).
+        self.region.at::<Header>(self.place.header)
+    }
+
+    /// The first byte of extent `k` in this process's mapping of it (mapped now if this is the
+    /// first time the process touches it) and the extent's length in bytes.
+    #[inline]
+    fn extent(&self, k: usize) -> Result<(*mut u8, usize)> {
+        let cell = self.extents.maps.get(k).ok_or_else(|| corrupt("segment index out of range"))?;
+        let m = match cell.get() {
+            Some(m) => m,
+            None => self.map_extent(k, cell)?,
+        };
+        Ok((m.as_ptr(), m.len()))
+    }
+
+    #[cold]
+    fn map_extent<'a>(&self, k: usize, cell: &'a OnceLock<Mapping>) -> Result<&'a Mapping> {
+        let _grow = self.extents.grow.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = cell.get() {
+            return Ok(m);
+        }
+        let (first, n) = extent_span(k);
+        let len = n as usize * SEG_SIZE;
+        // Inside the region (`Ring::at` checked that all MAX_SEGS segments are) and on a page
+        // boundary of the file (`HEADER_LEN + segs` is, and so is every segment).
+        let m = self.region.map_range(self.place.segs + first as usize * SEG_SIZE, len)?;
+        Ok(cell.get_or_init(|| m))
     }
 
     /// Pointer to byte `off` of segment `seg`, for `n` bytes; checks the range.
+    #[inline]
     fn seg_ptr(&self, seg: u32, off: usize, n: usize) -> Result<*mut u8> {
-        if seg >= MAX_SEGS {
-            return Err(corrupt("segment index out of range"));
-        }
-        let start = SEGS_BASE + seg as usize * SEG_SIZE;
-        if off.checked_add(n).map_or(true, |end| end > SEG_SIZE)
-            || start + SEG_SIZE > self.region.payload_len()
-        {
-            return Err(corrupt("offset out of range"));
-        }
-        // SAFETY: start + off + n <= payload_len (checked above), so the pointer stays inside
-        // the mapping.
-        Ok(unsafe { self.region.payload().add(start + off) })
+        self.span_ptr(seg, off, n, SEG_SIZE)
     }
 
     fn next_word(&self, seg: u32) -> Result<&AtomicU32> {
         if seg >= MAX_SEGS {
             return Err(corrupt("segment index out of range"));
         }
-        // The link table lies inside the payload (SEGS_BASE > LINKS_BASE + 4 * MAX_SEGS, checked
-        // at open), 4-aligned (LINKS_BASE + 64 is a page boundary).
-        Ok(self.region.at::<AtomicU32>(LINKS_BASE + seg as usize * 4))
+        // The link table lies inside the mapped payload, 4-aligned (checked by `Ring::at`).
+        Ok(self.region.at::<AtomicU32>(self.place.links + seg as usize * 4))
     }
 
     /// Pointer to `n` bytes from byte `off` of segment `seg`, running on through the following
-    /// segments by index (for records whose segments are consecutive); checks the range.
-    fn span_ptr(&self, seg: u32, off: usize, n: usize) -> Result<*mut u8> {
-        let start = (seg as usize)
-            .checked_mul(SEG_SIZE)
-            .and_then(|x| x.checked_add(SEGS_BASE + off))
-            .filter(|&x| {
-                off <= SEG_SIZE && x.checked_add(n).is_some_and(|e| e <= self.region.payload_len())
-            })
-            .ok_or_else(|| corrupt("span out of range"))?;
-        // SAFETY: start + n <= payload_len (checked above), so the range is inside the mapping.
-        Ok(unsafe { self.region.payload().add(start) })
+    /// segments by index (for records whose segments are consecutive and in one extent) but
+    /// not past `off + limit`; checks the range.
+    #[inline]
+    fn span_ptr(&self, seg: u32, off: usize, n: usize, limit: usize) -> Result<*mut u8> {
+        if seg >= MAX_SEGS {
+            return Err(corrupt("segment index out of range"));
+        }
+        if off > SEG_SIZE || n > limit.saturating_sub(off) {
+            return Err(corrupt("offset out of range"));
+        }
+        let k = extent_of(seg);
+        let (base, len) = self.extent(k)?;
+        let start = (seg - extent_span(k).0) as usize * SEG_SIZE + off;
+        if start.checked_add(n).map_or(true, |end| end > len) {
+            return Err(corrupt("span out of range"));
+        }
+        // SAFETY: start + n <= len, the extent mapping's length (checked above), so the range is
+        // inside that mapping, which lives as long as `self.extents`.
+        Ok(unsafe { base.add(start) })
     }
 
     /// The segment after `seg` in the circle, checked to be one that was ever handed out.
@@ -594,7 +731,7 @@ impl Ring {
     // ---- producer side ----------------------------------------------------------------------
 
     /// The segment the tail moves into after `seg`: the next in the circle unless that is the
-    /// head's, else a fresh one inserted after `seg`. `None`: address space used up.
+    /// head's, else a fresh one inserted after `seg`. `None`: all `MAX_SEGS` segments in use.
     fn next_free(&self, seg: u32, head_seg: &mut u32) -> Result<Option<u32>> {
         let n = self.seg_next(seg)?;
         if n != *head_seg {
@@ -638,7 +775,7 @@ impl Ring {
     }
 
     /// Takes a segment off the free stack (producer lock held). A crash after the pop and
-    /// before the caller links it loses that segment's address space (its memory was given
+    /// before the caller links it loses that segment's index (its memory was given
     /// back when it was pushed).
     fn pop_free(&self) -> Result<Option<u32>> {
         let p = &self.header().prod;
@@ -660,7 +797,8 @@ impl Ring {
     }
 
     /// Gives a drained queue's memory back: the free segments after the tail beyond the first
-    /// `KEEP_SEGS - 1` leave the circle, their pages are punched out of the memfd, and they wait on the
+    /// `KEEP_SEGS - 1` leave the circle, their pages are punched out of the memfd (through the
+    /// file: this process may never have mapped them), and they wait on the
     /// free stack for the next growth. Runs under the producer lock (taken with `try_lock` by a
     /// consumer that just emptied a large queue); consumers never look past the tail, so they
     /// are not disturbed.
@@ -670,7 +808,7 @@ impl Ring {
     /// | killed between ...           | leaves                                  | point                |
     /// |------------------------------|-----------------------------------------|----------------------|
     /// | punching and the unlink store | nothing changed but memory returned (free segments read as zeros) | `ring.trim_punched` |
-    /// | the unlink and the push      | the unlinked segments lost to the address space (not to memory) | `ring.trim_unlinked` |
+    /// | the unlink and the push      | the unlinked segments' indices lost (not memory) | `ring.trim_unlinked` |
     fn trim_locked(&self) -> Result<()> {
         let h = self.header();
         let tail = Pos::unpack(h.tail.pos.load(Ordering::Relaxed));
@@ -703,8 +841,8 @@ impl Ring {
             return Ok(());
         }
         for &s in &list {
-            let map_off = HEADER_LEN + SEGS_BASE + s as usize * SEG_SIZE;
-            let _ = self.region.mapping().discard(map_off, SEG_SIZE);
+            // Through the file, not a mapping: this process may never have mapped `s`.
+            let _ = self.region.punch(self.place.segs + s as usize * SEG_SIZE, SEG_SIZE);
         }
         crate::crash::crash_point!("ring.trim_punched");
         // Release: partner of the Acquire link loads in `seg_next`. The one store that takes
@@ -1127,7 +1265,8 @@ impl Ring {
             if segs.seen_again((n, 0)) {
                 return Err(corrupt("a record's segments loop"));
             }
-            contiguous &= n == es.wrapping_add(1);
+            // (and in one extent: extents are mapped apart)
+            contiguous &= n == es.wrapping_add(1) && extent_of(n) == extent_of(seg);
             es = n;
             eo = SEG_HDR;
             steps += 1;
@@ -1166,7 +1305,7 @@ impl Ring {
             buf.reserve(g.len);
             let off = g.off + REC_HDR;
             if g.contiguous {
-                let src = self.span_ptr(g.seg, off, g.len)?;
+                let src = self.span_ptr(g.seg, off, g.len, usize::MAX)?;
                 // SAFETY: `src..src+len` is inside the mapping (checked by span_ptr); `buf` has
                 // capacity for `len` bytes, all initialised by the copy before set_len. A peer
                 // writing there concurrently garbles bytes of the copy only.
@@ -1336,14 +1475,32 @@ impl Ring {
     #[cfg(test)]
     pub(crate) fn scribble(&self, seed: u64) {
         let mut x = seed | 1;
-        let ranges = [0..LINKS_BASE + 4096, SEGS_BASE..SEGS_BASE + 4096];
-        for off in ranges.into_iter().flatten().step_by(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            // SAFETY: test only; inside the mapping, 8-aligned.
-            unsafe { (self.region.payload().add(off) as *mut u64).write_volatile(x) };
+        let (header, links, seg0) = self.raw_parts().unwrap();
+        let ranges = [(header, 0..HEADER_SPAN), (links, 0..4096), (seg0, 0..4096)];
+        for (base, range) in ranges {
+            for off in range.step_by(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // SAFETY: test only; inside the header, the links or segment 0's mapping,
+                // 8-aligned.
+                unsafe { (base.add(off) as *mut u64).write_volatile(x) };
+            }
         }
+    }
+
+    /// The first byte of the ring's header ([`HEADER_SPAN`] bytes), of its links
+    /// ([`LINKS_LEN`] bytes) and of segment 0 (segments 0..EXTENT0_SEGS follow it), for tests
+    /// and fuzz targets that write a ring's bytes as a hostile peer would.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn raw_parts(&self) -> Result<(*mut u8, *mut u8, *mut u8)> {
+        // SAFETY: the header and the links lie inside the mapped payload (checked by
+        // `Ring::at`).
+        let (header, links) = unsafe {
+            let p = self.region.payload();
+            (p.add(self.place.header), p.add(self.place.links))
+        };
+        Ok((header, links, self.seg_ptr(0, 0, SEG_SIZE)?))
     }
 
     // ---- for pipes (pipe/ring.rs): one record at a time, its length looked at first ---------
@@ -1467,8 +1624,11 @@ impl Ring {
                 }
                 (g.len - done).min(SEG_SIZE - off)
             };
-            let src =
-                if g.contiguous { self.span_ptr(seg, off, n)? } else { self.seg_ptr(seg, off, n)? };
+            let src = if g.contiguous {
+                self.span_ptr(seg, off, n, usize::MAX)?
+            } else {
+                self.seg_ptr(seg, off, n)?
+            };
             // SAFETY: `src..src+n` is inside the mapping (checked by span_ptr/seg_ptr);
             // `dst + done .. + n` is within the `g.len` bytes the caller vouches for
             // (`done + n <= g.len`), private memory, so the ranges do not overlap. A peer
@@ -1694,6 +1854,44 @@ mod tests {
         r.try_get(1, true, Deadline::NEVER, &mut Vec::new(), &mut |b| out = Some(b.to_vec()))
             .unwrap();
         out
+    }
+
+    #[test]
+    fn extents_tile_the_segments() {
+        let mut next = 0;
+        for k in 0..EXTENTS {
+            let (first, n) = extent_span(k);
+            assert_eq!(first, next, "extent {k} starts where {} ends", k.wrapping_sub(1));
+            assert!(n.is_power_of_two());
+            assert_eq!(extent_of(first), k);
+            assert_eq!(extent_of(first + n - 1), k);
+            next = first + n;
+        }
+        assert_eq!(next, MAX_SEGS);
+    }
+
+    #[test]
+    fn segments_are_mapped_as_the_circle_grows() {
+        let r = Ring::create(0).unwrap();
+        let mapped = |r: &Ring| r.extents.maps.iter().filter(|m| m.get().is_some()).count();
+        put(&r, b"small");
+        assert_eq!(get(&r).unwrap(), b"small");
+        assert_eq!(mapped(&r), 1, "a small queue maps its first extent only");
+        // Records across every extent seam up to segment 40 (seams at 4, 8, 16, 32): gathered
+        // where they cross one, one copy where they do not.
+        let items: Vec<Vec<u8>> = (0..40).map(|i| vec![i as u8; SEG_SIZE - 100 + i * 7]).collect();
+        for it in &items {
+            put(&r, it);
+        }
+        assert_eq!(mapped(&r), 5);
+        // Another handle in this process maps the extents it touches on its own.
+        let other = Ring::at(r.region.clone(), Place::QUEUE).unwrap();
+        assert_eq!(mapped(&other), 0);
+        for it in &items {
+            assert_eq!(&get(&other).unwrap(), it);
+        }
+        assert_eq!(mapped(&other), 5);
+        assert!(get(&r).is_none());
     }
 
     #[test]

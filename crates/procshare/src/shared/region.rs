@@ -1,17 +1,22 @@
-//! `Region`: an anonymous shared-memory segment (a memfd mapped whole), the home of every
-//! procshare object that lives in shared memory and is handed to children (locks, queues,
-//! `Value`, `Array`).
+//! `Region`: an anonymous shared-memory segment (a memfd), the home of every procshare object
+//! that lives in shared memory and is handed to children (locks, queues, pipes, `Value`,
+//! `Array`).
 //!
 //! ```text
-//!  0        8         12        16                         64
-//!  +--------+---------+---------+--------------------------+---------------------
-//!  | magic  | version | state   | payload_len (u64) | pad  | payload ...
-//!  +--------+---------+---------+--------------------------+---------------------
+//!  0        8         12        16                  24                  32          64
+//!  +--------+---------+---------+-------------------+-------------------+-----------+------
+//!  | magic  | version | state   | payload_len (u64) | eager_len (u64)   | pad       | payload
+//!  +--------+---------+---------+-------------------+-------------------+-----------+------
 //! ```
 //! `magic` names the kind of object, `state` goes `0 (creating) -> READY` with Release after
 //! the creator has initialised the payload; an opener checks all of it (Acquire) and refuses a
 //! foreign, half-made or truncated segment with an error. A region lives as long as any process
 //! holds its descriptor or mapping: it cannot leak past its last user.
+//!
+//! Every process maps the header and the first `eager_len` payload bytes (all of it, for most
+//! kinds); the rest of the file is mapped by its kind as it is used, through
+//! [`Region::map_range`]: a queue's ring is a 64 GiB sparse file of which a process maps only
+//! the extents it touches (`queue/ring.rs`).
 //!
 //! The memfd is sealed (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`) as soon as it is sized,
 //! before anyone else can hold it: a peer holding the region can scribble on its bytes (every
@@ -46,9 +51,10 @@ use std::time::Duration;
 
 /// Bytes before the payload; keeps the payload cache-line aligned.
 pub(crate) const HEADER_LEN: usize = 64;
-/// The layout version of every kind of region (2: the queue header's tail moved to a line of its own).
-/// A named object of another version is refused with an error that says so.
-const VERSION: u32 = 2;
+/// The layout version of every kind of region (2: the queue header's tail moved to a line of its
+/// own; 3: `eager_len`, and a ring mapped in extents as it is used). A named object of another
+/// version is refused with an error that says so.
+const VERSION: u32 = 3;
 const READY: u32 = 0x5245_4144; // "READ"
 /// Seals every region carries: its size is fixed for good (contents stay writable).
 const SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
@@ -59,12 +65,39 @@ struct Header {
     version: AtomicU32,
     state: AtomicU32,
     payload_len: AtomicU64,
+    /// Payload bytes every process maps when it opens the region (at most `payload_len`).
+    eager_len: AtomicU64,
 }
 
 struct Inner {
     fd: OwnedFd,
+    /// The header and the first `eager_len` payload bytes.
     map: Mapping,
     magic: u64,
+    /// Payload bytes of the file (mapped or not).
+    payload_len: usize,
+}
+
+/// The header fields an opener reads with `pread`, before it maps anything.
+struct Peek {
+    magic: u64,
+    version: u32,
+    state: u32,
+    payload_len: u64,
+    eager_len: u64,
+}
+
+fn peek(fd: std::os::fd::BorrowedFd<'_>) -> Result<Peek> {
+    let mut b = [0u8; 32];
+    memfd::read_exact_at(fd, &mut b, 0)?;
+    let word = |at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap_or_default());
+    Ok(Peek {
+        magic: word(0),
+        version: u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
+        state: u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
+        payload_len: word(16),
+        eager_len: word(24),
+    })
 }
 
 /// A shared-memory segment; clones share it. Serializes (as a `Process` argument) to a handle
@@ -86,19 +119,30 @@ impl Region {
         payload_len: usize,
         init: impl FnOnce(&Region),
     ) -> Result<Region> {
+        Region::create_lazy(magic, payload_len, payload_len, init)
+    }
+
+    /// As [`Region::create`], mapping only the first `eager_len` payload bytes (in every
+    /// process that opens it); the rest is reached through [`Region::map_range`].
+    pub(crate) fn create_lazy(
+        magic: u64,
+        payload_len: usize,
+        eager_len: usize,
+        init: impl FnOnce(&Region),
+    ) -> Result<Region> {
         let total = payload_len
             .checked_add(HEADER_LEN)
             .ok_or_else(|| Error::invalid("shared region too large"))?;
         let fd = memfd::create("procshare")?;
         memfd::set_len(fd.as_fd(), total as u64)?;
         memfd::add_seals(fd.as_fd(), SEALS)?;
-        let map = Mapping::map(fd.as_fd(), total)?;
-        let region = Region(Arc::new(Inner { fd, map, magic }));
+        let region = Region::map_eager(fd, magic, payload_len, eager_len)?;
         init(&region);
         let h = region.header();
         h.magic.store(magic, Ordering::Relaxed);
         h.version.store(VERSION, Ordering::Relaxed);
         h.payload_len.store(payload_len as u64, Ordering::Relaxed);
+        h.eager_len.store(region.mapped_len() as u64, Ordering::Relaxed);
         // Release: pairs with the Acquire in `open`; the payload is initialised before this.
         crate::crash::crash_point!("region.before_ready");
         h.state.store(READY, Ordering::Release);
@@ -116,26 +160,52 @@ impl Region {
                 "shared region's memfd is not sealed against resizing (not made by procshare?)",
             ));
         }
-        let (region, total) = Region::map_whole(fd, magic)?;
-        let h = region.header();
-        // Acquire: pairs with the Release in `create`.
-        if h.state.load(Ordering::Acquire) != READY {
+        if Region::file_len(fd.as_fd())? >= HEADER_LEN && peek(fd.as_fd())?.state != READY {
             return Err(Error::invalid("shared region is not initialised (its creator died?)"));
         }
-        region.check_header(magic, total)?;
+        let region = Region::map_opened(fd, magic)?;
+        // Acquire: pairs with the Release in `create`.
+        if region.header().state.load(Ordering::Acquire) != READY {
+            return Err(Error::invalid("shared region is not initialised (its creator died?)"));
+        }
+        region.check_header(magic)?;
         Ok(region)
     }
 
-    /// Maps all of `fd` (a received region, memfd or named file) once it is at least a header
-    /// long; the caller checks the header.
-    fn map_whole(fd: OwnedFd, magic: u64) -> Result<(Region, usize)> {
-        let total = memfd::len(fd.as_fd())?;
-        let total = usize::try_from(total).map_err(|_| Error::invalid("region too large"))?;
+    /// The byte length of the file behind `fd`.
+    fn file_len(fd: std::os::fd::BorrowedFd<'_>) -> Result<usize> {
+        let total = memfd::len(fd)?;
+        usize::try_from(total).map_err(|_| Error::invalid("region too large"))
+    }
+
+    /// Maps the header and the eager payload bytes of `fd` (a received region, memfd or named
+    /// file) once it is at least a header long, as its header (read first) says; the caller
+    /// checks the header again through the mapping.
+    fn map_opened(fd: OwnedFd, magic: u64) -> Result<Region> {
+        let total = Region::file_len(fd.as_fd())?;
         if total < HEADER_LEN {
             return Err(Error::invalid("shared region is smaller than its header"));
         }
-        let map = Mapping::map(fd.as_fd(), total)?;
-        Ok((Region(Arc::new(Inner { fd, map, magic })), total))
+        let p = peek(fd.as_fd())?;
+        let payload_len = total - HEADER_LEN;
+        // In `check_header`'s order, so that each refusal says the same whichever finds it.
+        if p.magic != magic {
+            return Err(Error::invalid("shared region holds a different kind of object"));
+        }
+        if p.version != VERSION {
+            return Err(Error::invalid("shared region was made by another procshare version"));
+        }
+        if p.payload_len != payload_len as u64 {
+            return Err(Error::invalid("shared region size does not match its header"));
+        }
+        let eager = usize::try_from(p.eager_len).unwrap_or(usize::MAX).min(payload_len);
+        Region::map_eager(fd, magic, payload_len, eager)
+    }
+
+    /// Maps the header and the first `eager_len` (at most `payload_len`) payload bytes.
+    fn map_eager(fd: OwnedFd, magic: u64, payload_len: usize, eager_len: usize) -> Result<Region> {
+        let map = Mapping::map(fd.as_fd(), HEADER_LEN + eager_len.min(payload_len))?;
+        Ok(Region(Arc::new(Inner { fd, map, magic, payload_len })))
     }
 
     /// A region in `fd`, a fresh zero-filled file of exactly `HEADER_LEN + payload_len` bytes
@@ -146,6 +216,7 @@ impl Region {
         fd: OwnedFd,
         magic: u64,
         payload_len: usize,
+        eager_len: usize,
         init: impl FnOnce(&Region),
     ) -> Result<Region> {
         let total = payload_len
@@ -154,13 +225,13 @@ impl Region {
         if memfd::len(fd.as_fd())? != total as u64 {
             return Err(Error::invalid("shared region file does not have the size asked for"));
         }
-        let map = Mapping::map(fd.as_fd(), total)?;
-        let region = Region(Arc::new(Inner { fd, map, magic }));
+        let region = Region::map_eager(fd, magic, payload_len, eager_len)?;
         init(&region);
         let h = region.header();
         h.magic.store(magic, Ordering::Relaxed);
         h.version.store(VERSION, Ordering::Relaxed);
         h.payload_len.store(payload_len as u64, Ordering::Relaxed);
+        h.eager_len.store(region.mapped_len() as u64, Ordering::Relaxed);
         // Release: pairs with the Acquire in `open_named`; the payload is initialised before.
         h.state.store(READY, Ordering::Release);
         Ok(region)
@@ -174,11 +245,10 @@ impl Region {
     /// named POSIX segment, Python's included. A region still being initialised (its creator
     /// is between sizing the file and `READY`, microseconds) is waited for, up to `wait`.
     pub(crate) fn open_named(fd: OwnedFd, magic: u64, wait: Duration) -> Result<Region> {
-        let (region, total) = Region::map_whole(fd, magic)?;
-        let h = region.header();
         let deadline = std::time::Instant::now() + wait;
-        // Acquire: pairs with the Release in `create_in`.
-        while h.state.load(Ordering::Acquire) != READY {
+        // The header is read (pread) until READY before anything is mapped: how much to map is
+        // in it. (`peek` of a file shorter than a header fails, as mapping it would.)
+        while peek(fd.as_fd()).is_ok_and(|p| p.state != READY) {
             if std::time::Instant::now() >= deadline {
                 return Err(Error::invalid(
                     "shared region is not initialised (its creator died, or it is not procshare's)",
@@ -186,11 +256,16 @@ impl Region {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        region.check_header(magic, total)?;
+        let region = Region::map_opened(fd, magic)?;
+        // Acquire: pairs with the Release in `create_in`.
+        if region.header().state.load(Ordering::Acquire) != READY {
+            return Err(Error::invalid("shared region is not initialised"));
+        }
+        region.check_header(magic)?;
         Ok(region)
     }
 
-    fn check_header(&self, magic: u64, total: usize) -> Result<()> {
+    fn check_header(&self, magic: u64) -> Result<()> {
         let h = self.header();
         if h.magic.load(Ordering::Relaxed) != magic {
             return Err(Error::invalid("shared region holds a different kind of object"));
@@ -198,8 +273,11 @@ impl Region {
         if h.version.load(Ordering::Relaxed) != VERSION {
             return Err(Error::invalid("shared region was made by another procshare version"));
         }
-        if h.payload_len.load(Ordering::Relaxed) != (total - HEADER_LEN) as u64 {
+        if h.payload_len.load(Ordering::Relaxed) != self.payload_len() as u64 {
             return Err(Error::invalid("shared region size does not match its header"));
+        }
+        if h.eager_len.load(Ordering::Relaxed) != self.mapped_len() as u64 {
+            return Err(Error::invalid("shared region header changed while it was opened"));
         }
         Ok(())
     }
@@ -217,9 +295,15 @@ impl Region {
         unsafe { self.0.map.as_ptr().add(HEADER_LEN) }
     }
 
-    /// Payload length in bytes.
+    /// Payload length in bytes (of the file: mapped or not).
     #[inline]
     pub(crate) fn payload_len(&self) -> usize {
+        self.0.payload_len
+    }
+
+    /// Payload bytes mapped from the start (what [`Region::at`] and the byte copies reach).
+    #[inline]
+    pub(crate) fn mapped_len(&self) -> usize {
         self.0.map.len() - HEADER_LEN
     }
 
@@ -237,9 +321,23 @@ impl Region {
         self.0.fd.as_fd()
     }
 
-    /// The mapping (for `discard`).
-    pub(crate) fn mapping(&self) -> &Mapping {
-        &self.0.map
+    /// A mapping of payload bytes `offset .. offset + len` (in this process only), for the
+    /// parts of the file a kind maps as it uses them; `HEADER_LEN + offset` must be a multiple
+    /// of the page size. Running out of address space or mappings is an error naming the limit.
+    pub(crate) fn map_range(&self, offset: usize, len: usize) -> Result<Mapping> {
+        if offset.checked_add(len).map_or(true, |end| end > self.payload_len()) {
+            return Err(Error::invalid("shared region range out of bounds"));
+        }
+        Ok(Mapping::map_at(self.fd(), (HEADER_LEN + offset) as u64, len)?)
+    }
+
+    /// Gives the pages of payload bytes `offset .. offset + len` back (in every process at
+    /// once: they read as zeros afterwards, mapped or not).
+    pub(crate) fn punch(&self, offset: usize, len: usize) -> Result<()> {
+        if offset.checked_add(len).map_or(true, |end| end > self.payload_len()) {
+            return Err(Error::invalid("shared region range out of bounds"));
+        }
+        Ok(memfd::punch_hole(self.fd(), (HEADER_LEN + offset) as u64, len as u64)?)
     }
 
     /// A reference to the `T` at `offset` in the payload. Panics if it is out of bounds or
@@ -247,7 +345,7 @@ impl Region {
     #[inline]
     pub(crate) fn at<T: Shared>(&self, offset: usize) -> &T {
         let end = offset.checked_add(std::mem::size_of::<T>());
-        assert!(end.is_some_and(|end| end <= self.payload_len()), "Region::at out of bounds");
+        assert!(end.is_some_and(|end| end <= self.mapped_len()), "Region::at out of bounds");
         assert!(
             (self.payload() as usize).wrapping_add(offset) % std::mem::align_of::<T>() == 0,
             "Region::at misaligned"
@@ -282,7 +380,7 @@ impl Region {
     #[inline]
     fn check_span(&self, offset: usize, len: usize) {
         let end = offset.checked_add(len);
-        assert!(end.is_some_and(|end| end <= self.payload_len()), "Region span out of bounds");
+        assert!(end.is_some_and(|end| end <= self.mapped_len()), "Region span out of bounds");
     }
 }
 

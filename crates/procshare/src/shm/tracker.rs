@@ -903,8 +903,8 @@ pub struct SegmentInfo {
     pub persistent: bool,
     /// Whether the segment itself still exists (false: only a stale registry entry is left).
     pub exists: bool,
-    /// A named queue (`Queue::create_named`): `size` is its address space (64 GiB, sparse),
-    /// not memory in use.
+    /// A named queue (`Queue::create_named`): `size` is its file's (64 GiB, sparse), neither
+    /// memory in use nor address space mapped (a process maps what it uses).
     pub queue: bool,
 }
 

@@ -100,7 +100,7 @@ impl<T: Pod> Shared<T> {
     fn open(region: Region, magic: u64) -> Result<Self> {
         let region = region.expect(magic)?;
         let bad = || Error::invalid("shared value holds another element type or length");
-        if region.payload_len() < DATA_AT {
+        if region.mapped_len() < DATA_AT {
             return Err(bad());
         }
         // Within the first 64 bytes of the payload (checked just above); read once, as
@@ -118,7 +118,7 @@ impl<T: Pod> Shared<T> {
         let fits = len
             .checked_mul(std::mem::size_of::<T>())
             .and_then(|b| b.checked_add(DATA_AT))
-            .is_some_and(|b| b <= region.payload_len());
+            .is_some_and(|b| b <= region.mapped_len());
         if !fits {
             return Err(bad());
         }

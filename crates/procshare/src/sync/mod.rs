@@ -63,7 +63,7 @@ pub(crate) mod magic {
 /// Checks a region received from another process: right kind, big enough for `len` bytes.
 pub(crate) fn check_region(region: Region, magic: u64, len: usize) -> Result<Region> {
     let region = region.expect(magic)?;
-    if region.payload_len() < len {
+    if region.mapped_len() < len {
         return Err(Error::invalid("shared region is too small for its object"));
     }
     Ok(region)

@@ -601,7 +601,7 @@ impl<'a, T: bytemuck::Pod> LockedData<'a, T> {
     /// the region when it was created or received).
     pub(crate) fn lock(region: &'a Region, data_at: usize, len: usize) -> (Self, bool) {
         let bytes = len.checked_mul(std::mem::size_of::<T>()).and_then(|b| b.checked_add(data_at));
-        assert!(bytes.is_some_and(|b| b <= region.payload_len()), "LockedData out of bounds");
+        assert!(bytes.is_some_and(|b| b <= region.mapped_len()), "LockedData out of bounds");
         let data = region.payload().wrapping_add(data_at) as *mut T;
         assert!(data as usize % std::mem::align_of::<T>() == 0, "LockedData misaligned");
         let lock = RawLock::at(region, 0);

@@ -16,7 +16,8 @@ pub fn create(name: &str) -> io::Result<OwnedFd> {
     // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
     let fd = cvt(unsafe {
         libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
-    })?;
+    })
+    .map_err(|e| super::limits::descriptor(e, "a shared-memory file"))?;
     // SAFETY: the kernel just returned this descriptor to us alone.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -57,6 +58,22 @@ pub fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> io::Result<()> {
     // SAFETY: integer arguments only, no memory lent to the kernel; the descriptor is
     // borrowed, so it stays open for the call.
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map(drop)
+}
+
+/// `fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len)`: frees the
+/// file's pages in the range (they read as zeros afterwards, in every mapping of it), without
+/// mapping them first.
+///
+/// # References
+/// fallocate(2)
+pub fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: integer arguments only, no memory lent to the kernel; the descriptor is
+    // borrowed, so it stays open for the call.
+    retry(|| cvt(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset, len) })).map(drop)
 }
 
 /// `fcntl(fd, F_GET_SEALS)`.

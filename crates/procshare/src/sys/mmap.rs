@@ -1,6 +1,5 @@
 //! Shared memory mappings: `mmap(MAP_SHARED)` / `munmap`.
 
-use super::cvt;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr::NonNull;
@@ -29,16 +28,29 @@ impl Mapping {
     /// # References
     /// mmap(2)
     pub fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+        Mapping::map_at(fd, 0, len)
+    }
+
+    /// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_SHARED, fd, offset)`: `len` bytes of the file
+    /// from `offset` (a multiple of the page size). Out of address space or of mappings is an
+    /// error naming `RLIMIT_AS` and `vm.max_map_count` ([`super::limits::mapping`]).
+    ///
+    /// `len` must be non-zero.
+    ///
+    /// # References
+    /// mmap(2)
+    pub fn map_at(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Mapping> {
         let prot = libc::PROT_READ | libc::PROT_WRITE;
-        if len == 0 {
+        let off = libc::off_t::try_from(offset).ok().filter(|o| o % page_size() as i64 == 0);
+        let (Some(off), true) = (off, len != 0) else {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        }
+        };
         // SAFETY: a fresh mapping at an address the kernel picks; no existing memory is touched.
         let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.as_raw_fd(), 0)
+            libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.as_raw_fd(), off)
         };
         if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+            return Err(super::limits::mapping(io::Error::last_os_error(), len));
         }
         Ok(Mapping {
             ptr: NonNull::new(ptr.cast()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))?,
@@ -92,21 +104,6 @@ impl Mapping {
             Some(end) if end <= self.len => Ok(()),
             _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
         }
-    }
-
-    /// `madvise(addr, len, MADV_REMOVE)`: frees the backing pages of a page-aligned range of a
-    /// shared file mapping; they read as zeros afterwards.
-    ///
-    /// # References
-    /// madvise(2)
-    pub fn discard(&self, offset: usize, len: usize) -> io::Result<()> {
-        let end = offset.checked_add(len).filter(|&e| e <= self.len);
-        if end.is_none() || offset % page_size() != 0 {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        }
-        // SAFETY: the range lies inside this mapping (checked above).
-        cvt(unsafe { libc::madvise(self.ptr.as_ptr().add(offset).cast(), len, libc::MADV_REMOVE) })
-            .map(drop)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod deadline;
 pub mod dir;
 pub mod fd;
 pub mod futex;
+pub mod limits;
 pub mod memfd;
 pub mod mmap;
 pub mod owner;

@@ -26,7 +26,8 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
             0,
             fds.as_mut_ptr(),
         )
-    })?;
+    })
+    .map_err(|e| super::limits::descriptor(e, "a pipe's socket pair"))?;
     // SAFETY: socketpair succeeded; both descriptors are new and ours.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
