@@ -269,6 +269,49 @@ fn handles_reach_the_initializer_and_the_tasks() {
     assert_eq!(put, (0..20).collect::<Vec<_>>());
 }
 
+#[test]
+fn tasks_with_handles_mixed_with_plain_ones_and_cancelled_lose_nothing() {
+    let pool = Pool::new(2).unwrap();
+    let q = Queue::<u64>::new().unwrap();
+    let mut with = Vec::new();
+    let mut plain = Vec::new();
+    for x in 0..60u64 {
+        with.push(pool.apply_async(put_into, (q.clone(), x)).unwrap());
+        plain.push(pool.apply_async(sleep_ms, x % 3).unwrap());
+    }
+    // Cancel some of each, wherever they are now.
+    let cancelled_with: Vec<bool> = with.iter().step_by(7).map(|h| h.cancel()).collect();
+    for h in plain.iter().step_by(5) {
+        h.cancel();
+    }
+    let mut ok = 0;
+    for h in with {
+        match within("a task with a handle", move || h.get()) {
+            Ok(_) => ok += 1,
+            Err(Error::Task(TaskError::Cancelled)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    for h in plain {
+        match within("a plain task", move || h.get()) {
+            Ok(_) | Err(Error::Task(TaskError::Cancelled)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Every task that says it ran put its value, once.
+    let mut got = Vec::new();
+    while let Ok(v) = q.get_timeout(Duration::from_millis(200)) {
+        got.push(v);
+    }
+    let mut dedup = got.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(dedup.len(), got.len(), "a task ran twice: {got:?}");
+    assert!(got.len() >= ok, "{} puts for {ok} results", got.len());
+    assert!(cancelled_with.iter().any(|&c| c));
+    assert_eq!(pool.apply(square, 6).unwrap(), 36);
+}
+
 fn init_dies(_: ()) {
     die(());
 }

@@ -111,6 +111,12 @@ struct Live {
 }
 
 impl Worker {
+    /// It was sent a task with handles (its descriptors already wait on the worker's socket):
+    /// nothing is sent behind it, and nothing is taken back from it.
+    fn holds_fds(&self) -> bool {
+        self.sent.iter().any(|it| it.args.fds.is_some())
+    }
+
     fn window(&self) -> usize {
         if self.avg_ns == 0 {
             return WINDOW_MIN;
@@ -364,11 +370,8 @@ impl State {
             let first = &self.backlog[0];
             let with_fds = first.args.fds.is_some();
             if with_fds && !self.workers[w].sent.is_empty() {
-                // A task with handles waits for an idle worker.
-                if self.workers.iter().all(|w| w.live.is_none() || !w.sent.is_empty()) {
-                    return;
-                }
-                continue;
+                // A task with handles waits for an idle worker (`w` is the least loaded).
+                return;
             }
             let worker = &self.workers[w];
             let mut room = worker.window().saturating_sub(worker.sent.len()).max(1);
@@ -397,7 +400,12 @@ impl State {
         self.workers
             .iter()
             .enumerate()
-            .filter(|(_, w)| w.live.is_some() && w.budget != Some(0) && w.sent.len() < w.window())
+            .filter(|(_, w)| {
+                w.live.is_some()
+                    && w.budget != Some(0)
+                    && w.sent.len() < w.window()
+                    && !w.holds_fds()
+            })
             .min_by_key(|(_, w)| w.sent.len())
             .map(|(i, _)| i)
     }
@@ -436,6 +444,9 @@ impl State {
     /// again in front (dropping task `drop`, which ends `Cancelled`). Whether `drop` was among
     /// them.
     fn take_back(&mut self, w: usize, drop: Option<u64>) -> bool {
+        if self.workers[w].holds_fds() {
+            return false;
+        }
         let Some(live) = &self.workers[w].live else { return false };
         let mut ids = Vec::new();
         while let Ok(msg) = live.inbox.get_bytes_nowait() {
@@ -517,7 +528,9 @@ impl State {
     /// slow task does not hold others while a worker waits.
     fn balance(&mut self, idle: usize) {
         let busiest = (0..self.workers.len())
-            .filter(|&w| w != idle && self.workers[w].sent.len() > 1)
+            .filter(|&w| {
+                w != idle && self.workers[w].sent.len() > 1 && !self.workers[w].holds_fds()
+            })
             .max_by_key(|&w| self.workers[w].sent.len());
         if let Some(w) = busiest {
             self.take_back(w, None);

@@ -83,7 +83,7 @@
 //!
 //! What crosses into a worker: the task's argument (serde-encoded; procshare handles inside it
 //! travel as descriptors on the worker's own socket, so such a task goes alone to an idle
-//! worker), and for the initializer, its argument as a `Process` argument. Workers are started
+//! worker, nothing is sent behind it and its batch is never taken back), and for the initializer, its argument as a `Process` argument. Workers are started
 //! with [`StartMethod::Spawn`]: `StartMethod::Fork` is refused, since the pool's own threads
 //! would make every later fork unsound.
 
