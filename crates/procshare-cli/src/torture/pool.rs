@@ -94,8 +94,17 @@ pub fn run(
         std::thread::spawn(move || {
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9001);
             while !stop.load(Ordering::Relaxed) {
-                let wait = every.mul_f64(rng.gen_range(0.2..1.8));
-                std::thread::sleep(wait);
+                // In slices: a run with rare kills (a large --kill-every-ms) must still end on time.
+                let until = Instant::now() + every.mul_f64(rng.gen_range(0.2..1.8));
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(
+                        Duration::from_millis(20)
+                            .min(until.saturating_duration_since(Instant::now())),
+                    );
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 let pids = pool.worker_pids();
                 if pids.is_empty() {
                     continue;
