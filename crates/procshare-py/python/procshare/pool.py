@@ -121,13 +121,16 @@ class _Starter:
     def __init__(self, ctx, initializer, initargs):
         self.ctx, self.initializer, self.initargs = ctx, initializer, initargs
         self.procs = {}
+        self.started = threading.Condition()
 
     def __call__(self, slot, start):
         p = self.ctx.Process(target=_worker_main, args=(start, self.initializer, self.initargs))
         p.name = p.name.replace("Process", "PoolWorker")
         p.daemon = True
         p.start()
-        self.procs[slot] = p
+        with self.started:
+            self.procs[slot] = p
+            self.started.notify_all()
         return p
 
 
@@ -173,7 +176,10 @@ def _handle_results(core, cache, lock, stop):
                 except Exception:
                     import traceback
                     traceback.print_exc()
-        if stop.is_set() and not got:
+        more = bool(got)
+        # Hold no result while waiting (CPython's test_release_task_refs).
+        got = obj = res = payload = None
+        if stop.is_set() and not more:
             return
 
 
@@ -236,6 +242,10 @@ class Pool:
         self._result_handler.start()
         self._finalizer = weakref.finalize(self, _shut, self._core, self._stop)
         self._state = RUN
+        # As CPython's, the workers have been started when the constructor returns.
+        with self._starter.started:
+            self._starter.started.wait_for(
+                lambda: len(self._starter.procs) >= processes or self._core.broken(), timeout=10)
 
     @property
     def _pool(self):
@@ -359,6 +369,8 @@ class Pool:
                 calls.append((func, (x,), {}))
         except Exception as e:
             error = e
+            # As CPython's: the chunk the input failed in fails as a whole.
+            del calls[len(calls) // chunksize * chunksize:]
         self._submit(result, calls, chunksize)
         n = len(calls)
         if error is not None:
