@@ -30,6 +30,7 @@ reads it lazily on a thread); a terminated pool's unfinished results raise ``Run
 instead of never completing; each item of a chunk is its own task (a death costs one item).
 """
 
+import atexit
 import itertools
 import os
 import signal
@@ -201,8 +202,28 @@ class _MapResult(MapResult):
         super()._set(i, (True, [value]) if success else (False, value))
 
 
-class Pool:
-    """A process pool on procshare's Rust pool core (see the module docs)."""
+_live_pools = weakref.WeakSet()
+
+
+@atexit.register
+def _terminate_live_pools():
+    """At exit, before multiprocessing's own exit function (registered earlier, so run later)
+    terminates the daemonic workers: the pool's threads must be gone before the interpreter
+    finalizes (the reaper would otherwise take the GIL to replace a worker during
+    finalization)."""
+    for pool in list(_live_pools):
+        try:
+            pool._core.terminate()
+            pool._stop.set()
+        except Exception:
+            pass
+
+
+class Pool(_mp_pool.Pool):
+    """A process pool on procshare's Rust pool core (see the module docs).
+
+    A subclass of ``multiprocessing.pool.Pool`` for ``isinstance`` only: every method is ours.
+    """
 
     _wrap_exception = True
 
@@ -241,6 +262,7 @@ class Pool:
             name="procshare-pool-results", daemon=True)
         self._result_handler.start()
         self._finalizer = weakref.finalize(self, _shut, self._core, self._stop)
+        _live_pools.add(self)
         self._state = RUN
         # As CPython's, the workers have been started when the constructor returns.
         with self._starter.started:
