@@ -20,6 +20,7 @@ use pyo3::types::PyList;
 
 pub mod conn;
 pub mod listener;
+pub mod pool;
 pub mod queue;
 pub mod reduce;
 pub mod shm;
@@ -38,6 +39,7 @@ fn _procshare(m: &Bound<'_, PyModule>) -> PyResult<()> {
     listener::register(m)?;
     sync::register(m)?;
     shm::register(m)?;
+    pool::register(m)?;
     Ok(())
 }
 

@@ -66,7 +66,7 @@ impl Exported {
     }
 }
 
-fn spawning_popen(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+pub fn spawning_popen(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     static F: GILOnceCell<PyObject> = GILOnceCell::new();
     let f = F.get_or_try_init(py, || {
         Ok::<_, PyErr>(
@@ -76,7 +76,7 @@ fn spawning_popen(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     f.bind(py).call0()
 }
 
-fn dup_fd(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+pub fn dup_fd(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static F: GILOnceCell<PyObject> = GILOnceCell::new();
     Ok(F.get_or_try_init(py, || {
         Ok::<_, PyErr>(py.import("multiprocessing.reduction")?.getattr("DupFd")?.unbind())

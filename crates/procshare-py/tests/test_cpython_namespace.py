@@ -10,8 +10,8 @@ module's `shared_memory` is `procshare.shared_memory` and its `multiprocessing.m
 `SharedMemoryManager` are procshare's; for `_TestSharedCTypes` its `Value` and `copy` are
 procshare's; for `TestSimpleQueue` its `multiprocessing.SimpleQueue`, `Event` and `Process`.
 
-`procshare.Pool` is, for now, CPython's `multiprocessing.pool.Pool` on a procshare context
-(procshare's SimpleQueues and locks; see procshare/pool.py).
+`procshare.Pool` is procshare's own, on the Rust pool core (procshare/pool.py); `_TestPool`
+runs against it whole, nothing skipped.
 
 `_TestListener`, `_TestListenerClient` and `_TestPoll` run with the mixin's `connection` being
 `procshare.connection` (procshare's Listener, Client, wait and Pipe).

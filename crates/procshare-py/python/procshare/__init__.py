@@ -34,10 +34,11 @@ SUBDEBUG = _multiprocessing.SUBDEBUG
 SUBWARNING = _multiprocessing.SUBWARNING
 
 # procshare's own.
-__all__ += ["Connection", "LockNotOwnedError", "ShutDown"]
+from .pool import TaskTimeout, WorkerDied  # noqa: E402
+__all__ += ["Connection", "LockNotOwnedError", "ShutDown", "TaskTimeout", "WorkerDied"]
 
 # The submodules that are ours; any other multiprocessing submodule is CPython's (below).
-_OURS = {"connection", "context", "managers", "pool", "queues", "shared_memory",
+_OURS = {"connection", "context", "futures", "managers", "pool", "queues", "shared_memory",
          "sharedctypes", "synchronize"}
 
 

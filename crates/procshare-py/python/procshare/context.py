@@ -73,10 +73,12 @@ class BaseContext(_mp_context.BaseContext):
         from .sharedctypes import Array
         return Array(typecode_or_type, size_or_initializer, lock=lock, ctx=self.get_context())
 
-    def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None):
-        """Returns a process pool whose queues and locks are procshare's (see procshare.pool)."""
+    def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, *,
+             retries=0, task_timeout=None):
+        """Returns a process pool on procshare's Rust pool core (see procshare.pool)."""
         from .pool import Pool
-        return Pool(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
+        return Pool(processes, initializer, initargs, maxtasksperchild,
+                    context=self.get_context(), retries=retries, task_timeout=task_timeout)
 
     def get_context(self, method=None):
         if method is None:

@@ -152,7 +152,32 @@ pub(crate) enum Cmd {
 /// How the reaper starts the worker of a slot (the builder's choice of initializer and start
 /// method lives in it).
 pub(crate) type Spawner =
-    Box<dyn Fn(&Core, usize, u64, Queue<()>, FdArg) -> Result<Process> + Send + Sync>;
+    Box<dyn Fn(&Core, usize, u64, Queue<()>, FdArg) -> Result<Started> + Send + Sync>;
+
+/// A worker process just started: its pid, and how to learn its exit code once its pidfd
+/// says it is gone.
+pub(crate) struct Started {
+    pub pid: u32,
+    pub exit: Exit,
+}
+
+/// How the reaper learns a dead worker's exit code (negative: the signal that killed it).
+pub(crate) enum Exit {
+    /// A procshare process (the Rust pool): joined.
+    Process(Process),
+    /// A process started by someone else (the Python pool: a `multiprocessing` process, maybe
+    /// not even our child under forkserver): whoever started it tells.
+    Foreign(Box<dyn FnOnce() -> i32 + Send>),
+}
+
+impl Exit {
+    fn code(self) -> i32 {
+        match self {
+            Exit::Process(mut p) => p.join().unwrap_or(-libc::SIGKILL),
+            Exit::Foreign(f) => f(),
+        }
+    }
+}
 
 pub(crate) struct Config {
     pub processes: usize,
@@ -670,7 +695,8 @@ fn deliver_grouped(d: &mut Vec<(Arc<Job>, usize, Outcome)>) {
 /// those past `task_timeout`.
 pub(crate) fn reap(core: Arc<Core>) {
     struct Child {
-        process: Process,
+        pid: u32,
+        exit: Exit,
         pidfd: Arc<OwnedFd>,
         gen: u64,
     }
@@ -686,8 +712,9 @@ pub(crate) fn reap(core: Arc<Core>) {
                     if !stopping && children.get(slot).is_some_and(|c| c.is_none()) =>
                 {
                     match start_worker(&core, slot) {
-                        Ok((process, pidfd, gen)) => {
-                            children[slot] = Some(Child { process, pidfd, gen })
+                        Ok((started, pidfd, gen)) => {
+                            let Started { pid, exit } = started;
+                            children[slot] = Some(Child { pid, exit, pidfd, gen })
                         }
                         Err(e) => {
                             // Counted like a worker that died before it was ready (exit code 1).
@@ -763,15 +790,16 @@ pub(crate) fn reap(core: Arc<Core>) {
             if revents[k + 1] == 0 {
                 continue;
             }
-            let Some(mut c) = children[slot].take() else { continue };
-            let code = c.process.join().unwrap_or(-libc::SIGKILL);
+            let Some(c) = children[slot].take() else { continue };
+            let (pid, gen) = (c.pid, c.gen);
+            let code = c.exit.code();
             crash_point!("pool.death_reaped");
             Report {
                 kind: wire::DIED,
                 slot: slot as u32,
-                gen: c.gen,
+                gen,
                 id: code as i64 as u64,
-                ns: c.process.pid() as u64,
+                ns: pid as u64,
             }
             .encode_into(&[], &mut report);
             let _ = core.results.put_bytes(&report);
@@ -780,7 +808,7 @@ pub(crate) fn reap(core: Arc<Core>) {
 }
 
 /// Starts the process of `slot`'s next generation and installs it.
-fn start_worker(core: &Core, slot: usize) -> Result<(Process, Arc<OwnedFd>, u64)> {
+fn start_worker(core: &Core, slot: usize) -> Result<(Started, Arc<OwnedFd>, u64)> {
     let gen = {
         let mut s = core.state.lock();
         let w = &mut s.workers[slot];
@@ -791,13 +819,13 @@ fn start_worker(core: &Core, slot: usize) -> Result<(Process, Arc<OwnedFd>, u64)
     core.table.reset(slot);
     let inbox = Queue::<()>::new()?;
     let (ours, theirs) = socket::seqpacket_pair()?;
-    let process = (core.spawner)(core, slot, gen, inbox.clone(), FdArg(theirs))?;
-    let pidfd = Arc::new(proc::pidfd_open(process.pid())?);
+    let started = (core.spawner)(core, slot, gen, inbox.clone(), FdArg(theirs))?;
+    let pidfd = Arc::new(proc::pidfd_open(started.pid)?);
     let mut s = core.state.lock();
     if s.stopping {
         let _ = proc::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
     }
-    let pid = process.pid();
+    let pid = started.pid;
     s.install(slot, pid, Live { inbox, sock: ours, pidfd: pidfd.clone() }, core.cfg.max_tasks);
-    Ok((process, pidfd, gen))
+    Ok((started, pidfd, gen))
 }

@@ -88,6 +88,8 @@
 //! would make every later fork unsound.
 
 mod core;
+#[doc(hidden)]
+pub mod foreign;
 mod iter;
 mod table;
 mod task;
@@ -97,7 +99,7 @@ mod worker;
 pub use iter::{Imap, ImapUnordered};
 pub use task::{TaskError, TaskHandle};
 
-use self::core::{Args, Call, Config, Core, Item, Spawner};
+use self::core::{Args, Call, Config, Core, Exit, Item, Spawner, Started};
 use self::task::{decode_outcome, Job};
 use self::worker::{run, worker_main, Trampoline, WorkerStart};
 use crate::codec;
@@ -152,7 +154,7 @@ fn start<IA: Serialize + DeserializeOwned + Clone>(
     inbox: crate::Queue<()>,
     sock: worker::FdArg,
     init: Option<(isize, IA)>,
-) -> Result<Process> {
+) -> Result<Started> {
     let start = WorkerStart {
         slot: slot as u32,
         gen,
@@ -164,10 +166,11 @@ fn start<IA: Serialize + DeserializeOwned + Clone>(
         timed: core.cfg.task_timeout.is_some(),
         init,
     };
-    Process::builder()
+    let p = Process::builder()
         .name(format!("PoolWorker-{}", slot + 1))
         .daemon(true)
-        .spawn(start, worker_main::<IA>)
+        .spawn(start, worker_main::<IA>)?;
+    Ok(Started { pid: p.pid(), exit: Exit::Process(p) })
 }
 
 impl PoolBuilder {

@@ -133,69 +133,99 @@ fn serve<IA: DeserializeOwned>(start: WorkerStart<IA>) -> Result<()> {
         let at = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
         PANIC_AT.with(|p| *p.borrow_mut() = at);
     }));
-    let mut report = Vec::new();
-    let header = |kind, id, ns| Report { kind, slot, gen, id, ns };
-    header(wire::READY, 0, 0).encode_into(&[], &mut report);
-    crash_point!("pool.initialized");
-    results.put_bytes(&report)?;
-    let mut out = Vec::new();
-    let mut done = 0u64;
-    loop {
-        let msg = match inbox.get_bytes() {
-            Ok(m) => m,
-            // The pool closed this inbox: nothing more will come.
-            Err(Error::ShutDown) | Err(Error::Eof) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        crash_point!("pool.batch_taken");
-        let mut batch = Batch::decode(&msg)?;
-        let fds =
-            if batch.nfds == 0 { Vec::new() } else { receive_fds(sock.0.as_fd(), batch.nfds)? };
-        let tramp = code.resolve(batch.tramp);
-        let f = code.resolve(batch.f);
-        let mut fds = Some(fds);
-        // Run times go to the owner (it sizes our window from them) as an average over up to
-        // TIME_EVERY tasks, so most tasks read no clock.
-        let (mut since, mut untimed) = (std::time::Instant::now(), 0u64);
-        let mut k = 0u32;
-        while let Some(item) = batch.next_item() {
-            k += 1;
-            let (id, args) = item?;
-            let started = if timed { deadline::now().as_nanos() as u64 } else { 0 };
-            table.record(slot as usize, id, started);
-            crash_point!("pool.task_recorded");
-            let outcome = match (tramp, f) {
-                (Some(tramp), Some(f)) => {
-                    // SAFETY: see the module doc: made from `run::<A, R>` as a `Trampoline`.
-                    let tramp = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
-                    tramp(args, fds.take().unwrap_or_default(), f, &mut out)
+    let mut run = |tramp: isize, f: isize, args: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>| {
+        match (code.resolve(tramp), code.resolve(f)) {
+            (Some(tramp), Some(f)) => {
+                // SAFETY: see the module doc: made from `run::<A, R>` as a `Trampoline`.
+                let tramp = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
+                tramp(args, fds, f, out)
+            }
+            _ => Err((wire::CODEC, "the task's function lies outside this program's code".into())),
+        }
+    };
+    let tasks = Tasks { slot, gen, inbox, results, table, sock, max_tasks, timed };
+    tasks.serve(&mut run)
+}
+
+/// Runs one task of a batch: `(tramp, f, args, fds, out)`; `Ok`: `out` holds the result's
+/// encoding; `Err((kind, message))`.
+pub(crate) type RunTask<'a> = dyn FnMut(isize, isize, &[u8], Vec<OwnedFd>, &mut Vec<u8>) -> std::result::Result<(), (u32, String)>
+    + 'a;
+
+/// What a worker's task loop needs (the start record without the initializer).
+pub(crate) struct Tasks {
+    pub slot: u32,
+    pub gen: u64,
+    pub inbox: Queue<()>,
+    pub results: Queue<()>,
+    pub table: Table,
+    pub sock: FdArg,
+    pub max_tasks: u64,
+    pub timed: bool,
+}
+
+impl Tasks {
+    /// Reports READY, then takes batches and runs their tasks one by one with `run`, each
+    /// recorded in the table before it runs and reported before the next is recorded.
+    pub(crate) fn serve(self, run: &mut RunTask<'_>) -> Result<()> {
+        let Tasks { slot, gen, inbox, results, table, sock, max_tasks, timed } = self;
+        let mut report = Vec::new();
+        let header = |kind, id, ns| Report { kind, slot, gen, id, ns };
+        header(wire::READY, 0, 0).encode_into(&[], &mut report);
+        crash_point!("pool.initialized");
+        results.put_bytes(&report)?;
+        let mut out = Vec::new();
+        let mut done = 0u64;
+        loop {
+            let msg = match inbox.get_bytes() {
+                Ok(m) => m,
+                // The pool closed this inbox: nothing more will come.
+                Err(Error::ShutDown) | Err(Error::Eof) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            crash_point!("pool.batch_taken");
+            let mut batch = Batch::decode(&msg)?;
+            let fds =
+                if batch.nfds == 0 { Vec::new() } else { receive_fds(sock.0.as_fd(), batch.nfds)? };
+            let mut fds = Some(fds);
+            // Run times go to the owner (it sizes our window from them) as an average over up
+            // to TIME_EVERY tasks, so most tasks read no clock.
+            let (mut since, mut untimed) = (std::time::Instant::now(), 0u64);
+            let mut k = 0u32;
+            while let Some(item) = batch.next_item() {
+                k += 1;
+                let (id, args) = item?;
+                let started = if timed { deadline::now().as_nanos() as u64 } else { 0 };
+                table.record(slot as usize, id, started);
+                crash_point!("pool.task_recorded");
+                out.clear();
+                let outcome =
+                    run(batch.tramp, batch.f, args, fds.take().unwrap_or_default(), &mut out);
+                crash_point!("pool.task_ran");
+                untimed += 1;
+                let ns = if untimed >= TIME_EVERY || k == batch.count {
+                    let now = std::time::Instant::now();
+                    let avg = (now - since).as_nanos() as u64 / untimed;
+                    (since, untimed) = (now, 0);
+                    avg.max(1)
+                } else {
+                    0
+                };
+                match outcome {
+                    Ok(()) => header(wire::OK, id, ns).encode_into(&out, &mut report),
+                    Err((kind, msg)) => {
+                        header(kind, id, ns).encode_into(msg.as_bytes(), &mut report)
+                    }
                 }
-                _ => Err((
-                    wire::CODEC,
-                    "the task's function lies outside this program's code".into(),
-                )),
-            };
-            crash_point!("pool.task_ran");
-            untimed += 1;
-            let ns = if untimed >= TIME_EVERY || k == batch.count {
-                let now = std::time::Instant::now();
-                let avg = (now - since).as_nanos() as u64 / untimed;
-                (since, untimed) = (now, 0);
-                avg.max(1)
-            } else {
-                0
-            };
-            match outcome {
-                Ok(()) => header(wire::OK, id, ns).encode_into(&out, &mut report),
-                Err((kind, msg)) => header(kind, id, ns).encode_into(msg.as_bytes(), &mut report),
+                results.put_bytes(&report)?;
+                crash_point!("pool.result_sent");
+                done += 1;
+                if max_tasks != 0 && done >= max_tasks {
+                    // Retiring: the owner sent us no more than this.
+                    return Ok(());
+                }
             }
-            results.put_bytes(&report)?;
-            crash_point!("pool.result_sent");
-            done += 1;
-            if max_tasks != 0 && done >= max_tasks {
-                // Retiring: the owner sent us no more than this.
-                return Ok(());
-            }
+            let _ = batch.count;
         }
     }
 }
