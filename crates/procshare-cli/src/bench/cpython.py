@@ -214,6 +214,16 @@ def square(x):
     return x * x
 
 
+def tasks_rate(n, job):
+    # Tasks/s of `job(n)` (which runs n tasks), repeated for about DUR.
+    t = time.perf_counter()
+    k = 0
+    while k == 0 or time.perf_counter() - t < DUR:
+        job(n)
+        k += n
+    return k / (time.perf_counter() - t)
+
+
 def pool_rows():
     # multiprocessing.Pool(2) and ProcessPoolExecutor(2), warm, on the same tiny task as the
     # procshare rows. imap/submit are ~10^4 tasks/s: fewer tasks there, a rate all the same.
@@ -221,16 +231,9 @@ def pool_rows():
     out = {}
     with mp.Pool(2) as pool:
         pool.map(square, range(1000))
-        def rate(n, job):
-            t = time.perf_counter()
-            k = 0
-            while k == 0 or time.perf_counter() - t < DUR:
-                job(n)
-                k += n
-            return k / (time.perf_counter() - t)
-        out['pool_map'] = rate(100_000, lambda n: pool.map(square, range(n)))
-        out['pool_imap1'] = rate(5_000, lambda n: sum(1 for _ in pool.imap(square, range(n), chunksize=1)))
-        out['pool_apply_async'] = rate(5_000, lambda n: [r.get() for r in [pool.apply_async(square, (x,)) for x in range(n)]])
+        out['pool_map'] = tasks_rate(100_000, lambda n: pool.map(square, range(n)))
+        out['pool_imap1'] = tasks_rate(5_000, lambda n: sum(1 for _ in pool.imap(square, range(n), chunksize=1)))
+        out['pool_apply_async'] = tasks_rate(5_000, lambda n: [r.get() for r in [pool.apply_async(square, (x,)) for x in range(n)]])
         ts = []
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < DUR or len(ts) < 100:
@@ -241,15 +244,8 @@ def pool_rows():
         out['pool_apply_rtt'] = [ts[len(ts) // 2], ts[min(len(ts) - 1, len(ts) * 99 // 100)]]
     with cf.ProcessPoolExecutor(2) as ex:
         list(ex.map(square, range(100)))
-        def rate(n, job):
-            t = time.perf_counter()
-            k = 0
-            while k == 0 or time.perf_counter() - t < DUR:
-                job(n)
-                k += n
-            return k / (time.perf_counter() - t)
-        out['ppe_submit'] = rate(2_000, lambda n: [f.result() for f in [ex.submit(square, x) for x in range(n)]])
-        out['ppe_map1'] = rate(2_000, lambda n: sum(1 for _ in ex.map(square, range(n), chunksize=1)))
+        out['ppe_submit'] = tasks_rate(2_000, lambda n: [f.result() for f in [ex.submit(square, x) for x in range(n)]])
+        out['ppe_map1'] = tasks_rate(2_000, lambda n: sum(1 for _ in ex.map(square, range(n), chunksize=1)))
     return out
 
 

@@ -19,12 +19,11 @@
 //! (forkserver), so the parent-death signal cannot be relied on; [`serve`] watches the owner's
 //! pidfd from a thread of its own and ends the process the moment the owner is gone.
 
+use super::core;
 use super::core::{Args, Call, Config, Core, Exit, Item, Started};
 use super::task::{Job, Outcome};
-use super::worker::{FdArg, Tasks};
-use super::{core, table::Table};
+use super::worker::Tasks;
 use crate::error::{Error, Result};
-use crate::queue::Queue;
 use crate::sys::{deadline, poll, proc};
 use serde::{Deserialize, Serialize};
 use std::os::fd::AsFd;
@@ -36,21 +35,14 @@ use std::time::{Duration, Instant};
 /// hand it to [`serve`] there.
 #[derive(Serialize, Deserialize)]
 pub struct ForeignStart {
-    slot: u32,
-    gen: u64,
-    inbox: Queue<()>,
-    results: Queue<()>,
-    table: Table,
-    sock: FdArg,
-    max_tasks: u64,
-    timed: bool,
+    tasks: Tasks,
     owner: u32,
 }
 
 impl ForeignStart {
     /// The worker slot (0-based) this process fills.
     pub fn slot(&self) -> usize {
-        self.slot as usize
+        self.tasks.slot()
     }
 }
 
@@ -103,17 +95,7 @@ impl ForeignPool {
         }
         let owner = std::process::id();
         let spawner: core::Spawner = Box::new(move |core, slot, gen, inbox, sock| {
-            let s = ForeignStart {
-                slot: slot as u32,
-                gen,
-                inbox,
-                results: core.results.clone(),
-                table: core.table.clone(),
-                sock,
-                max_tasks: core.cfg.max_tasks.unwrap_or(0),
-                timed: core.cfg.task_timeout.is_some(),
-                owner,
-            };
+            let s = ForeignStart { tasks: Tasks::for_slot(core, slot, gen, inbox, sock), owner };
             let child = start(s)?;
             Ok(Started { pid: child.pid, exit: Exit::Foreign(child.exit) })
         });
@@ -237,9 +219,8 @@ impl Drop for ForeignPool {
 /// written into the `Vec`) until the pool closes the inbox or `max_tasks_per_child` is
 /// reached. A thread watches the owner: when it is gone, this process exits at once.
 pub fn serve(start: ForeignStart, run: &mut dyn FnMut(&[u8], &mut Vec<u8>)) -> Result<()> {
-    let ForeignStart { slot, gen, inbox, results, table, sock, max_tasks, timed, owner } = start;
+    let ForeignStart { tasks, owner } = start;
     watch_owner(owner)?;
-    let tasks = Tasks { slot, gen, inbox, results, table, sock, max_tasks, timed };
     tasks.serve(&mut |_, _, args, _fds, out| {
         run(args, out);
         Ok(())

@@ -101,7 +101,7 @@ pub use task::{TaskError, TaskHandle};
 
 use self::core::{Args, Call, Config, Core, Exit, Item, Spawner, Started};
 use self::task::{decode_outcome, Job};
-use self::worker::{run, worker_main, Trampoline, WorkerStart};
+use self::worker::{run, worker_main, Tasks, Trampoline, WorkerStart};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::process::{code_offset, Process, StartMethod};
@@ -155,17 +155,7 @@ fn start<IA: Serialize + DeserializeOwned + Clone>(
     sock: worker::FdArg,
     init: Option<(isize, IA)>,
 ) -> Result<Started> {
-    let start = WorkerStart {
-        slot: slot as u32,
-        gen,
-        inbox,
-        results: core.results.clone(),
-        table: core.table.clone(),
-        sock,
-        max_tasks: core.cfg.max_tasks.unwrap_or(0),
-        timed: core.cfg.task_timeout.is_some(),
-        init,
-    };
+    let start = WorkerStart { tasks: Tasks::for_slot(core, slot, gen, inbox, sock), init };
     let p = Process::builder()
         .name(format!("PoolWorker-{}", slot + 1))
         .daemon(true)

@@ -88,20 +88,10 @@ impl<'de> Deserialize<'de> for FdArg {
     }
 }
 
-/// What a worker process is started with.
+/// What a worker process is started with: its task loop's record and its initializer.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerStart<IA> {
-    pub slot: u32,
-    pub gen: u64,
-    pub inbox: Queue<()>,
-    pub results: Queue<()>,
-    pub table: Table,
-    /// The worker's end of the socket that carries the descriptors of handles in task args.
-    pub sock: FdArg,
-    /// Exit after this many tasks (0: never).
-    pub max_tasks: u64,
-    /// Whether to stamp each task's start time (only `task_timeout` needs it).
-    pub timed: bool,
+    pub tasks: Tasks,
     /// The initializer (a code offset of a `fn(IA)`) and its argument.
     pub init: Option<(isize, IA)>,
 }
@@ -116,7 +106,7 @@ pub(crate) fn worker_main<IA: DeserializeOwned>(start: WorkerStart<IA>) {
 }
 
 fn serve<IA: DeserializeOwned>(start: WorkerStart<IA>) -> Result<()> {
-    let WorkerStart { slot, gen, inbox, results, table, sock, max_tasks, timed, init } = start;
+    let WorkerStart { tasks, init } = start;
     let code = Code::load()?;
     if let Some((f, a)) = init {
         let f = code
@@ -133,17 +123,31 @@ fn serve<IA: DeserializeOwned>(start: WorkerStart<IA>) -> Result<()> {
         let at = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
         PANIC_AT.with(|p| *p.borrow_mut() = at);
     }));
+    // A batch's tasks share their function: resolve it once per change, not per task.
+    // (the offsets, and their addresses if they lie in our code)
+    type Resolved = ((isize, isize), Option<(usize, usize)>);
+    let mut resolved: Option<Resolved> = None;
     let mut run = |tramp: isize, f: isize, args: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>| {
-        match (code.resolve(tramp), code.resolve(f)) {
-            (Some(tramp), Some(f)) => {
+        let key = (tramp, f);
+        let addrs = match resolved {
+            Some((k, a)) if k == key => a,
+            _ => {
+                let a = code.resolve(tramp).zip(code.resolve(f));
+                resolved = Some((key, a));
+                a
+            }
+        };
+        match addrs {
+            Some((tramp, f)) => {
                 // SAFETY: see the module doc: made from `run::<A, R>` as a `Trampoline`.
                 let tramp = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
                 tramp(args, fds, f, out)
             }
-            _ => Err((wire::CODEC, "the task's function lies outside this program's code".into())),
+            None => {
+                Err((wire::CODEC, "the task's function lies outside this program's code".into()))
+            }
         }
     };
-    let tasks = Tasks { slot, gen, inbox, results, table, sock, max_tasks, timed };
     tasks.serve(&mut run)
 }
 
@@ -152,19 +156,49 @@ fn serve<IA: DeserializeOwned>(start: WorkerStart<IA>) -> Result<()> {
 pub(crate) type RunTask<'a> = dyn FnMut(isize, isize, &[u8], Vec<OwnedFd>, &mut Vec<u8>) -> std::result::Result<(), (u32, String)>
     + 'a;
 
-/// What a worker's task loop needs (the start record without the initializer).
+/// What a worker's task loop needs, Rust or foreign: made by the owner for one slot's
+/// generation, sent to the worker as (part of) its start record.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct Tasks {
-    pub slot: u32,
-    pub gen: u64,
-    pub inbox: Queue<()>,
-    pub results: Queue<()>,
-    pub table: Table,
-    pub sock: FdArg,
-    pub max_tasks: u64,
-    pub timed: bool,
+    slot: u32,
+    gen: u64,
+    inbox: Queue<()>,
+    results: Queue<()>,
+    table: Table,
+    /// The worker's end of the socket that carries the descriptors of handles in task args.
+    sock: FdArg,
+    /// Exit after this many tasks (0: never).
+    max_tasks: u64,
+    /// Whether to stamp each task's start time (only `task_timeout` needs it).
+    timed: bool,
 }
 
 impl Tasks {
+    /// The record for the worker of `slot`, generation `gen`, of the pool `core`.
+    pub(crate) fn for_slot(
+        core: &super::core::Core,
+        slot: usize,
+        gen: u64,
+        inbox: Queue<()>,
+        sock: FdArg,
+    ) -> Tasks {
+        Tasks {
+            slot: slot as u32,
+            gen,
+            inbox,
+            results: core.results.clone(),
+            table: core.table.clone(),
+            sock,
+            max_tasks: core.cfg.max_tasks.unwrap_or(0),
+            timed: core.cfg.task_timeout.is_some(),
+        }
+    }
+
+    /// The worker slot (0-based) this record fills.
+    pub(crate) fn slot(&self) -> usize {
+        self.slot as usize
+    }
+
     /// Reports READY, then takes batches and runs their tasks one by one with `run`, each
     /// recorded in the table before it runs and reported before the next is recorded.
     pub(crate) fn serve(self, run: &mut RunTask<'_>) -> Result<()> {
